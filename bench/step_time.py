@@ -1,0 +1,81 @@
+"""ms per step of the engine and of the plain tutorial loop, side by side, in one run.
+
+    python bench/step_time.py [--sizes 256 512] [--steps 20]
+
+Both use the same seeded VGG19 weights file (the real ImageNet file cannot be fetched here;
+speed does not depend on the values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nst_engine.model import quiet_tensorflow
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    quiet_tensorflow()
+    import tensorflow as tf
+
+    from bench.tutorial import tutorial_loop
+    from nst_engine import StyleOptions, load_model, stylize
+    from nst_engine.weights import WEIGHTS_FILE, random_weights, save_legacy_h5
+
+    folder = Path(tempfile.mkdtemp())
+    weights = save_legacy_h5(random_weights(0), folder / WEIGHTS_FILE)
+    model = load_model(str(weights))
+    rng = np.random.default_rng(0)
+    print(f"machine: {platform.machine()}, {_cpu_name()}, TensorFlow {tf.__version__}")
+    print(f"{'size':>6} {'tutorial ms/step':>17} {'engine ms/step':>15} {'speed-up':>9}")
+    for size in args.sizes:
+        content = (rng.uniform(size=(size, size, 3)) * 255).astype(np.uint8)
+        style = (rng.uniform(size=(size, size, 3)) * 255).astype(np.uint8)
+
+        stamps: list[float] = []
+        unit = [content[None].astype(np.float32) / 255, style[None].astype(np.float32) / 255]
+        tutorial_loop(model._vgg, *unit, args.warmup + args.steps,
+                      on_step=lambda _s: stamps.append(time.perf_counter()))
+        tutorial_ms = _ms_per_step(stamps, args.warmup)
+
+        stamps = []
+        options = StyleOptions(max_size=size, steps=args.warmup + args.steps)
+        stylize(content, style, options, model=model,
+                on_progress=lambda _p: stamps.append(time.perf_counter()))
+        engine_ms = _ms_per_step(stamps, args.warmup)
+        print(f"{size:>6} {tutorial_ms:>17.0f} {engine_ms:>15.0f} {tutorial_ms / engine_ms:>8.2f}×")
+
+
+def _ms_per_step(stamps: list[float], warmup: int) -> float:
+    timed = stamps[warmup - 1 :]
+    return (timed[-1] - timed[0]) / (len(timed) - 1) * 1000
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f" ({_cores()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""The ``nst`` command: stylize images from the shell, and fetch the weights ahead of time."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from nst_engine.errors import NSTError
+from nst_engine.options import StyleOptions
+from nst_engine.weights import IMAGENET, RANDOM, WEIGHTS_ENV, WEIGHTS_FILE, default_weights
+
+log = logging.getLogger(__name__)
+
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+USAGE_ERROR = 2
+_DEFAULTS = StyleOptions()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one ``error:`` line, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see {self.prog} --help)")
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(USAGE_ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="nst",
+        description="Repaint a photo in the style of an artwork (Gatys et al., VGG19).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser(
+        "stylize",
+        help="stylize CONTENT in the style of STYLE",
+        description="Stylize CONTENT in the style of one or more STYLE images.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run.add_argument("content", type=Path, help="the photo to repaint")
+    run.add_argument("style", type=Path, nargs="+", help="the artwork(s) whose style to use")
+    run.add_argument(
+        "-o", "--output", type=Path, required=True, help="where to write (.png, .jpg or .webp)"
+    )
+    run.add_argument(
+        "--strength",
+        type=float,
+        default=_DEFAULTS.strength,
+        help="0 (barely styled) to 10 (style dominates); log scale around the seed's weights",
+    )
+    run.add_argument("--steps", type=int, default=_DEFAULTS.steps, help="optimisation steps")
+    run.add_argument(
+        "--size", type=int, default=_DEFAULTS.max_size, help="longest side of the output in pixels"
+    )
+    run.add_argument(
+        "--weights",
+        default=None,
+        help=f"VGG19 weights: imagenet (downloaded once and cached), random (tests only: not a "
+        f"real style transfer), or the path of {WEIGHTS_FILE} "
+        f"(default: ${WEIGHTS_ENV} or imagenet)",
+    )
+    run.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed for the noise start")
+    run.add_argument(
+        "--preserve-colors", action="store_true", help="keep the photo's colours; transfer texture"
+    )
+    run.add_argument(
+        "--content-weight",
+        type=float,
+        default=None,
+        help="expert: content weight (default 1e4)",
+    )
+    run.add_argument(
+        "--style-weight",
+        type=float,
+        default=None,
+        help="expert: style weight, overrides --strength (default from strength: 1e-2 at 5)",
+    )
+    run.add_argument(
+        "--tv-weight", type=float, default=_DEFAULTS.tv_weight, help="smoothness weight"
+    )
+    run.add_argument(
+        "--init", choices=("content", "noise"), default=_DEFAULTS.init, help="starting image"
+    )
+    run.add_argument(
+        "--learning-rate", type=float, default=_DEFAULTS.learning_rate, help="Adam step size"
+    )
+    run.add_argument(
+        "--style-blend",
+        type=float,
+        nargs="+",
+        default=None,
+        help="one weight per STYLE image (default: equal)",
+    )
+    run.add_argument(
+        "--style-scale",
+        type=float,
+        default=_DEFAULTS.style_scale,
+        help="style image size relative to the output (0.25-4)",
+    )
+    run.set_defaults(handler=_stylize)
+
+    weights = commands.add_parser("weights", help="obtain the VGG19 weights ahead of time")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True)
+    download = weights_commands.add_parser(
+        "download", help=f"download {WEIGHTS_FILE} into Keras' cache (~/.keras/models)"
+    )
+    download.set_defaults(handler=_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.handler(args)
+    except (NSTError, ValueError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    from nst_engine.images import load_image, save_image
+    from nst_engine.model import quiet_tensorflow
+
+    if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
+        _fail(f"output must end in {', '.join(OUTPUT_SUFFIXES)}, not '{args.output.name}'")
+    if not args.output.parent.is_dir():
+        _fail(f"no such folder for the output: {args.output.parent}")
+    options = StyleOptions(
+        strength=args.strength,
+        steps=args.steps,
+        max_size=args.size,
+        seed=args.seed,
+        preserve_colors=args.preserve_colors,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        init=args.init,
+        learning_rate=args.learning_rate,
+        style_blend=tuple(args.style_blend) if args.style_blend else None,
+        style_scale=args.style_scale,
+    )
+    content = load_image(args.content)
+    styles = [load_image(path) for path in args.style]
+    weights = args.weights or default_weights()
+    if weights == RANDOM:
+        print(
+            "warning: VGG19 has RANDOM weights: this output is NOT a real style transfer "
+            "(for tests and demos only)",
+            file=sys.stderr,
+        )
+
+    quiet_tensorflow()
+    from nst_engine.transfer import load_model, stylize
+
+    started = time.perf_counter()
+    model = load_model(weights, seed=args.seed)
+    bar = ProgressBar(sys.stderr)
+    result = stylize(content, styles, options, model=model, on_progress=bar.update)
+    bar.close()
+    size = save_image(result.image, args.output)
+    h, w = result.image.shape[:2]
+    label = "" if result.is_real_style_transfer else " [random weights: not a real style transfer]"
+    print(
+        f"wrote {args.output} ({w}×{h}, {_human_bytes(size)}) in "
+        f"{time.perf_counter() - started:.1f} s, {result.steps} steps{label}"
+    )
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from nst_engine.weights import fetch_imagenet_weights
+
+    path = fetch_imagenet_weights()
+    print(f"VGG19 {IMAGENET} weights at {path}")
+    return 0
+
+
+class ProgressBar:
+    """A one-line progress bar with the losses and an ETA; plain lines when not on a terminal."""
+
+    def __init__(self, stream, width: int = 24) -> None:
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self._last_tenth = -1
+
+    def update(self, progress) -> None:
+        fraction = progress.step / progress.total
+        eta = progress.eta
+        losses = progress.losses
+        text = (
+            f"{fraction:4.0%} step {progress.step}/{progress.total} "
+            f"loss {losses.total:.3g} (content {losses.content:.3g}, style {losses.style:.3g}, "
+            f"tv {losses.tv:.3g}) ETA {_clock(eta)}"
+        )
+        if self.tty:
+            filled = int(fraction * self.width)
+            bar = "#" * filled + "." * (self.width - filled)
+            self.stream.write(f"\r[{bar}] {text}\033[K")
+            self.stream.flush()
+        elif int(fraction * 10) != self._last_tenth:
+            self._last_tenth = int(fraction * 10)
+            self.stream.write(text + "\n")
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024 or unit == "MB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,17 @@
+"""The engine's exceptions. Their messages are written to be shown to a member of the public."""
+
+
+class NSTError(Exception):
+    """Base of every error the engine raises on purpose; ``str(err)`` is one safe, readable line."""
+
+
+class ImageError(NSTError):
+    """An input is not an image we can use (unreadable, hostile, or over a limit)."""
+
+
+class WeightsError(NSTError):
+    """The VGG19 weights could not be obtained or read."""
+
+
+class CancelledError(NSTError):
+    """A job was cancelled before it produced anything."""

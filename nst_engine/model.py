@@ -1,0 +1,124 @@
+"""VGG19 as a feature extractor: float images in [0, 1] in, the chosen layers' activations out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from functools import cache
+
+import numpy as np
+
+from nst_engine.errors import WeightsError
+from nst_engine.weights import RANDOM, random_weights, resolve_weights, weights_label
+
+log = logging.getLogger(__name__)
+
+# Caffe-style VGG preprocessing: BGR order, ImageNet channel means on a 0–255 scale.
+_BGR_MEANS = (103.939, 116.779, 123.68)
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow without its C++ start-up notices reaching the user's terminal.
+
+    TF_CPP_MIN_LOG_LEVEL does not silence all of them (absl, CUDA probing, oneDNN), and turning
+    oneDNN off to hide its notice makes every step much slower, so stderr's file descriptor is
+    pointed at a temporary file while TensorFlow loads; if the import fails, that text is replayed.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow
+
+            # Device discovery (CUDA probing) prints its own notices on first use.
+            tensorflow.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class VGG19Features:
+    """A loaded VGG19 (no top) that hands out feature models truncated at the layers asked for."""
+
+    def __init__(self, weights: str, *, seed: int = 0) -> None:
+        quiet_tensorflow()
+        import keras
+
+        self.weights = weights
+        self.label = weights_label(weights)
+        path = resolve_weights(weights)
+        vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
+        if path is None:
+            for name, (kernel, bias) in random_weights(seed).items():
+                vgg.get_layer(name).set_weights([kernel, bias])
+            log.warning("VGG19 has RANDOM weights: results are NOT a real style transfer")
+        else:
+            try:
+                vgg.load_weights(str(path))
+            except Exception as err:  # noqa: BLE001 - h5py/Keras raise many kinds for a bad file
+                raise WeightsError(
+                    f"the weights file {path.name} is not a readable VGG19 no-top HDF5 file "
+                    f"({type(err).__name__}); download it again or point NST_WEIGHTS elsewhere"
+                ) from err
+            log.info("VGG19 weights loaded from %s", path)
+        vgg.trainable = False
+        self._vgg = vgg
+        self._extractor = cache(self._build)
+
+    @property
+    def is_random(self) -> bool:
+        return self.weights == RANDOM
+
+    def extractor(self, layers: tuple[str, ...]):
+        """A Keras model from a B×H×W×3 float image in [0, 1] to the listed layers' outputs.
+
+        The model stops at the deepest listed layer, so no work is spent beyond it.
+        """
+        return self._extractor(layers)
+
+    def _build(self, layers: tuple[str, ...]):
+        import keras
+
+        inputs = keras.Input(shape=(None, None, 3))
+        x = keras.layers.Lambda(_vgg_preprocess, name="vgg_preprocess")(inputs)
+        deepest = max(layers, key=_layer_index)
+        outputs = {}
+        for layer in self._vgg.layers[1:]:
+            x = layer(x)
+            if layer.name in layers:
+                outputs[layer.name] = x
+            if layer.name == deepest:
+                break
+        model = keras.Model(inputs, [outputs[name] for name in layers])
+        model.trainable = False
+        return model
+
+    def layer_arrays(self) -> dict[str, list[np.ndarray]]:
+        """The conv layers' weights as NumPy arrays, for checks."""
+        return {layer.name: layer.get_weights() for layer in self._vgg.layers if layer.weights}
+
+
+def _vgg_preprocess(images):
+    import tensorflow as tf
+
+    bgr = tf.reverse(images, axis=[-1]) * 255.0
+    return bgr - tf.constant(_BGR_MEANS, dtype=bgr.dtype)
+
+
+def _layer_index(name: str) -> tuple[int, int]:
+    block, conv = name.removeprefix("block").split("_conv")
+    return int(block), int(conv)
+
+
+__all__ = ["VGG19Features", "WeightsError", "quiet_tensorflow"]

@@ -1,0 +1,260 @@
+"""What a caller asks for (`StyleOptions`) and what comes back (`StyleResult`, `Progress`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal
+
+import numpy as np
+
+CONTENT_LAYERS: tuple[str, ...] = ("block5_conv2",)
+STYLE_LAYERS: tuple[str, ...] = (
+    "block1_conv1",
+    "block2_conv1",
+    "block3_conv1",
+    "block4_conv1",
+    "block5_conv1",
+)
+VGG19_CONV_LAYERS: tuple[str, ...] = tuple(
+    f"block{block}_conv{conv}"
+    for block, convs in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
+    for conv in range(1, convs + 1)
+)
+
+# The seed's weights; `strength` 5 reproduces exactly this ratio.
+BASE_CONTENT_WEIGHT = 1e4
+BASE_STYLE_WEIGHT = 1e-2
+# Each step of `strength` multiplies the style/content ratio by 10**0.4 (about 2.5):
+# strength 0 is 1/100 of the seed's ratio, strength 10 is 100 times it.
+STRENGTH_DECADES_PER_STEP = 0.4
+DEFAULT_STRENGTH = 5.0
+
+Init = Literal["content", "noise"]
+Precision = Literal["auto", "float32", "bfloat16", "float16"]
+Optimizer = Literal["adam", "lbfgs"]
+
+
+def style_weight_for_strength(strength: float) -> float:
+    """The style weight that `strength` (0–10) stands for, with the content weight at 1e4."""
+    return BASE_STYLE_WEIGHT * 10 ** ((strength - DEFAULT_STRENGTH) * STRENGTH_DECADES_PER_STEP)
+
+
+@dataclass(frozen=True)
+class StyleOptions:
+    """Everything a user can tune about one style transfer. Validated on construction."""
+
+    # 0 (barely styled) … 10 (style dominates); log-scale knob over the style/content weight ratio.
+    strength: float = DEFAULT_STRENGTH
+    # Number of optimisation steps at full size (after any coarse passes).
+    steps: int = 300
+    # Longest side of the output in pixels; smaller inputs are not enlarged beyond their size.
+    max_size: int = 512
+    # Adam's step size, in units of the [0, 1] pixel range.
+    learning_rate: float = 0.02
+    # Adam's first-moment decay and epsilon (the tutorial's 0.99 and 0.1 keep pixel updates smooth).
+    beta_1: float = 0.99
+    epsilon: float = 0.1
+    # Expert overrides. None: content 1e4, style from `strength`.
+    content_weight: float | None = None
+    style_weight: float | None = None
+    # Weight of the total-variation (smoothness) term.
+    tv_weight: float = 30.0
+    # Start from a copy of the content image, or from seeded uniform noise.
+    init: Init = "content"
+    # Seeds the noise start; the same inputs, options and seed repeat on the same machine.
+    seed: int = 0
+    # Keep the content's colours: transfer on luminance only, then restore the content's chroma.
+    preserve_colors: bool = False
+    # One weight per style image (normalised to sum to 1). None: equal weights.
+    style_blend: tuple[float, ...] | None = None
+    # Size of the style image relative to the output's longest side (0.25–4).
+    style_scale: float = 1.0
+    # Layers: the seed's choice; per-layer style weights default to equal.
+    content_layers: tuple[str, ...] = CONTENT_LAYERS
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None
+    # Send a small preview image with progress every this many steps (0: never).
+    preview_every: int = 0
+    # Longest side of preview images.
+    preview_size: int = 128
+    # Arithmetic of the feature network: auto picks bfloat16/float16 where the hardware is fast at
+    # it and float32 elsewhere. The image, its targets and the losses always stay in float32.
+    precision: Precision = "float32"
+    # Optimiser: Adam (the seed's) or L-BFGS (Gatys et al.'s).
+    optimizer: Optimizer = "adam"
+    # Fraction of the steps run first at half resolution (coarse-to-fine); 0 disables it.
+    coarse_fraction: float = 0.0
+    # Stop when the total loss improved by less than this fraction over the last 20 steps (0: off).
+    early_stop_tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.strength <= 10, f"strength must be between 0 and 10, not {self.strength}")
+        _check(1 <= self.steps <= 10_000, f"steps must be between 1 and 10000, not {self.steps}")
+        _check(
+            32 <= self.max_size <= 4096,
+            f"max_size must be between 32 and 4096, not {self.max_size}",
+        )
+        _check(
+            0 < self.learning_rate <= 1,
+            f"learning_rate must be above 0 and at most 1, not {self.learning_rate}",
+        )
+        _check(0 <= self.beta_1 < 1, f"beta_1 must be in [0, 1), not {self.beta_1}")
+        _check(self.epsilon > 0, f"epsilon must be above 0, not {self.epsilon}")
+        for name in ("content_weight", "style_weight"):
+            value = getattr(self, name)
+            _check(
+                value is None or (math.isfinite(value) and value >= 0),
+                f"{name} must be a finite number ≥ 0, not {value}",
+            )
+        _check(
+            math.isfinite(self.tv_weight) and self.tv_weight >= 0,
+            f"tv_weight must be a finite number ≥ 0, not {self.tv_weight}",
+        )
+        _check(self.init in ("content", "noise"), f"init must be content or noise, not {self.init}")
+        _check(0 <= self.seed < 2**32, f"seed must be between 0 and 2**32-1, not {self.seed}")
+        if self.style_blend is not None:
+            _check(
+                len(self.style_blend) > 0
+                and all(math.isfinite(w) and w >= 0 for w in self.style_blend)
+                and sum(self.style_blend) > 0,
+                "style_blend needs one weight ≥ 0 per style image, not all zero",
+            )
+        _check(
+            0.25 <= self.style_scale <= 4,
+            f"style_scale must be between 0.25 and 4, not {self.style_scale}",
+        )
+        unknown = [
+            n for n in (*self.content_layers, *self.style_layers) if n not in VGG19_CONV_LAYERS
+        ]
+        _check(
+            not unknown and self.content_layers and self.style_layers,
+            f"unknown VGG19 layer(s) {unknown}; choose from {', '.join(VGG19_CONV_LAYERS)}",
+        )
+        if self.style_layer_weights is not None:
+            _check(
+                len(self.style_layer_weights) == len(self.style_layers)
+                and all(w >= 0 for w in self.style_layer_weights),
+                "style_layer_weights needs one weight ≥ 0 per style layer",
+            )
+        _check(self.preview_every >= 0, "preview_every must be ≥ 0")
+        _check(16 <= self.preview_size <= 512, "preview_size must be between 16 and 512")
+        _check(
+            self.precision in ("auto", "float32", "bfloat16", "float16"),
+            f"precision must be auto, float32, bfloat16 or float16, not {self.precision}",
+        )
+        _check(
+            self.optimizer in ("adam", "lbfgs"),
+            f"optimizer must be adam or lbfgs, not {self.optimizer}",
+        )
+        _check(0 <= self.coarse_fraction < 1, "coarse_fraction must be in [0, 1)")
+        _check(0 <= self.early_stop_tolerance < 1, "early_stop_tolerance must be in [0, 1)")
+
+    @property
+    def effective_content_weight(self) -> float:
+        return BASE_CONTENT_WEIGHT if self.content_weight is None else self.content_weight
+
+    @property
+    def effective_style_weight(self) -> float:
+        if self.style_weight is not None:
+            return self.style_weight
+        return style_weight_for_strength(self.strength)
+
+    def replace(self, **changes: object) -> StyleOptions:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def summary(self) -> dict[str, object]:
+        """The fields that differ from the defaults, for logs and chat embeds."""
+        default = StyleOptions()
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
+
+
+# Quality presets: steps and the optimisation schedule. Defined by measurement (see bench/).
+QUALITY_PRESETS: dict[str, dict[str, object]] = {
+    "fast": {"steps": 100},
+    "balanced": {"steps": 300},
+    "best": {"steps": 800},
+}
+DEFAULT_QUALITY = "balanced"
+
+
+def options_for_quality(quality: str = DEFAULT_QUALITY, **changes: object) -> StyleOptions:
+    """A preset (fast | balanced | best) with some fields changed."""
+    if quality not in QUALITY_PRESETS:
+        raise ValueError(f"quality must be one of {', '.join(QUALITY_PRESETS)}, not {quality}")
+    return StyleOptions(**{**QUALITY_PRESETS[quality], **changes})  # type: ignore[arg-type]
+
+
+def _check(ok: object, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class Losses:
+    """The weighted terms of the objective at one step (each already multiplied by its weight)."""
+
+    content: float
+    style: float
+    tv: float
+
+    @property
+    def total(self) -> float:
+        return self.content + self.style + self.tv
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One report from a running job."""
+
+    # Steps done so far (1-based) and the total planned.
+    step: int
+    total: int
+    # Losses after this step.
+    losses: Losses
+    # Seconds since the job started (model and targets included).
+    elapsed: float
+    # A small uint8 H×W×3 preview of the current image, every `preview_every` steps; else None.
+    preview: np.ndarray | None = None
+    # Renders a preview of the current image on demand (only valid during the callback; not
+    # picklable: drop it with `replace(progress, snapshot=None)` before sending elsewhere).
+    snapshot: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the average pace so far, or None before the first step."""
+        if self.step <= 0:
+            return None
+        return self.elapsed / self.step * (self.total - self.step)
+
+
+@dataclass(frozen=True)
+class StyleResult:
+    """The stylized image and how it was made."""
+
+    # uint8 H×W×3, RGB, in [0, 255].
+    image: np.ndarray
+    # Steps actually run (fewer than planned when cancelled or stopped early).
+    steps: int
+    # Wall time of the whole job in seconds.
+    seconds: float
+    # Losses after the last step (weighted).
+    losses: Losses
+    # Losses after every step, in order.
+    history: tuple[Losses, ...] = field(repr=False)
+    # True when `should_stop` ended the job before its planned steps.
+    cancelled: bool = False
+    # True when early stopping ended it (the loss had stopped improving).
+    converged: bool = False
+    # Which weights made it: "imagenet", a file name, or "random" (not a real style transfer).
+    weights: str = "imagenet"
+
+    @property
+    def is_real_style_transfer(self) -> bool:
+        return self.weights != "random"

@@ -1,0 +1,268 @@
+"""The optimisation loop: Gatys et al.'s objective minimised over the pixels of the image."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nst_engine.images import output_size, resize
+from nst_engine.model import VGG19Features
+from nst_engine.options import Losses, Progress, StyleOptions, StyleResult
+from nst_engine.weights import default_weights
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[Progress], None]
+StopCheck = Callable[[], bool]
+
+# Adam's second-moment decay: Keras' default, as in the tutorial.
+_BETA_2 = 0.999
+# Early stopping compares the loss with its value this many steps ago.
+_PATIENCE = 20
+# BT.601 luma and the YIQ chroma axes, for colour preservation.
+_RGB_TO_YIQ = np.array(
+    [[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]],
+    dtype=np.float32,
+)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
+
+
+def load_model(weights: str | None = None, *, seed: int = 0) -> VGG19Features:
+    """Load VGG19 once: ``imagenet`` (download + cache), a path to the no-top .h5, or ``random``."""
+    return VGG19Features(weights or default_weights(), seed=seed)
+
+
+def stylize(
+    content: np.ndarray,
+    style: np.ndarray | Sequence[np.ndarray],
+    options: StyleOptions | None = None,
+    *,
+    model: VGG19Features | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> StyleResult:
+    """Repaint ``content`` in the style of ``style`` (one image or several to blend).
+
+    Images are uint8 H×W×3 RGB arrays in [0, 255]; so is the result's image, whose longest side
+    is ``options.max_size`` at most. ``on_progress`` is called after every step; ``should_stop``
+    before every step, and a True ends the job with the image as it stands.
+    """
+    started = time.perf_counter()
+    options = options or StyleOptions()
+    styles = [style] if isinstance(style, np.ndarray) else list(style)
+    if not styles:
+        raise ValueError("at least one style image is needed")
+    blend = options.style_blend or (1.0,) * len(styles)
+    if len(blend) != len(styles):
+        raise ValueError(f"style_blend has {len(blend)} weights for {len(styles)} style images")
+    model = model or load_model()
+
+    height, width = content.shape[:2]
+    out_w, out_h = output_size(width, height, options.max_size)
+    content_px = _to_unit(resize(content, out_w, out_h))
+    style_long = max(32, round(options.style_scale * max(out_w, out_h)))
+    styles_px = [_to_unit(_resize_long_side(s, style_long)) for s in styles]
+    if options.preserve_colors:
+        styles_px = [_luminance_like(s, content_px) for s in styles_px]
+        target_px = _gray(_yiq(content_px)[..., 0])
+    else:
+        target_px = content_px
+
+    run = _Run(model, options, blend, styles_px, on_progress, should_stop, started)
+    image, history, cancelled, converged = run.optimise(target_px)
+    if options.preserve_colors:
+        image = _with_chroma_of(image, content_px)
+    result_losses = history[-1] if history else Losses(0.0, 0.0, 0.0)
+    seconds = time.perf_counter() - started
+    log.info(
+        "stylized %dx%d in %d steps, %.1fs (loss %.4g, weights %s)",
+        out_w,
+        out_h,
+        len(history),
+        seconds,
+        result_losses.total,
+        model.label,
+    )
+    return StyleResult(
+        image=_to_uint8(image),
+        steps=len(history),
+        seconds=seconds,
+        losses=result_losses,
+        history=tuple(history),
+        cancelled=cancelled,
+        converged=converged,
+        weights=model.label,
+    )
+
+
+@dataclass
+class _Run:
+    model: VGG19Features
+    options: StyleOptions
+    blend: Sequence[float]
+    styles_px: list[np.ndarray]
+    on_progress: ProgressCallback | None
+    should_stop: StopCheck | None
+    started: float
+
+    def optimise(self, target_px: np.ndarray) -> tuple[np.ndarray, list[Losses], bool, bool]:
+        import tensorflow as tf
+
+        opts = self.options
+        layers = tuple(dict.fromkeys((*opts.style_layers, *opts.content_layers)))
+        extractor = self.model.extractor(layers)
+        n_style = len(opts.style_layers)
+        total_weight = float(sum(self.blend))
+        style_grams = None
+        for style_px, weight in zip(self.styles_px, self.blend):
+            feats = extractor(tf.constant(style_px[None]))
+            grams = [_gram(f) * (weight / total_weight) for f in feats[:n_style]]
+            style_grams = (
+                grams if style_grams is None else [a + b for a, b in zip(style_grams, grams)]
+            )
+        layer_weights = opts.style_layer_weights or (1.0,) * n_style
+        layer_weights = tf.constant(np.array(layer_weights) / sum(layer_weights), tf.float32)
+
+        coarse_steps = round(opts.steps * opts.coarse_fraction)
+        plan = []
+        if coarse_steps:
+            h, w = target_px.shape[:2]
+            plan.append(((max(32, h // 2), max(32, w // 2)), coarse_steps))
+        plan.append((target_px.shape[:2], opts.steps - coarse_steps))
+
+        if opts.init == "noise":
+            rng = np.random.default_rng(opts.seed)
+            image_px = rng.uniform(0, 1, target_px.shape).astype(np.float32)
+        else:
+            image_px = target_px
+        step_fn = _step_function(extractor, n_style)
+        weights = tf.constant(
+            [opts.effective_content_weight, opts.effective_style_weight, opts.tv_weight], tf.float32
+        )
+        adam = tf.constant([opts.learning_rate, opts.beta_1, _BETA_2, opts.epsilon], tf.float32)
+        history: list[Losses] = []
+        best_window: list[float] = []
+        done = 0
+        for (h, w), steps in plan:
+            image = tf.Variable(tf.image.resize(image_px[None], (h, w)))
+            target = tf.image.resize(target_px[None], (h, w))
+            content_targets = extractor(target)[n_style:]
+            m = tf.Variable(tf.zeros_like(image))
+            v = tf.Variable(tf.zeros_like(image))
+            t = tf.Variable(0.0)
+            for _ in range(steps):
+                if self.should_stop is not None and self.should_stop():
+                    return image.numpy()[0], history, True, False
+                c, s, tv = step_fn(
+                    image, m, v, t, style_grams, content_targets, layer_weights, weights, adam
+                )
+                losses = Losses(float(c), float(s), float(tv))
+                history.append(losses)
+                done += 1
+                self._report(done, losses, image)
+                best_window.append(losses.total)
+                if self._converged(best_window):
+                    return image.numpy()[0], history, False, True
+            image_px = image.numpy()[0]
+        return image_px, history, False, False
+
+    def _report(self, done: int, losses: Losses, image) -> None:
+        if self.on_progress is None:
+            return
+        opts = self.options
+
+        def snapshot() -> np.ndarray:
+            return _to_uint8(_resize_long_side_unit(image.numpy()[0], opts.preview_size))
+
+        preview = None
+        if opts.preview_every and (done % opts.preview_every == 0 or done == opts.steps):
+            preview = snapshot()
+        elapsed = time.perf_counter() - self.started
+        self.on_progress(Progress(done, opts.steps, losses, elapsed, preview, snapshot))
+
+    def _converged(self, totals: list[float]) -> bool:
+        tol = self.options.early_stop_tolerance
+        if not tol or len(totals) <= _PATIENCE:
+            return False
+        before, now = totals[-1 - _PATIENCE], totals[-1]
+        return before - now < tol * abs(before)
+
+
+def _step_function(extractor, n_style: int):
+    """One compiled Adam step on the image variable; returns the weighted (content, style, tv)."""
+    import tensorflow as tf
+
+    from nst_engine.losses import content_loss, gram_matrix, total_variation_loss
+
+    @tf.function(reduce_retracing=True)
+    def step(image, m, v, t, style_grams, content_targets, layer_weights, weights, adam):
+        lr, beta_1, beta_2, epsilon = adam[0], adam[1], adam[2], adam[3]
+        with tf.GradientTape() as tape:
+            feats = extractor(image)
+            style_terms = [
+                tf.reduce_mean(tf.square(gram_matrix(f) - g))
+                for f, g in zip(feats[:n_style], style_grams)
+            ]
+            style = weights[1] * tf.reduce_sum(tf.stack(style_terms) * layer_weights)
+            content = weights[0] * content_loss(feats[n_style:], content_targets)
+            tv = weights[2] * total_variation_loss(image)
+            loss = content + style + tv
+        grad = tape.gradient(loss, image)
+        t.assign_add(1.0)
+        m.assign_add((grad - m) * (1.0 - beta_1))
+        v.assign_add((tf.square(grad) - v) * (1.0 - beta_2))
+        alpha = lr * tf.sqrt(1.0 - tf.pow(beta_2, t)) / (1.0 - tf.pow(beta_1, t))
+        image.assign(tf.clip_by_value(image - alpha * m / (tf.sqrt(v) + epsilon), 0.0, 1.0))
+        return content, style, tv
+
+    return step
+
+
+def _gram(features):
+    from nst_engine.losses import gram_matrix
+
+    return gram_matrix(features)
+
+
+def _to_unit(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float32) / 255.0
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def _resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    scale = long_side / max(h, w)
+    return resize(image, max(1, round(w * scale)), max(1, round(h * scale)))
+
+
+def _resize_long_side_unit(image: np.ndarray, long_side: int) -> np.ndarray:
+    return _to_unit(_resize_long_side(_to_uint8(image), long_side))
+
+
+def _yiq(image: np.ndarray) -> np.ndarray:
+    return image @ _RGB_TO_YIQ.T
+
+
+def _gray(luma: np.ndarray) -> np.ndarray:
+    return np.repeat(np.clip(luma, 0, 1)[..., None], 3, axis=-1).astype(np.float32)
+
+
+def _luminance_like(style: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """The style's luminance, matched to the content's mean and spread, as a gray RGB image."""
+    s, c = _yiq(style)[..., 0], _yiq(content)[..., 0]
+    matched = (s - s.mean()) / (s.std() + 1e-6) * c.std() + c.mean()
+    return _gray(matched)
+
+
+def _with_chroma_of(image: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """The image's luminance with the content's chroma (I, Q), back in RGB."""
+    yiq = _yiq(content)
+    yiq[..., 0] = _yiq(image)[..., 0]
+    return np.clip(yiq @ _YIQ_TO_RGB.T, 0, 1)

@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny images and a seeded random-weight VGG19, built once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.support import gradient_image, stripes_image
+
+# Keep TensorFlow's start-up chatter out of test output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(scope="session")
+def random_model():
+    from nst_engine import load_model
+
+    return load_model("random", seed=0)
+
+
+@pytest.fixture
+def content_image() -> np.ndarray:
+    return gradient_image(48, 32, seed=1)
+
+
+@pytest.fixture
+def style_image() -> np.ndarray:
+    return stripes_image(40, 40)

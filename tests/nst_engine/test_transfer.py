@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+
+from nst_engine import StyleOptions, stylize
+from nst_engine.options import style_weight_for_strength
+from tests.support import gradient_image
+
+TINY = dict(max_size=48, steps=12)
+
+
+def test_losses_fall_and_the_image_has_the_requested_size(random_model, content_image, style_image):
+    result = stylize(content_image, style_image, StyleOptions(**TINY), model=random_model)
+    assert result.image.dtype == np.uint8
+    assert result.image.shape == (32, 48, 3)  # content is 48×32, longest side within 48
+    assert result.steps == 12 and len(result.history) == 12
+    assert result.history[-1].total < result.history[0].total
+    assert not result.is_real_style_transfer and result.weights == "random"
+    assert not np.array_equal(result.image, content_image)
+
+
+def test_a_larger_content_is_scaled_down_and_a_tiny_one_up(random_model, style_image):
+    options = StyleOptions(max_size=64, steps=2)
+    big = stylize(gradient_image(96, 72), style_image, options, model=random_model)
+    assert big.image.shape == (48, 64, 3)
+    tiny = stylize(gradient_image(1, 1), style_image, options, model=random_model)
+    assert tiny.image.shape == (32, 32, 3)  # VGG needs room for its pooling layers
+
+
+def test_same_seed_repeats_and_another_seed_differs(random_model, content_image, style_image):
+    options = StyleOptions(**TINY, init="noise", seed=3)
+    a = stylize(content_image, style_image, options, model=random_model)
+    b = stylize(content_image, style_image, options, model=random_model)
+    c = stylize(content_image, style_image, options.replace(seed=4), model=random_model)
+    np.testing.assert_array_equal(a.image, b.image)
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_should_stop_ends_early_with_a_partial_result(random_model, content_image, style_image):
+    seen = []
+    result = stylize(
+        content_image,
+        style_image,
+        StyleOptions(**TINY),
+        model=random_model,
+        on_progress=seen.append,
+        should_stop=lambda: len(seen) >= 3,
+    )
+    assert result.cancelled and result.steps == 3
+    assert result.image.shape == (32, 48, 3)
+    assert [p.step for p in seen] == [1, 2, 3] and seen[0].total == 12
+
+
+def test_progress_carries_previews_every_n_steps(random_model, content_image, style_image):
+    seen = []
+    options = StyleOptions(**TINY, preview_every=4, preview_size=24)
+    stylize(content_image, style_image, options, model=random_model, on_progress=seen.append)
+    with_preview = [p.step for p in seen if p.preview is not None]
+    assert with_preview == [4, 8, 12]
+    assert seen[3].preview.shape == (16, 24, 3) and seen[3].preview.dtype == np.uint8
+    assert seen[-1].eta == 0
+
+
+def test_more_strength_means_less_style_loss_and_more_content_loss(
+    random_model, content_image, style_image
+):
+    def raw(strength):
+        options = StyleOptions(max_size=48, steps=25, strength=strength)
+        result = stylize(content_image, style_image, options, model=random_model)
+        # Compare the unweighted distances, so the weights themselves don't decide the answer.
+        style_distance = result.losses.style / options.effective_style_weight
+        content_distance = result.losses.content / options.effective_content_weight
+        return style_distance, content_distance
+
+    weak_style, weak_content = raw(1)
+    strong_style, strong_content = raw(9)
+    assert strong_style < weak_style
+    assert strong_content > weak_content
+
+
+def test_strength_maps_monotonically_onto_the_seed_weights():
+    weights = [style_weight_for_strength(s) for s in range(11)]
+    assert weights == sorted(weights)
+    assert style_weight_for_strength(5) == pytest.approx(1e-2)
+    assert StyleOptions(strength=5).effective_content_weight == 1e4
+    assert StyleOptions(style_weight=3.0, strength=9).effective_style_weight == 3.0
+
+
+def test_preserve_colors_keeps_the_content_chroma(random_model, content_image, style_image):
+    from nst_engine.transfer import _yiq
+
+    def chroma_and_luma(image):
+        yiq = _yiq(image.astype(np.float32) / 255)
+        return yiq[..., 1:], yiq[..., 0]
+
+    content_chroma, content_luma = chroma_and_luma(content_image)
+    options = StyleOptions(**TINY, strength=9)
+    kept = stylize(
+        content_image, style_image, options.replace(preserve_colors=True), model=random_model
+    )
+    free = stylize(content_image, style_image, options, model=random_model)
+    kept_chroma, kept_luma = chroma_and_luma(kept.image)
+    free_chroma, _ = chroma_and_luma(free.image)
+    kept_error = np.abs(kept_chroma - content_chroma).mean()
+    assert kept_error < 0.02
+    assert kept_error < np.abs(free_chroma - content_chroma).mean() / 2
+    assert np.abs(kept_luma - content_luma).mean() > 0.01  # the texture did change
+
+
+def test_several_styles_blend_by_weight(random_model, content_image, style_image):
+    flat = np.full((40, 40, 3), 128, np.uint8)
+    only_stripes = StyleOptions(**TINY, style_blend=(1.0, 0.0))
+    a = stylize(content_image, [style_image, flat], only_stripes, model=random_model)
+    b = stylize(content_image, style_image, StyleOptions(**TINY), model=random_model)
+    np.testing.assert_allclose(a.image, b.image, atol=2)
+    with pytest.raises(ValueError, match="style_blend has 1 weights for 2 style images"):
+        stylize(content_image, [style_image, flat], StyleOptions(**TINY, style_blend=(1.0,)))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"strength": 11}, "strength must be between 0 and 10"),
+        ({"steps": 0}, "steps must be between 1 and 10000"),
+        ({"max_size": 8}, "max_size must be between 32 and 4096"),
+        ({"init": "zeros"}, "init must be content or noise"),
+        ({"style_weight": float("nan")}, "style_weight must be a finite number"),
+        ({"style_layers": ("block9_conv1",)}, "unknown VGG19 layer"),
+        ({"style_scale": 10}, "style_scale must be between 0.25 and 4"),
+    ],
+)
+def test_bad_options_raise_a_clear_value_error(changes, message):
+    with pytest.raises(ValueError, match=message):
+        StyleOptions(**changes)
