@@ -44,14 +44,23 @@ def main() -> None:
 
         stamps: list[float] = []
         unit = [content[None].astype(np.float32) / 255, style[None].astype(np.float32) / 255]
-        tutorial_loop(model._vgg, *unit, args.warmup + args.steps,
-                      on_step=lambda _s: stamps.append(time.perf_counter()))
+        tutorial_loop(
+            model._vgg,
+            *unit,
+            args.warmup + args.steps,
+            on_step=lambda _s, out=stamps: out.append(time.perf_counter()),
+        )
         tutorial_ms = _ms_per_step(stamps, args.warmup)
 
         stamps = []
         options = StyleOptions(max_size=size, steps=args.warmup + args.steps)
-        stylize(content, style, options, model=model,
-                on_progress=lambda _p: stamps.append(time.perf_counter()))
+        stylize(
+            content,
+            style,
+            options,
+            model=model,
+            on_progress=lambda _p, out=stamps: out.append(time.perf_counter()),
+        )
         engine_ms = _ms_per_step(stamps, args.warmup)
         print(f"{size:>6} {tutorial_ms:>17.0f} {engine_ms:>15.0f} {tutorial_ms / engine_ms:>8.2f}×")
 

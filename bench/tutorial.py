@@ -59,7 +59,10 @@ def tutorial_loop(vgg, content: np.ndarray, style: np.ndarray, steps: int, on_st
         )
         style_loss *= style_weight / len(style_layers)
         content_loss = tf.add_n(
-            [tf.reduce_mean((content_outputs[n] - content_targets[n]) ** 2) for n in content_outputs]
+            [
+                tf.reduce_mean((content_outputs[n] - content_targets[n]) ** 2)
+                for n in content_outputs
+            ]
         )
         content_loss *= content_weight / len(content_layers)
         return style_loss + content_loss

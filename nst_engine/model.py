@@ -80,22 +80,33 @@ class VGG19Features:
     def is_random(self) -> bool:
         return self.weights == RANDOM
 
-    def extractor(self, layers: tuple[str, ...]):
-        """A Keras model from a B×H×W×3 float image in [0, 1] to the listed layers' outputs.
+    def extractor(self, layers: tuple[str, ...], precision: str = "float32"):
+        """A Keras model from a B×H×W×3 float32 image in [0, 1] to the listed layers' outputs.
 
-        The model stops at the deepest listed layer, so no work is spent beyond it.
+        The model stops at the deepest listed layer, so no work is spent beyond it. With
+        ``bfloat16``/``float16`` the convolutions compute in that type (outputs too); callers
+        cast to float32 before any loss.
         """
-        return self._extractor(layers)
+        return self._extractor(layers, resolve_precision(precision))
 
-    def _build(self, layers: tuple[str, ...]):
+    def _build(self, layers: tuple[str, ...], precision: str):
         import keras
 
+        policy = "float32" if precision == "float32" else f"mixed_{precision}"
         inputs = keras.Input(shape=(None, None, 3))
         x = keras.layers.Lambda(_vgg_preprocess, name="vgg_preprocess")(inputs)
         deepest = max(layers, key=_layer_index)
         outputs = {}
         for layer in self._vgg.layers[1:]:
-            x = layer(x)
+            if policy != "float32":
+                # A copy of the layer computing in reduced precision; weights stay float32.
+                config = {**layer.get_config(), "dtype": policy}
+                copy = type(layer).from_config(config)
+                x = copy(x)
+                if layer.weights:
+                    copy.set_weights(layer.get_weights())
+            else:
+                x = layer(x)
             if layer.name in layers:
                 outputs[layer.name] = x
             if layer.name == deepest:
@@ -107,6 +118,31 @@ class VGG19Features:
     def layer_arrays(self) -> dict[str, list[np.ndarray]]:
         """The conv layers' weights as NumPy arrays, for checks."""
         return {layer.name: layer.get_weights() for layer in self._vgg.layers if layer.weights}
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` → bfloat16 on CPUs with native bfloat16 (AVX512-BF16/AMX) and on GPUs of compute
+    capability 8+, float16 on older GPUs, float32 elsewhere. Other values pass through."""
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        major = (details.get("compute_capability") or (0, 0))[0]
+        return "bfloat16" if major >= 8 else "float16"
+    return "bfloat16" if _cpu_has_bf16() else "float32"
+
+
+@cache
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _vgg_preprocess(images):

@@ -114,7 +114,7 @@ class _Run:
 
         opts = self.options
         layers = tuple(dict.fromkeys((*opts.style_layers, *opts.content_layers)))
-        extractor = self.model.extractor(layers)
+        extractor = self.model.extractor(layers, opts.precision)
         n_style = len(opts.style_layers)
         total_weight = float(sum(self.blend))
         style_grams = None
@@ -150,7 +150,7 @@ class _Run:
         for (h, w), steps in plan:
             image = tf.Variable(tf.image.resize(image_px[None], (h, w)))
             target = tf.image.resize(target_px[None], (h, w))
-            content_targets = extractor(target)[n_style:]
+            content_targets = [tf.cast(f, tf.float32) for f in extractor(target)[n_style:]]
             m = tf.Variable(tf.zeros_like(image))
             v = tf.Variable(tf.zeros_like(image))
             t = tf.Variable(0.0)

@@ -131,3 +131,24 @@ def test_several_styles_blend_by_weight(random_model, content_image, style_image
 def test_bad_options_raise_a_clear_value_error(changes, message):
     with pytest.raises(ValueError, match=message):
         StyleOptions(**changes)
+
+
+def test_bfloat16_features_give_nearly_the_same_picture(random_model, content_image, style_image):
+    full = stylize(content_image, style_image, StyleOptions(**TINY), model=random_model)
+    half = stylize(
+        content_image, style_image, StyleOptions(**TINY, precision="bfloat16"), model=random_model
+    )
+    assert half.image.dtype == np.uint8 and half.image.shape == full.image.shape
+    assert half.losses.total == pytest.approx(full.losses.total, rel=0.1)
+    # The optimisation wanders differently pixel by pixel; it must still land near float32's.
+    to_full = np.abs(half.image.astype(int) - full.image.astype(int)).mean()
+    assert to_full < np.abs(full.image.astype(int) - content_image.astype(int)).mean()
+
+
+def test_coarse_to_fine_and_early_stopping_end_at_full_size(
+    random_model, content_image, style_image
+):
+    options = StyleOptions(max_size=48, steps=40, coarse_fraction=0.5, early_stop_tolerance=0.5)
+    result = stylize(content_image, style_image, options, model=random_model)
+    assert result.image.shape == (32, 48, 3)
+    assert result.converged and result.steps < 40
