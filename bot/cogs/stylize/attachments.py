@@ -1,0 +1,137 @@
+"""Checking and fetching the two attachments of a /stylize, before anything is queued."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import urlsplit
+
+import aiohttp
+import discord
+import numpy as np
+
+from bot.cogs.stylize.errors import BadAttachment
+from nst_engine.errors import ImageError
+from nst_engine.images import DEFAULT_MAX_PIXELS, decode_image, sniff_image_type
+
+log = logging.getLogger(__name__)
+
+# Declared content types we accept, and the formats their bytes may sniff as.
+CONTENT_TYPES = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "image/bmp": "bmp",
+    "image/tiff": "tiff",
+}
+ALLOWED = "PNG, JPEG, GIF, WebP, BMP or TIFF"
+# Discord's own attachment hosts; the configured API base's host is allowed too (proxies, tests).
+DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
+DOWNLOAD_TIMEOUT = 30.0
+DOWNLOAD_ATTEMPTS = 3
+
+
+def check_metadata(which: str, attachment: discord.Attachment, *, max_bytes: int) -> None:
+    """What Discord tells us about an attachment, checked before anything is downloaded."""
+    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+    if content_type not in CONTENT_TYPES:
+        shown = content_type or "of unknown type"
+        raise BadAttachment(which, f"it is {shown}, not an image ({ALLOWED} are allowed)")
+    if attachment.size > max_bytes:
+        raise BadAttachment(which, f"it is {_mb(attachment.size)}; the limit is {_mb(max_bytes)}")
+    if attachment.width and attachment.height:
+        pixels = attachment.width * attachment.height
+        if pixels > DEFAULT_MAX_PIXELS:
+            raise BadAttachment(
+                which,
+                f"it is {attachment.width}×{attachment.height}; the limit is "
+                f"{DEFAULT_MAX_PIXELS // 1_000_000} megapixels",
+            )
+
+
+def allowed_hosts(api_base: str | None) -> frozenset[str]:
+    hosts = set(DISCORD_CDN_HOSTS)
+    if api_base:
+        hosts.add(urlsplit(api_base).hostname or "")
+    return frozenset(hosts)
+
+
+async def fetch(
+    session: aiohttp.ClientSession,
+    which: str,
+    attachment: discord.Attachment,
+    *,
+    max_bytes: int,
+    hosts: frozenset[str],
+) -> bytes:
+    """The attachment's bytes from Discord's CDN, capped while streaming, retried with backoff."""
+    url = attachment.url
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or parts.hostname not in hosts:
+        # Never fetch a URL a payload names on some other host.
+        raise BadAttachment(which, "it is not hosted on Discord's CDN")
+    delay = 0.5
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            return await _download(session, url, max_bytes=max_bytes, which=which)
+        except BadAttachment:
+            raise
+        except (TimeoutError, aiohttp.ClientError) as err:
+            log.warning(
+                "download of %s attachment failed (attempt %d): %s",
+                which,
+                attempt,
+                type(err).__name__,
+            )
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise BadAttachment(
+                    which, "Discord's CDN did not deliver it; please try again"
+                ) from None
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+async def _download(
+    session: aiohttp.ClientSession, url: str, *, max_bytes: int, which: str
+) -> bytes:
+    timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT)
+    async with session.get(url, timeout=timeout, allow_redirects=False) as response:
+        if response.status >= 500 or response.status == 429:
+            raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
+        if response.status != 200:
+            raise BadAttachment(which, f"Discord's CDN answered {response.status}")
+        chunks = []
+        received = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            received += len(chunk)
+            if received > max_bytes:
+                raise BadAttachment(which, f"it is over the limit of {_mb(max_bytes)}")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_bytes(which: str, attachment: discord.Attachment, data: bytes) -> None:
+    """The first bytes must be an image of the kind the attachment claims to be."""
+    sniffed = sniff_image_type(data[:32])
+    if sniffed is None:
+        raise BadAttachment(which, f"its contents are not an image ({ALLOWED} are allowed)")
+    declared = CONTENT_TYPES.get((attachment.content_type or "").split(";")[0].strip().lower())
+    if declared != sniffed:
+        raise BadAttachment(
+            which, f"it says it is {declared or 'unknown'} but its contents are {sniffed}"
+        )
+
+
+async def decode(which: str, data: bytes, *, max_bytes: int) -> np.ndarray:
+    """Decode in a thread (the event loop never waits on pixels)."""
+    try:
+        return await asyncio.to_thread(decode_image, data, max_bytes=max_bytes)
+    except ImageError as err:
+        raise BadAttachment(which, str(err)) from None
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"

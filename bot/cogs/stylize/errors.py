@@ -1,0 +1,38 @@
+"""Errors a member may see. Each message is one line saying what was wrong and what is allowed."""
+
+from __future__ import annotations
+
+
+class UserFacingError(Exception):
+    """Shown to the member as it is (ephemerally); never logged with a traceback."""
+
+
+class BadAttachment(UserFacingError):
+    def __init__(self, which: str, problem: str) -> None:
+        super().__init__(f"The {which} attachment won't do: {problem}.")
+
+
+class MemberQueueFull(UserFacingError):
+    def __init__(self, limit: int) -> None:
+        plural = "job" if limit == 1 else "jobs"
+        super().__init__(
+            f"You already have {limit} {plural} queued or running; the limit is {limit}. "
+            "Wait for one to finish or cancel it."
+        )
+
+
+class QueueFull(UserFacingError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The queue is full ({limit} jobs); please try again in a few minutes.")
+
+
+class NotYours(UserFacingError):
+    def __init__(self, action: str) -> None:
+        super().__init__(f"Only the member who asked for this picture can {action} it.")
+
+
+class Gone(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "This picture's inputs are no longer kept; run /stylize again with the images."
+        )

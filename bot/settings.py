@@ -1,0 +1,116 @@
+"""The bot's settings: read once from the environment into one typed, frozen, validated object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from nst_engine.images import DEFAULT_MAX_BYTES
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and says what is allowed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an operator sets. Each field's environment variable is its name in capitals."""
+
+    # The bot's token from the Discord developer portal. Required; never logged.
+    discord_token: str
+    # A Discord-compatible REST base URL (a rate-limit proxy, or our test emulator); None: Discord.
+    discord_api_base: str | None = None
+    # VGG19 weights: imagenet (downloaded once and cached), random (tests only), or a file path.
+    nst_weights: str = "imagenet"
+    # Engine worker processes on CPU (on GPU hosts: one per visible GPU, see nst_gpus).
+    nst_workers: int = 1
+    # GPUs to use, comma-separated ids ("0,1"); empty: CPU workers.
+    nst_gpus: tuple[str, ...] = ()
+    # Cap on the output's longest side in pixels, whatever the member asks.
+    nst_max_size: int = 512
+    # Cap on optimisation steps of any quality preset.
+    nst_max_steps: int = 1000
+    # Largest attachment accepted, in bytes.
+    nst_max_attachment_bytes: int = DEFAULT_MAX_BYTES
+    # Most jobs queued or running at once, over all members.
+    nst_queue_limit: int = 50
+    # Most jobs one member may have queued or running at once.
+    nst_user_limit: int = 2
+    # A guild id to sync commands to instantly during development; None: global sync.
+    nst_dev_guild: int | None = None
+    # Port of the /healthz and /metrics server; 0 disables it.
+    nst_http_port: int = 8080
+    # A channel id used as the gallery where a server has not chosen one; None: no gallery.
+    nst_gallery_channel: int | None = None
+    # Seconds a job may run before it is stopped.
+    nst_job_timeout: float = 900.0
+    # Where inputs and results are kept for Stronger / Weaker.
+    nst_data_dir: Path = Path("nst-data")
+
+    def __repr__(self) -> str:  # keep the token out of logs and tracebacks
+        shown = ", ".join(
+            f"{f.name}={'***' if f.name == 'discord_token' else getattr(self, f.name)!r}"
+            for f in fields(self)
+        )
+        return f"Settings({shown})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every setting; raises SettingsError naming the first bad one."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name.upper(), "").strip()
+            return value or None
+
+        token = get("discord_token")
+        if not token:
+            raise SettingsError(
+                "DISCORD_TOKEN is not set: put the bot token from the Discord developer portal "
+                "in the environment (see .env.example)"
+            )
+        values: dict[str, object] = {"discord_token": token}
+        api_base = get("discord_api_base")
+        if api_base is not None:
+            if not api_base.startswith(("http://", "https://")):
+                raise SettingsError(
+                    f"DISCORD_API_BASE must be an http(s) URL such as "
+                    f"https://discord.com/api/v10, not {api_base!r}"
+                )
+            values["discord_api_base"] = api_base.rstrip("/")
+        if (weights := get("nst_weights")) is not None:
+            values["nst_weights"] = weights
+        if (gpus := get("nst_gpus")) is not None:
+            values["nst_gpus"] = tuple(g.strip() for g in gpus.split(",") if g.strip())
+        for name, low, high in (
+            ("nst_workers", 1, 64),
+            ("nst_max_size", 32, 4096),
+            ("nst_max_steps", 1, 10_000),
+            ("nst_max_attachment_bytes", 1024, 500 * 1024 * 1024),
+            ("nst_queue_limit", 1, 100_000),
+            ("nst_user_limit", 1, 1000),
+            ("nst_http_port", 0, 65535),
+        ):
+            if (raw := get(name)) is not None:
+                values[name] = _integer(name, raw, low, high)
+        for name in ("nst_dev_guild", "nst_gallery_channel"):
+            if (raw := get(name)) is not None:
+                values[name] = _integer(name, raw, 1, 2**64 - 1, what="a Discord id (digits)")
+        if (raw := get("nst_job_timeout")) is not None:
+            values["nst_job_timeout"] = float(_integer("nst_job_timeout", raw, 10, 86_400))
+        if (raw := get("nst_data_dir")) is not None:
+            values["nst_data_dir"] = Path(raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _integer(name: str, raw: str, low: int, high: int, *, what: str | None = None) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        allowed = what or f"a whole number from {low} to {high}"
+        raise SettingsError(f"{name.upper()} must be {allowed}, not {raw!r}")
+    return value

@@ -1,0 +1,170 @@
+"""/stylize end to end: the real discord.py client, our bot and engine pool, the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from tests.bot.conftest import World
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def result_png(message) -> Image.Image:
+    sent = message.file("stylized.png")
+    image = Image.open(io.BytesIO(sent.data))
+    image.load()
+    return image
+
+
+async def finished(inter, timeout: float = 60):
+    """The follow-up that carries the picture."""
+    await inter.wait_for(
+        lambda rec: any(m.files for m in rec.followups if m is not rec.original), timeout=timeout
+    )
+    return next(m for m in inter.followups if m.files and m is not inter.original)
+
+
+async def test_stylize_defers_shows_progress_and_posts_the_picture(world: World) -> None:
+    emu = world.emu
+    inter = await emu.invoke_slash(
+        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "fast"}
+    )
+    callback = await inter.wait_for_callback(timeout=3)
+    assert callback.type == 5 and callback.after < 3  # deferred within Discord's 3 seconds
+    result = await finished(inter)
+    image = result_png(result)
+    assert image.format == "PNG" and image.size == (64, 48)  # 80×60 capped at NST_MAX_SIZE 64
+    assert f"<@{inter.user.id}>" in result.content
+    embed = result.embeds[0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert fields["Strength"] == "5" and fields["Quality"] == "fast" and fields["Size"] == "64×48"
+    assert "NOT a real style transfer" in embed["footer"]["text"]
+    labels = [b["label"] for b in result.buttons()]
+    assert labels == ["Stronger", "Weaker", "Delete"]
+    # The status message went through queued/painting states before it was cleared away.
+    texts = [v.content for v in inter.original.history]
+    assert any("painting" in t or "next" in t for t in texts), texts
+    assert not result.ephemeral
+
+
+async def test_stronger_makes_a_second_picture_without_uploading_again(world: World) -> None:
+    emu = world.emu
+    inter = await emu.invoke_slash(
+        "stylize", {"content": world.photo(), "style": world.painting(), "strength": 6}
+    )
+    first = await finished(inter)
+    press = await emu.press_button(first, first.buttons()[0]["custom_id"], user=inter.user)
+    second = await finished(press)
+    fields = {f["name"]: f["value"] for f in second.embeds[0]["fields"]}
+    assert fields["Strength"] == "8"
+    assert result_png(second).size == (64, 48)
+    assert second.file("stylized.png").data != first.file("stylized.png").data
+
+
+async def test_cancel_stops_a_running_job_and_says_so(world: World) -> None:
+    emu = world.emu
+    inter = await emu.invoke_slash(
+        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "best"}
+    )
+    status = await inter.wait_for_original(lambda m: "painting" in m.content, timeout=30)
+    cancel = next(b for b in status.buttons() if b["label"] == "Cancel")
+    stranger = emu.make_member("stranger")
+    refused = await emu.press_button(status, cancel["custom_id"], user=stranger)
+    await refused.wait_for(lambda rec: rec.responded)
+    assert "Only the member who asked" in refused.original.content or any(
+        "Only the member who asked" in m.content for m in refused.messages
+    )
+    press = await emu.press_button(status, cancel["custom_id"], user=inter.user)
+    await press.wait_for_callback()
+    await inter.wait_for_original(lambda m: "Cancelled after" in m.content, timeout=30)
+    assert not any(m.files for m in inter.followups if m is not inter.original)
+
+
+@pytest.mark.parametrize(
+    "filename, data, content_type, message",
+    [
+        ("notes.txt", b"just some words", "text/plain", "it is text/plain, not an image"),
+        ("fake.png", b"just some words, not a png", "image/png", "its contents are not an image"),
+    ],
+)
+async def test_a_bad_attachment_gets_an_ephemeral_error_and_nothing_is_queued(
+    world: World, filename, data, content_type, message
+) -> None:
+    emu = world.emu
+    before = world.bot.metrics.finished + len(world.bot.get_cog("Stylize").requests)
+    bad = emu.add_attachment(filename, data, content_type)
+    inter = await emu.invoke_slash("stylize", {"content": bad, "style": world.painting()})
+    await inter.wait_for(
+        lambda rec: any(message in m.content and m.ephemeral for m in rec.messages), timeout=15
+    )
+    shown = next(m for m in inter.messages if message in m.content)
+    assert shown.content.count("\n") == 0 and "Traceback" not in shown.content
+    await asyncio.sleep(0.2)
+    assert world.bot.metrics.finished + len(world.bot.get_cog("Stylize").requests) == before
+
+
+async def test_an_oversized_image_is_refused_with_the_limit(world: World) -> None:
+    emu = world.emu
+    huge = emu.add_attachment(
+        "huge.png", b"\x89PNG\r\n\x1a\n", "image/png", width=30000, height=30000
+    )
+    inter = await emu.invoke_slash("stylize", {"content": huge, "style": world.painting()})
+    await inter.wait_for(lambda rec: rec.responded)
+    assert inter.ephemeral
+    assert "30000×30000; the limit is 40 megapixels" in inter.original.content
+
+
+async def test_a_member_over_their_cap_is_told_at_once(world: World) -> None:
+    emu = world.emu
+    member = emu.make_member("busy")
+    inters = []
+    for _ in range(3):
+        inters.append(
+            await emu.invoke_slash(
+                "stylize",
+                {"content": world.photo(), "style": world.painting(), "quality": "best"},
+                user=member,
+            )
+        )
+    third = inters[2]
+    await third.wait_for(lambda rec: rec.responded, timeout=10)
+    assert third.ephemeral and "the limit is 2" in third.original.content
+    for inter in inters[:2]:
+        await inter.wait_for_original(timeout=15)  # accepted: queued or painting
+    queue = await emu.invoke_slash("queue", {}, user=member)
+    await queue.wait_for(lambda rec: rec.responded)
+    assert queue.ephemeral and queue.original.content.count("• ") == 2
+    for inter in inters[:2]:
+        await finished(inter, timeout=90)
+
+
+async def test_a_dropped_gateway_is_resumed_and_the_job_still_finishes(world: World) -> None:
+    emu = world.emu
+    resumes = emu.resume_count
+    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    await inter.wait_for_callback()
+    emu.drop_gateway()
+    await emu.wait_until(lambda: emu.resume_count > resumes, timeout=30, what="RESUME")
+    await finished(inter)
+    after = await emu.invoke_slash("queue", {})
+    await after.wait_for(lambda rec: rec.responded, timeout=10)
+
+
+async def test_healthz_and_metrics_answer(world: World) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{world.http}/healthz") as response:
+            assert response.status == 200
+            assert "gateway up, engine warm" in await response.text()
+        async with session.get(f"{world.http}/metrics") as response:
+            text = await response.text()
+    assert response.status == 200
+    assert "nst_jobs_finished_total" in text and "nst_run_seconds_bucket" in text
+    finished_line = next(
+        line for line in text.splitlines() if line.startswith("nst_jobs_finished_total")
+    )
+    assert int(finished_line.split()[1]) >= 1
