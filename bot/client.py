@@ -9,7 +9,6 @@ import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
-from nst_engine.pool import EnginePool
 
 from bot.api_base import use_gateway_of
 from bot.cogs.stylize import StylizeCog
@@ -19,6 +18,7 @@ from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.store import JobStore
 from nst_engine.errors import NSTError
+from nst_engine.pool import EnginePool
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 import discord
 import numpy as np
+
 from nst_engine.pool import JobHandle
 
 Quality = Literal["fast", "balanced", "best"]
