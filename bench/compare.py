@@ -29,7 +29,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--tutorial-steps", type=int, default=300)
-    parser.add_argument("--presets", nargs="+", default=["fast", "balanced", "best"])
+    parser.add_argument("--presets", nargs="*", default=["fast", "balanced", "best"])
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME:FIELD=VALUE,...",
+        help="also run a StyleOptions variant, e.g. try1:steps=200,precision=bfloat16",
+    )
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -39,7 +46,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="nst-bench-"))
     _prepare(work, args.size)
     rows = []
-    for name in ["tutorial", *args.presets]:
+    configs = dict(c.split(":", 1) for c in args.config)
+    for name in ["tutorial", *args.presets, *configs]:
         started = time.perf_counter()
         cmd = [
             sys.executable,
@@ -53,6 +61,7 @@ def main() -> None:
             str(args.size),
             "--tutorial-steps",
             str(args.tutorial_steps),
+            *(["--config", f"{name}:{configs[name]}"] if name in configs else []),
         ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         report = json.loads(out.strip().splitlines()[-1])
@@ -84,7 +93,7 @@ def _prepare(work: Path, size: int) -> None:
 def _child(args: argparse.Namespace) -> None:
     quiet_tensorflow()
     from nst_engine import load_model, stylize
-    from nst_engine.options import options_for_quality
+    from nst_engine.options import StyleOptions, options_for_quality
     from nst_engine.weights import WEIGHTS_FILE
 
     work = Path(args.workdir)
@@ -103,9 +112,14 @@ def _child(args: argparse.Namespace) -> None:
         image = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
         steps = args.tutorial_steps
     else:
-        result = stylize(
-            content, style, options_for_quality(args.run, max_size=args.size), model=model
-        )
+        if args.config:
+            fields = dict(kv.split("=", 1) for kv in args.config[0].split(":", 1)[1].split(","))
+            defaults = StyleOptions()
+            changes = {k: type(getattr(defaults, k))(v) for k, v in fields.items()}
+            options = StyleOptions(max_size=args.size, **changes)
+        else:
+            options = options_for_quality(args.run, max_size=args.size)
+        result = stylize(content, style, options, model=model)
         image, steps = result.image, result.steps
     seconds = time.perf_counter() - t0
     np.save(work / f"out-{args.run}.npy", image)

@@ -116,14 +116,6 @@ class _Run:
         layers = tuple(dict.fromkeys((*opts.style_layers, *opts.content_layers)))
         extractor = self.model.extractor(layers, opts.precision)
         n_style = len(opts.style_layers)
-        total_weight = float(sum(self.blend))
-        style_grams = None
-        for style_px, weight in zip(self.styles_px, self.blend):
-            feats = extractor(tf.constant(style_px[None]))
-            grams = [_gram(f) * (weight / total_weight) for f in feats[:n_style]]
-            style_grams = (
-                grams if style_grams is None else [a + b for a, b in zip(style_grams, grams)]
-            )
         layer_weights = opts.style_layer_weights or (1.0,) * n_style
         layer_weights = tf.constant(np.array(layer_weights) / sum(layer_weights), tf.float32)
 
@@ -148,6 +140,9 @@ class _Run:
         best_window: list[float] = []
         done = 0
         for (h, w), steps in plan:
+            # At a coarse level the artwork shrinks by the same factor, so its brush strokes
+            # keep their size relative to the picture.
+            style_grams = self._style_grams(extractor, n_style, h / target_px.shape[0])
             image = tf.Variable(tf.image.resize(image_px[None], (h, w)))
             target = tf.image.resize(target_px[None], (h, w))
             content_targets = [tf.cast(f, tf.float32) for f in extractor(target)[n_style:]]
@@ -169,6 +164,22 @@ class _Run:
                     return image.numpy()[0], history, False, True
             image_px = image.numpy()[0]
         return image_px, history, False, False
+
+    def _style_grams(self, extractor, n_style: int, scale: float) -> list:
+        """The blended Gram targets of the style images, resized by ``scale``."""
+        import tensorflow as tf
+
+        total_weight = float(sum(self.blend))
+        blended = None
+        for style_px, weight in zip(self.styles_px, self.blend):
+            if scale != 1.0:
+                h, w = style_px.shape[:2]
+                size = (max(32, round(h * scale)), max(32, round(w * scale)))
+                style_px = tf.image.resize(style_px[None], size, antialias=True)[0].numpy()
+            feats = extractor(tf.constant(style_px[None]))
+            grams = [_gram(f) * (weight / total_weight) for f in feats[:n_style]]
+            blended = grams if blended is None else [a + b for a, b in zip(blended, grams)]
+        return blended
 
     def _report(self, done: int, losses: Losses, image) -> None:
         if self.on_progress is None:

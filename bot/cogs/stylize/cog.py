@@ -20,8 +20,9 @@ from bot.cogs.stylize.fair_queue import FairQueue
 from bot.cogs.stylize.models import Params, Quality, Request
 from bot.cogs.stylize.views import Action, job_view
 from bot.logs import job_id_var
+from bot.store import JobRecord
 from nst_engine.errors import NSTError
-from nst_engine.images import encode_image
+from nst_engine.images import decode_image, encode_image
 from nst_engine.options import QUALITY_PRESETS, options_for_quality
 from nst_engine.pool import Job
 
@@ -35,6 +36,8 @@ PROGRESS_EDIT_SECONDS = 3.0
 # An interaction token works for 15 minutes; after that we answer in the channel.
 TOKEN_LIFETIME = 15 * 60 - 30
 STRENGTH_STEP = 2.0
+# A job that was running when the process died this many times is not tried again.
+MAX_ATTEMPTS = 2
 
 
 class StylizeCog(commands.Cog, name="Stylize"):
@@ -57,6 +60,59 @@ class StylizeCog(commands.Cog, name="Stylize"):
 
     async def cog_load(self) -> None:
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="nst-dispatcher")
+        await self._recover()
+
+    async def _recover(self) -> None:
+        """Run again, or deliver, the jobs a stopped process had accepted."""
+        for record in await self.bot.store.pending():
+            job_id_var.set(record.id)
+            stored = await self.bot.store.load(record.id)
+            if stored is None:
+                continue
+            try:
+                request = Request(
+                    None,
+                    Params(**record.params),
+                    *(
+                        [await asyncio.to_thread(decode_image, stored.content)]
+                        + [await asyncio.to_thread(decode_image, stored.style)]
+                    ),
+                    user_id=record.user_id,
+                    channel_id=record.channel_id,
+                    guild_id=record.guild_id,
+                    application_id=record.application_id,
+                    token=record.interaction_token,
+                    created=record.interaction_created,
+                    id=record.id,
+                )
+            except NSTError as err:
+                log.warning("journaled job cannot be recovered: %s", err)
+                await self.bot.store.set_state(record.id, "failed")
+                continue
+            if record.state == "done" and stored.result is not None:
+                log.info("delivering a result finished before the restart")
+                await self._send_result(
+                    request,
+                    f"{request.mention}, here is your picture.",
+                    stored.result,
+                    self._params_embed(request),
+                    job_view(request.id, "stronger", "weaker", "delete"),
+                )
+                await self.bot.store.set_state(record.id, "delivered")
+                continue
+            if record.attempts >= MAX_ATTEMPTS:
+                await self._end(
+                    request,
+                    "failed",
+                    f"❌ {request.mention}, your picture stopped the bot {record.attempts} times; "
+                    "try a smaller size or other images.",
+                )
+                continue
+            log.info("re-queued after a restart (was %s)", record.state)
+            self.queue.push(record.user_id, request, force=True)
+            self.requests[request.id] = request
+        job_id_var.set("-")
+        self._wakeup.set()
 
     async def cog_unload(self) -> None:
         if self._dispatcher:
@@ -125,7 +181,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
     @app_commands.command(name="queue")
     async def queue_command(self, interaction: discord.Interaction) -> None:
         """Show where your pictures stand."""
-        mine = [r for r in self.requests.values() if r.user.id == interaction.user.id]
+        mine = [r for r in self.requests.values() if r.user_id == interaction.user.id]
         if not mine:
             await interaction.response.send_message(
                 "You have no pictures queued or painting.", ephemeral=True
@@ -186,37 +242,48 @@ class StylizeCog(commands.Cog, name="Stylize"):
         style_raw: bytes,
     ) -> None:
         """Queue a checked request whose place was reserved."""
-        request = Request(interaction, params, content, style)
+        request = Request.from_interaction(interaction, params, content, style)
         job_id_var.set(request.id)
+        # Journaled before the member hears it is queued: a restart will still run it.
+        await self.bot.store.add(self._record(request), content_raw, style_raw)
         position = self.queue.push(interaction.user.id, request, reserved=True)
         self.requests[request.id] = request
-        await self.bot.store.save_inputs(request.id, content_raw, style_raw, self._meta(request))
         log.info("queued for user %s at position %s: %s", interaction.user.id, position, params)
         await self._edit_status(
             request, self._queued_text(request, position), view=job_view(request.id, "cancel")
         )
         self._wakeup.set()
 
-    def _meta(self, request: Request) -> dict[str, object]:
-        return {
-            "user_id": request.user.id,
-            "channel_id": request.interaction.channel_id,
-            "guild_id": request.interaction.guild_id,
-            "params": request.params.to_dict(),
-        }
+    def _record(self, request: Request) -> JobRecord:
+        return JobRecord(
+            id=request.id,
+            state="queued",
+            user_id=request.user_id,
+            channel_id=request.channel_id,
+            guild_id=request.guild_id,
+            application_id=request.application_id,
+            interaction_token=request.token,
+            interaction_created=request.created,
+            params=request.params.to_dict(),
+            attempts=0,
+            created=time.time(),
+        )
 
     def _queued_text(self, request: Request, position: int | None) -> str:
         ahead = (position or 1) - 1 + len(self.running)
         if ahead == 0:
-            return f"🎨 {request.user.mention}, your picture is next: starting now."
+            return f"🎨 {request.mention}, your picture is next: starting now."
         return (
-            f"🕒 {request.user.mention}, your picture is queued at position {position} "
+            f"🕒 {request.mention}, your picture is queued at position {position} "
             f"({len(self.running)} painting now)."
         )
 
     # ---- the dispatcher ---------------------------------------------------------------------
 
     async def _dispatch_forever(self) -> None:
+        # The bot logs in (and recovers journaled jobs) before the engine has loaded its model.
+        while not self.bot.pool.warm:
+            await asyncio.sleep(0.25)
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
@@ -243,6 +310,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
     async def _run(self, request: Request) -> None:
         job_id_var.set(request.id)
         request.state = "running"
+        await self.bot.store.set_state(request.id, "running", attempt=True)
         request.started_at = time.monotonic()
         self.bot.metrics.queue_wait.observe(request.started_at - request.queued_at)
         params = request.params
@@ -270,37 +338,28 @@ class StylizeCog(commands.Cog, name="Stylize"):
                 handle.cancel()
             await self._edit_status(
                 request,
-                f"🎨 {request.user.mention}, painting… 0%",
+                f"🎨 {request.mention}, painting… 0%",
                 view=job_view(request.id, "cancel"),
             )
             await self._follow_progress(request)
             result = await handle.result()
         except NSTError as err:
-            request.state = "failed"
-            self.bot.metrics.failed += 1
             log.warning("job failed: %s", err)
-            await self._edit_status(
-                request, f"❌ {request.user.mention}, that didn't work: {err}", view=None
-            )
+            await self._end(request, "failed", f"❌ {request.mention}, that didn't work: {err}")
         except Exception:
-            request.state = "failed"
-            self.bot.metrics.failed += 1
             error_id = uuid.uuid4().hex[:8]
             log.exception("job crashed (error id %s)", error_id)
-            await self._edit_status(
+            await self._end(
                 request,
-                f"❌ {request.user.mention}, something went wrong on our side "
-                f"(error id `{error_id}`).",
-                view=None,
+                "failed",
+                f"❌ {request.mention}, something went wrong on our side (error id `{error_id}`).",
             )
         else:
             if result.cancelled:
-                request.state = "cancelled"
-                self.bot.metrics.cancelled += 1
-                await self._edit_status(
+                await self._end(
                     request,
+                    "cancelled",
                     f"✖️ Cancelled after {result.steps} of {options.steps} steps.",
-                    view=None,
                 )
             else:
                 request.state = "done"
@@ -312,10 +371,21 @@ class StylizeCog(commands.Cog, name="Stylize"):
         finally:
             self._finish(request)
 
+    async def _end(self, request: Request, state: str, text: str) -> None:
+        """A job ended without a picture: journal it and tell the member."""
+        request.state = state  # type: ignore[assignment]
+        counter = "failed" if state == "failed" else "cancelled"
+        setattr(self.bot.metrics, counter, getattr(self.bot.metrics, counter) + 1)
+        await self.bot.store.set_state(request.id, state)
+        if request.interaction is not None:
+            await self._edit_status(request, text, view=None)
+        else:
+            await self._send_result(request, text, None, None, None)
+
     def _finish(self, request: Request) -> None:
         self.running.discard(request)
         self.requests.pop(request.id, None)
-        self.queue.finished(request.user.id)
+        self.queue.finished(request.user_id)
         self._wakeup.set()
 
     async def _follow_progress(self, request: Request) -> None:
@@ -330,7 +400,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
             eta = progress.eta
             eta_text = f", about {_clock(eta)} left" if eta is not None else ""
             text = (
-                f"🎨 {request.user.mention}, painting… {request.percent}% "
+                f"🎨 {request.mention}, painting… {request.percent}% "
                 f"(step {progress.step}/{progress.total}{eta_text})"
             )
             files = []
@@ -346,57 +416,77 @@ class StylizeCog(commands.Cog, name="Stylize"):
         actions: list[Action] = ["stronger", "weaker"]
         if request.params.private:
             actions.append("share")
-        elif await self._gallery_for(request.interaction.guild_id):
+        elif await self._gallery_for(request.guild_id):
             actions.append("gallery")
         actions.append("delete")
-        text = f"{request.user.mention}, here is your picture."
+        text = f"{request.mention}, here is your picture."
         await self._send_result(request, text, png, embed, job_view(request.id, *actions))
-        with contextlib.suppress(discord.HTTPException):
-            await request.interaction.delete_original_response()
+        await self.bot.store.set_state(request.id, "delivered")
+        if request.interaction is not None and self._token_alive(request):
+            with contextlib.suppress(discord.HTTPException):
+                await request.interaction.delete_original_response()
         log.info("delivered %d steps in %.1fs", result.steps, result.seconds)
 
     def _result_embed(self, request: Request, result) -> discord.Embed:
-        p = request.params
         h, w = result.image.shape[:2]
+        embed = self._params_embed(request, size=f"{w}×{h}")
+        embed.add_field(name="Time", value=f"{result.seconds:.1f} s, {result.steps} steps")
+        return embed
+
+    def _params_embed(self, request: Request, size: str | None = None) -> discord.Embed:
+        """The member's options, and a loud label when the weights are random."""
+        p = request.params
         embed = discord.Embed(title="Stylized", colour=discord.Colour.blurple())
         embed.set_image(url="attachment://stylized.png")
         embed.add_field(name="Strength", value=f"{p.strength:g}")
         embed.add_field(name="Quality", value=p.quality)
-        embed.add_field(name="Size", value=f"{w}×{h}")
+        embed.add_field(name="Size", value=size or f"up to {p.size}")
         embed.add_field(name="Colours", value="photo's" if p.preserve_colors else "artwork's")
         embed.add_field(name="Seed", value=str(p.seed))
-        embed.add_field(name="Time", value=f"{result.seconds:.1f} s, {result.steps} steps")
         footer = f"job {request.id}"
-        if not result.is_real_style_transfer:
+        if self.settings.nst_weights == "random":
             footer += " · random VGG19 weights: NOT a real style transfer (test mode)"
         embed.set_footer(text=footer)
         return embed
 
     async def _send_result(self, request, text, png, embed, view) -> None:
         """Through the interaction while its token lives, else in the channel (or a DM)."""
-        file = discord.File(io.BytesIO(png), "stylized.png")
-        mentions = discord.AllowedMentions(users=[request.user], everyone=False, roles=False)
-        if time.time() - request.created < TOKEN_LIFETIME:
-            await request.interaction.followup.send(
-                text,
-                file=file,
-                embed=embed,
-                view=view,
-                ephemeral=request.params.private,
-                allowed_mentions=mentions,
+        extras: dict[str, object] = {}
+        if png is not None:
+            extras = {
+                "file": discord.File(io.BytesIO(png), "stylized.png"),
+                "embed": embed,
+                "view": view,
+            }
+        mentions = discord.AllowedMentions(
+            users=[discord.Object(request.user_id)], everyone=False, roles=False
+        )
+        if self._token_alive(request):
+            webhook = (
+                request.interaction.followup
+                if request.interaction is not None
+                else discord.Webhook.partial(request.application_id, request.token, client=self.bot)
+            )
+            await webhook.send(
+                text, ephemeral=request.params.private, allowed_mentions=mentions, **extras
             )
             return
         if request.params.private:
-            await request.user.send(text, file=file, embed=embed, view=view)
+            user = self.bot.get_user(request.user_id) or await self.bot.fetch_user(request.user_id)
+            await user.send(text, **extras)
             return
-        channel = self.bot.get_channel(
-            request.interaction.channel_id
-        ) or await self.bot.fetch_channel(request.interaction.channel_id)
-        await channel.send(text, file=file, embed=embed, view=view, allowed_mentions=mentions)
+        channel = self.bot.get_channel(request.channel_id) or await self.bot.fetch_channel(
+            request.channel_id
+        )
+        await channel.send(text, allowed_mentions=mentions, **extras)
+
+    @staticmethod
+    def _token_alive(request: Request) -> bool:
+        return request.token is not None and time.time() - request.created < TOKEN_LIFETIME
 
     async def _edit_status(self, request: Request, text: str, *, view, files=()) -> None:
         """Edit the status message; a lost edit (expired token, deleted message) is not fatal."""
-        if time.time() - request.created >= TOKEN_LIFETIME:
+        if request.interaction is None or not self._token_alive(request):
             return
         try:
             await request.interaction.edit_original_response(
@@ -429,12 +519,13 @@ class StylizeCog(commands.Cog, name="Stylize"):
         if request is None:
             await _reply(interaction, "That picture is no longer queued or painting.")
             return
-        if interaction.user.id != request.user.id:
+        if interaction.user.id != request.user_id:
             raise NotYours("cancel")
         request.cancel_requested = True
         if request.state == "queued" and self.queue.remove(request):
             request.state = "cancelled"
             self.bot.metrics.cancelled += 1
+            await self.bot.store.set_state(request.id, "cancelled")
             self._finish_queued(request)
             await interaction.response.edit_message(
                 content="✖️ Cancelled before it started.", view=None
@@ -458,7 +549,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         stored = await self.bot.store.load(job_id)
         if stored is None:
             raise Gone()
-        old = Params(**stored.meta["params"])
+        old = Params(**stored.record.params)
         strength = min(10.0, max(0.0, old.strength + delta))
         params = Params(strength, old.quality, old.size, old.preserve_colors, old.seed, old.private)
         self.queue.reserve(interaction.user.id)
@@ -474,7 +565,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
 
     async def _press_delete(self, interaction: discord.Interaction, job_id: str) -> None:
         stored = await self.bot.store.load(job_id)
-        owner = stored.meta["user_id"] if stored else None
+        owner = stored.record.user_id if stored else None
         perms = interaction.permissions
         if interaction.user.id != owner and not perms.manage_messages:
             raise NotYours("delete")
@@ -485,7 +576,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         stored = await self.bot.store.load(job_id)
         if stored is None or stored.result is None:
             raise Gone()
-        if interaction.user.id != stored.meta["user_id"]:
+        if interaction.user.id != stored.record.user_id:
             raise NotYours("share")
         await interaction.response.defer()
         await interaction.followup.send(
@@ -499,7 +590,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         stored = await self.bot.store.load(job_id)
         if stored is None or stored.result is None:
             raise Gone()
-        if interaction.user.id != stored.meta["user_id"]:
+        if interaction.user.id != stored.record.user_id:
             raise NotYours("post")
         channel_id = await self._gallery_for(interaction.guild_id)
         channel = channel_id and (

@@ -57,12 +57,12 @@ class FairQueue(Generic[T]):
     def release(self, owner: Hashable) -> None:
         _decrement(self._reserved, owner)
 
-    def push(self, owner: Hashable, item: T, *, reserved: bool = False) -> int:
+    def push(self, owner: Hashable, item: T, *, reserved: bool = False, force: bool = False) -> int:
         """Queue an item; returns its position (1 = next). Raises when a cap would be passed,
-        unless the place was reserved."""
+        unless the place was reserved or ``force`` (jobs accepted before a restart)."""
         if reserved:
             self.release(owner)
-        else:
+        elif not force:
             self.check(owner)
         self._waiting.setdefault(owner, deque()).append(item)
         return self.position(item)

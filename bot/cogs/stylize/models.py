@@ -33,12 +33,23 @@ class Params:
 
 @dataclass(eq=False)
 class Request:
-    """One job a member asked for; the interaction is how we answer them."""
+    """One job a member asked for, and how to answer them.
 
-    interaction: discord.Interaction
+    A live request has its interaction; one recovered from the journal after a restart has only
+    the interaction's token (valid 15 minutes from ``created``) and the channel.
+    """
+
+    interaction: discord.Interaction | None
     params: Params
     content: np.ndarray
     style: np.ndarray
+    user_id: int
+    channel_id: int | None
+    guild_id: int | None
+    application_id: int | None
+    token: str | None
+    # When the interaction was created (epoch seconds).
+    created: float
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     state: State = "queued"
     handle: JobHandle | None = None
@@ -49,11 +60,27 @@ class Request:
     # Percent done while running, for /queue.
     percent: int = 0
 
-    @property
-    def user(self) -> discord.abc.User:
-        return self.interaction.user
+    @classmethod
+    def from_interaction(
+        cls,
+        interaction: discord.Interaction,
+        params: Params,
+        content: np.ndarray,
+        style: np.ndarray,
+    ) -> Request:
+        return cls(
+            interaction,
+            params,
+            content,
+            style,
+            user_id=interaction.user.id,
+            channel_id=interaction.channel_id,
+            guild_id=interaction.guild_id,
+            application_id=interaction.application_id,
+            token=interaction.token,
+            created=interaction.created_at.timestamp(),
+        )
 
     @property
-    def created(self) -> float:
-        """When the interaction was created (its token lasts 15 minutes from then)."""
-        return self.interaction.created_at.timestamp()
+    def mention(self) -> str:
+        return f"<@{self.user_id}>"

@@ -1,0 +1,83 @@
+"""A job survives the bot process being killed: restarted, it runs again and is delivered once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from contextlib import asynccontextmanager
+
+import pytest
+
+from tests.bot.conftest import TOKEN, png_bytes
+from tests.bot.emulator import DiscordEmulator
+from tests.support import gradient_image, stripes_image
+
+pytestmark = pytest.mark.asyncio
+
+
+@asynccontextmanager
+async def bot_process(emu: DiscordEmulator, data_dir, log_name: str, **extra: str):
+    """``python -m bot`` as an operator runs it, in its own process group."""
+    env = {
+        **os.environ,
+        "DISCORD_TOKEN": TOKEN,
+        "DISCORD_API_BASE": emu.api_base,
+        "NST_WEIGHTS": "random",
+        "NST_MAX_SIZE": "64",
+        "NST_MAX_STEPS": "150",
+        "NST_HTTP_PORT": "0",
+        "NST_DEV_GUILD": str(emu.guild.id),
+        "NST_DATA_DIR": str(data_dir),
+        **extra,
+    }
+    data_dir.mkdir(exist_ok=True)
+    log_file = open(data_dir.parent / log_name, "wb")  # noqa: SIM115 - closed below
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        env=env,
+        start_new_session=True,
+        stdout=log_file,
+        stderr=log_file,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        log_file.close()
+
+
+def journal_states(data_dir) -> list[str]:
+    with sqlite3.connect(data_dir / "jobs.sqlite3") as db:
+        return [row[0] for row in db.execute("SELECT state FROM jobs")]
+
+
+async def test_a_job_survives_sigkill_and_is_delivered_once(tmp_path) -> None:
+    async with DiscordEmulator(token=TOKEN) as emu:
+        photo = emu.add_attachment("p.png", png_bytes(gradient_image(80, 60)), "image/png")
+        art = emu.add_attachment("a.png", png_bytes(stripes_image(48, 48)), "image/png")
+        async with bot_process(emu, tmp_path / "data", "first.log") as first:
+            await emu.wait_for_commands("stylize", guild=emu.guild, timeout=120)
+            await emu.wait_ready(timeout=60)
+            await asyncio.sleep(2.5)  # discord.py's guild_ready_timeout before it handles events
+            inter = await emu.invoke_slash(
+                "stylize", {"content": photo, "style": art, "quality": "best"}
+            )
+            await inter.wait_for_original(lambda m: "painting" in m.content, timeout=60)
+            os.killpg(first.pid, signal.SIGKILL)  # the whole host dies, workers included
+            await first.wait()
+        assert journal_states(tmp_path / "data") == ["running"]
+
+        async with bot_process(emu, tmp_path / "data", "second.log"):
+            await inter.wait_for(lambda rec: any(m.files for m in rec.followups), timeout=40)
+            await asyncio.sleep(2)
+            delivered = [m for m in inter.followups if m.files]
+            assert len(delivered) == 1
+            assert f"<@{inter.user.id}>" in delivered[0].content
+            assert journal_states(tmp_path / "data") == ["delivered"]
