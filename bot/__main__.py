@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 
 import discord
@@ -38,7 +39,26 @@ async def run(settings: Settings) -> None:
         # Log in first, so a rejected token is reported before minutes of model loading.
         await bot.login(settings.discord_token)
         async with pool:
-            await bot.connect()
+            await _serve_until_stopped(bot, settings.nst_shutdown_grace)
+
+
+async def _serve_until_stopped(bot: StyleBot, grace: float) -> None:
+    """Run the gateway until SIGTERM/SIGINT, then let running jobs finish and close cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    connection = asyncio.create_task(bot.connect(), name="gateway")
+    stopping = asyncio.create_task(stop.wait(), name="signals")
+    await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set():
+        log.info("stopping: no new jobs; running ones get %g s to finish", grace)
+        cog = bot.get_cog("Stylize")
+        if cog is not None:
+            await cog.drain(grace)
+        await bot.close()
+    stopping.cancel()
+    await connection
 
 
 def main() -> int:

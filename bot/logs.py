@@ -23,6 +23,10 @@ def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # discord.py's gateway chatter is useful only when debugging it.
+    set_library_levels(level)
+
+
+def set_library_levels(level: int) -> None:
+    """discord.py's gateway chatter (whole payloads, attachment URLs) only when debugging it."""
     logging.getLogger("discord").setLevel(max(level, logging.INFO))
     logging.getLogger("discord.gateway").setLevel(max(level, logging.WARNING))

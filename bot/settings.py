@@ -46,8 +46,15 @@ class Settings:
     nst_gallery_channel: int | None = None
     # Seconds a job may run before it is stopped.
     nst_job_timeout: float = 900.0
-    # Where inputs and results are kept for Stronger / Weaker.
+    # Where the job journal, inputs and results are kept.
     nst_data_dir: Path = Path("nst-data")
+    # Hours finished jobs' inputs and results are kept (for Stronger / Weaker / Share).
+    nst_keep_hours: float = 24.0
+    # /stylize requests (and re-runs) allowed per minute per member and per server; 0: no limit.
+    nst_member_rate: int = 6
+    nst_guild_rate: int = 60
+    # Seconds running jobs get to finish on SIGTERM before the bot exits (they are journaled).
+    nst_shutdown_grace: float = 60.0
 
     def __repr__(self) -> str:  # keep the token out of logs and tracebacks
         shown = ", ".join(
@@ -92,14 +99,21 @@ class Settings:
             ("nst_queue_limit", 1, 100_000),
             ("nst_user_limit", 1, 1000),
             ("nst_http_port", 0, 65535),
+            ("nst_member_rate", 0, 10_000),
+            ("nst_guild_rate", 0, 100_000),
         ):
             if (raw := get(name)) is not None:
                 values[name] = _integer(name, raw, low, high)
         for name in ("nst_dev_guild", "nst_gallery_channel"):
             if (raw := get(name)) is not None:
                 values[name] = _integer(name, raw, 1, 2**64 - 1, what="a Discord id (digits)")
-        if (raw := get("nst_job_timeout")) is not None:
-            values["nst_job_timeout"] = float(_integer("nst_job_timeout", raw, 10, 86_400))
+        for name, low, high in (
+            ("nst_job_timeout", 10, 86_400),
+            ("nst_keep_hours", 1, 24 * 365),
+            ("nst_shutdown_grace", 0, 3600),
+        ):
+            if (raw := get(name)) is not None:
+                values[name] = float(_integer(name, raw, low, high))
         if (raw := get("nst_data_dir")) is not None:
             values["nst_data_dir"] = Path(raw)
         return cls(**values)  # type: ignore[arg-type]

@@ -150,6 +150,19 @@ class JobStore:
 
         await self._run(update)
 
+    async def requeue(self, job_id: str) -> None:
+        """Back to queued after a clean shutdown cut it off (that run does not count)."""
+
+        def update() -> None:
+            with self._conn() as db:
+                db.execute(
+                    "UPDATE jobs SET state='queued', attempts=MAX(attempts-1, 0), updated=? "
+                    "WHERE id=? AND state='running'",
+                    (time.time(), job_id),
+                )
+
+        await self._run(update)
+
     async def save_result(self, job_id: str, png: bytes) -> None:
         """Keep the picture and mark the job done (computed, not yet delivered)."""
 

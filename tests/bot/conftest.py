@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from PIL import Image
 
 from bot.api_base import use_api_base
 from bot.client import StyleBot
+from bot.logs import set_library_levels
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.store import JobStore
@@ -38,12 +40,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class LogCapture(logging.Handler):
+    """Every log line of the session, formatted, to check what operators' logs would show."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 @dataclass
 class World:
     emu: DiscordEmulator
     bot: StyleBot
     settings: Settings
     http: str
+    logs: LogCapture
 
     def photo(self, name: str = "photo.png") -> dict:
         data = png_bytes(gradient_image(80, 60, seed=2))
@@ -71,6 +85,7 @@ async def world(tmp_path_factory) -> AsyncIterator[World]:
             nst_dev_guild=emu.guild.id,
             nst_http_port=free_port(),
             nst_data_dir=data_dir,
+            nst_member_rate=0,  # the tests send many requests as one member
         )
         use_api_base(settings.discord_api_base)
         pool = EnginePool(settings.nst_weights, workers=settings.nst_workers)
@@ -82,9 +97,17 @@ async def world(tmp_path_factory) -> AsyncIterator[World]:
             await emu.wait_ready()
             await emu.wait_for_commands("stylize", "queue", guild=emu.guild)
             await asyncio.wait_for(bot.wait_until_ready(), 30)
+            logs = LogCapture()
+            root = logging.getLogger()
+            root.addHandler(logs)
+            old_level = root.level
+            root.setLevel(logging.INFO)
+            set_library_levels(logging.INFO)  # as nst-bot sets them
             try:
-                yield World(emu, bot, settings, f"http://127.0.0.1:{settings.nst_http_port}")
+                yield World(emu, bot, settings, f"http://127.0.0.1:{settings.nst_http_port}", logs)
             finally:
+                root.removeHandler(logs)
+                root.setLevel(old_level)
                 await bot.close()
                 await asyncio.gather(runner, return_exceptions=True)
     discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved

@@ -81,3 +81,32 @@ async def test_a_job_survives_sigkill_and_is_delivered_once(tmp_path) -> None:
             assert len(delivered) == 1
             assert f"<@{inter.user.id}>" in delivered[0].content
             assert journal_states(tmp_path / "data") == ["delivered"]
+
+
+async def test_sigterm_refuses_new_jobs_journals_the_running_one_and_exits_cleanly(
+    tmp_path,
+) -> None:
+    async with DiscordEmulator(token=TOKEN) as emu:
+        photo = emu.add_attachment("p.png", png_bytes(gradient_image(80, 60)), "image/png")
+        art = emu.add_attachment("a.png", png_bytes(stripes_image(48, 48)), "image/png")
+        data = tmp_path / "data"
+        async with bot_process(emu, data, "first.log", NST_SHUTDOWN_GRACE="3") as first:
+            await emu.wait_for_commands("stylize", guild=emu.guild, timeout=120)
+            await emu.wait_ready(timeout=60)
+            await asyncio.sleep(2.5)
+            inter = await emu.invoke_slash(
+                "stylize", {"content": photo, "style": art, "quality": "best"}
+            )
+            await inter.wait_for_original(lambda m: "painting" in m.content, timeout=60)
+            first.send_signal(signal.SIGTERM)
+            late = await emu.invoke_slash("stylize", {"content": photo, "style": art})
+            await late.wait_for(lambda rec: rec.responded, timeout=10)
+            assert late.ephemeral and "restarting" in late.original.content
+            assert await asyncio.wait_for(first.wait(), 60) == 0
+        # Cut off by the 3 s grace, the job is back in the queue, not counted as a crash.
+        assert journal_states(data) == ["queued"]
+        assert not any(m.files for m in inter.followups)
+
+        async with bot_process(emu, data, "second.log"):
+            await inter.wait_for(lambda rec: any(m.files for m in rec.followups), timeout=120)
+        assert journal_states(data) == ["delivered"]

@@ -110,3 +110,49 @@ async def test_a_rejected_token_stops_nst_bot_with_one_line(tmp_path):
     text = err.decode()
     assert "error: Discord rejected DISCORD_TOKEN" in text
     assert "Traceback" not in text and "a-wrong-token" not in text
+
+
+def test_a_member_past_the_rate_is_told_when_to_try_again():
+    from bot.cogs.stylize.errors import TooFast
+    from bot.cogs.stylize.rate_limit import RateLimit
+
+    limit = RateLimit(2, "you", "minute")
+    limit.hit("alice", 0.0)
+    limit.hit("alice", 10.0)
+    limit.hit("bob", 10.0)
+    with pytest.raises(TooFast, match="you may start 2 pictures per minute; try again in 50 s"):
+        limit.hit("alice", 10.0)
+    limit.hit("alice", 60.5)  # the first hit has left the window
+    RateLimit(0, "you", "minute").hit("alice", 0.0)  # 0 = unlimited
+
+
+async def test_the_journal_keeps_pending_jobs_and_prunes_old_finished_ones(tmp_path):
+    import sqlite3
+    import time
+
+    from bot.store import JobRecord, JobStore
+
+    store = JobStore(tmp_path)
+
+    def record(job_id: str) -> JobRecord:
+        return JobRecord(job_id, "queued", 1, 2, 3, 4, "token", time.time(), {"seed": 1}, 0, 0.0)
+
+    for job_id in ("aaaaaaaa0001", "aaaaaaaa0002", "aaaaaaaa0003"):
+        await store.add(record(job_id), b"content", b"style")
+    await store.set_state("aaaaaaaa0001", "running", attempt=True)
+    await store.save_result("aaaaaaaa0002", b"png")
+    await store.set_state("aaaaaaaa0003", "delivered")
+    pending = await store.pending()
+    assert [r.id for r in pending] == ["aaaaaaaa0001", "aaaaaaaa0002"]
+    assert pending[0].attempts == 1 and pending[1].state == "done"
+    await store.requeue("aaaaaaaa0001")
+    assert (await store.load("aaaaaaaa0001")).record.state == "queued"
+
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.execute("UPDATE jobs SET updated = updated - 7200")
+    assert await store.prune(older_than=3600) == 1  # only the delivered one goes
+    assert await store.load("aaaaaaaa0003") is None
+    assert not (tmp_path / "jobs" / "aaaaaaaa0003").exists()
+    assert (tmp_path / "jobs" / "aaaaaaaa0002" / "result.png").read_bytes() == b"png"
+    store.close()

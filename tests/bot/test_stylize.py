@@ -168,3 +168,64 @@ async def test_healthz_and_metrics_answer(world: World) -> None:
         line for line in text.splitlines() if line.startswith("nst_jobs_finished_total")
     )
     assert int(finished_line.split()[1]) >= 1
+
+
+async def test_a_killed_worker_is_retried_once_then_the_member_is_told(world: World) -> None:
+    import os
+    import signal
+
+    emu, pool = world.emu, world.bot.pool
+
+    async def kill_when_painting(inter, painting_edits: int) -> None:
+        await inter.wait_for(
+            lambda rec: (
+                rec.original is not None
+                and sum("painting… 0%" in v.content for v in rec.original.history) >= painting_edits
+            ),
+            timeout=60,
+        )
+        while not (pool.running and pool.worker_pids()):  # the fresh worker took the job
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        os.kill(pool.worker_pids()[0], signal.SIGKILL)
+
+    once = await emu.invoke_slash(
+        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "best"}
+    )
+    await kill_when_painting(once, 1)
+    result = await finished(once, timeout=120)  # the retry on a fresh worker delivers
+    assert result_png(result).size == (64, 48)
+
+    twice = await emu.invoke_slash(
+        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "best"}
+    )
+    await kill_when_painting(twice, 1)
+    await kill_when_painting(twice, 2)
+    await twice.wait_for_original(lambda m: "didn't work" in m.content, timeout=120)
+    assert "stopped unexpectedly" in twice.original.content
+    assert not any(m.files for m in twice.followups if m is not twice.original)
+
+
+async def test_a_failing_cdn_download_is_retried_then_explained(world: World) -> None:
+    emu = world.emu
+    emu.fail_next("GET /cdn/*", status=500, times=1)
+    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    await finished(inter)
+
+    emu.fail_next("GET /cdn/*", status=503, times=3)
+    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    await inter.wait_for(
+        lambda rec: any("did not deliver it" in m.content for m in rec.messages), timeout=30
+    )
+    shown = next(m for m in inter.messages if "did not deliver it" in m.content)
+    assert shown.ephemeral
+    emu.clear_faults()
+
+
+async def test_logs_carry_job_ids_but_never_the_token_or_attachment_urls(world: World) -> None:
+    import re
+
+    text = "\n".join(world.logs.lines)
+    assert re.search(r"job [0-9a-f]{12} done", text)  # the pool names each job it finishes
+    assert world.settings.discord_token not in text
+    assert "/cdn/" not in text

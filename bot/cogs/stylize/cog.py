@@ -15,16 +15,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.stylize import attachments
-from bot.cogs.stylize.errors import Gone, NotYours, UserFacingError
+from bot.cogs.stylize.errors import Gone, NotYours, ShuttingDown, UserFacingError
 from bot.cogs.stylize.fair_queue import FairQueue
 from bot.cogs.stylize.models import Params, Quality, Request
+from bot.cogs.stylize.rate_limit import RateLimit
 from bot.cogs.stylize.views import Action, job_view
 from bot.logs import job_id_var
 from bot.store import JobRecord
 from nst_engine.errors import NSTError
 from nst_engine.images import decode_image, encode_image
-from nst_engine.options import QUALITY_PRESETS, options_for_quality
-from nst_engine.pool import Job
+from nst_engine.options import QUALITY_PRESETS, StyleResult, options_for_quality
+from nst_engine.pool import Job, WorkerDied
 
 if TYPE_CHECKING:
     from bot.client import StyleBot
@@ -55,12 +56,52 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self._dispatcher: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._hosts = attachments.allowed_hosts(self.settings.discord_api_base)
+        # Set on SIGTERM: new requests are refused while running jobs finish.
+        self.draining = False
+        # Set once the grace period is over: endings caused by the shutdown are not journaled.
+        self.stopping = False
+        self.member_rate = RateLimit(self.settings.nst_member_rate, "you", "minute")
+        self.guild_rate = RateLimit(self.settings.nst_guild_rate, "this server", "minute")
+        self._pruner: asyncio.Task | None = None
         bot.metrics.queued = lambda: len(self.queue)
         bot.metrics.running = lambda: len(self.running)
 
     async def cog_load(self) -> None:
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="nst-dispatcher")
+        self._pruner = asyncio.create_task(self._prune_forever(), name="nst-pruner")
         await self._recover()
+
+    async def _prune_forever(self) -> None:
+        """Remove finished jobs' rows and files once they are older than NST_KEEP_HOURS."""
+        keep = self.settings.nst_keep_hours * 3600
+        while True:
+            try:
+                removed = await self.bot.store.prune(keep)
+                if removed:
+                    log.info("removed %d finished job(s) older than %g h", removed, keep / 3600)
+            except Exception:
+                log.exception("pruning the data directory failed")
+            await asyncio.sleep(min(3600.0, max(keep / 4, 1.0)))
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking requests and give running jobs up to ``grace`` seconds to finish.
+
+        Whatever is still queued or running stays in the journal and runs after a restart.
+        """
+        self.draining = True
+        deadline = time.monotonic() + grace
+        while self.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        # Jobs still running are cut off by the pool's shutdown: they go back to the journal's
+        # queue (without counting as a crash) instead of ending as cancelled.
+        self.stopping = True
+        for request in list(self.running):
+            await self.bot.store.requeue(request.id)
+        log.info(
+            "shutting down with %d running and %d queued job(s) journaled",
+            len(self.running),
+            len(self.queue),
+        )
 
     async def _recover(self) -> None:
         """Run again, or deliver, the jobs a stopped process had accepted."""
@@ -115,8 +156,9 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self._wakeup.set()
 
     async def cog_unload(self) -> None:
-        if self._dispatcher:
-            self._dispatcher.cancel()
+        for task in (self._dispatcher, self._pruner):
+            if task:
+                task.cancel()
         for request in list(self.running):
             if request.handle:
                 request.handle.cancel()
@@ -147,6 +189,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         private: bool = False,
     ) -> None:
         """Repaint a photo in the style of an artwork."""
+        self._admit(interaction)
         max_bytes = self.settings.nst_max_attachment_bytes
         # What Discord tells us is checked at once, so the member hears about it within seconds.
         attachments.check_metadata("content", content, max_bytes=max_bytes)
@@ -245,14 +288,28 @@ class StylizeCog(commands.Cog, name="Stylize"):
         request = Request.from_interaction(interaction, params, content, style)
         job_id_var.set(request.id)
         # Journaled before the member hears it is queued: a restart will still run it.
-        await self.bot.store.add(self._record(request), content_raw, style_raw)
+        try:
+            await self.bot.store.add(self._record(request), content_raw, style_raw)
+        except BaseException:
+            self.queue.release(interaction.user.id)
+            raise
         position = self.queue.push(interaction.user.id, request, reserved=True)
+        request.shown_position = position
         self.requests[request.id] = request
         log.info("queued for user %s at position %s: %s", interaction.user.id, position, params)
         await self._edit_status(
             request, self._queued_text(request, position), view=job_view(request.id, "cancel")
         )
         self._wakeup.set()
+
+    def _admit(self, interaction: discord.Interaction) -> None:
+        """Refuse new work while shutting down, or past a member's or a server's rate."""
+        if self.draining:
+            raise ShuttingDown()
+        now = time.monotonic()
+        self.member_rate.hit(interaction.user.id, now)
+        if interaction.guild_id is not None:
+            self.guild_rate.hit(interaction.guild_id, now)
 
     def _record(self, request: Request) -> JobRecord:
         return JobRecord(
@@ -300,7 +357,8 @@ class StylizeCog(commands.Cog, name="Stylize"):
         for request in list(self.requests.values()):
             if request.state == "queued":
                 position = self.queue.position(request)
-                if position is not None:
+                if position is not None and position != request.shown_position:
+                    request.shown_position = position
                     await self._edit_status(
                         request,
                         self._queued_text(request, position),
@@ -324,25 +382,12 @@ class StylizeCog(commands.Cog, name="Stylize"):
         if options.steps > self.settings.nst_max_steps:
             options = options.replace(steps=self.settings.nst_max_steps)
         try:
-            handle = self.bot.pool.submit(
-                Job(
-                    request.content,
-                    (request.style,),
-                    options,
-                    job_id=request.id,
-                    timeout=self.settings.nst_job_timeout,
-                )
-            )
-            request.handle = handle
-            if request.cancel_requested:
-                handle.cancel()
-            await self._edit_status(
-                request,
-                f"🎨 {request.mention}, painting… 0%",
-                view=job_view(request.id, "cancel"),
-            )
-            await self._follow_progress(request)
-            result = await handle.result()
+            try:
+                result = await self._paint(request, options)
+            except WorkerDied as err:
+                # A crashed worker may be bad luck (another job's memory, a host hiccup).
+                log.warning("%s; retrying once on a fresh worker", err)
+                result = await self._paint(request, options)
         except NSTError as err:
             log.warning("job failed: %s", err)
             await self._end(request, "failed", f"❌ {request.mention}, that didn't work: {err}")
@@ -371,8 +416,30 @@ class StylizeCog(commands.Cog, name="Stylize"):
         finally:
             self._finish(request)
 
+    async def _paint(self, request: Request, options) -> StyleResult:
+        handle = self.bot.pool.submit(
+            Job(
+                request.content,
+                (request.style,),
+                options,
+                job_id=request.id,
+                timeout=self.settings.nst_job_timeout,
+            )
+        )
+        request.handle = handle
+        if request.cancel_requested:
+            handle.cancel()
+        await self._edit_status(
+            request, f"🎨 {request.mention}, painting… 0%", view=job_view(request.id, "cancel")
+        )
+        await self._follow_progress(request)
+        return await handle.result()
+
     async def _end(self, request: Request, state: str, text: str) -> None:
         """A job ended without a picture: journal it and tell the member."""
+        if self.stopping:
+            log.info("stopped by the shutdown; it stays journaled for the next start")
+            return
         request.state = state  # type: ignore[assignment]
         counter = "failed" if state == "failed" else "cancelled"
         setattr(self.bot.metrics, counter, getattr(self.bot.metrics, counter) + 1)
@@ -549,6 +616,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         stored = await self.bot.store.load(job_id)
         if stored is None:
             raise Gone()
+        self._admit(interaction)
         old = Params(**stored.record.params)
         strength = min(10.0, max(0.0, old.strength + delta))
         params = Params(strength, old.quality, old.size, old.preserve_colors, old.seed, old.private)

@@ -36,3 +36,16 @@ class Gone(UserFacingError):
         super().__init__(
             "This picture's inputs are no longer kept; run /stylize again with the images."
         )
+
+
+class ShuttingDown(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__("The bot is restarting; please try again in a minute.")
+
+
+class TooFast(UserFacingError):
+    def __init__(self, who: str, limit: int, per: str, wait: float) -> None:
+        super().__init__(
+            f"Slow down: {who} may start {limit} pictures per {per}; "
+            f"try again in {max(1, round(wait))} s."
+        )

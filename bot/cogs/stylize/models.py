@@ -59,6 +59,8 @@ class Request:
     cancel_requested: bool = False
     # Percent done while running, for /queue.
     percent: int = 0
+    # The queue position the member was last shown (edits only when it changes).
+    shown_position: int | None = None
 
     @classmethod
     def from_interaction(
