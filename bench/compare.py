@@ -115,7 +115,7 @@ def _child(args: argparse.Namespace) -> None:
         if args.config:
             fields = dict(kv.split("=", 1) for kv in args.config[0].split(":", 1)[1].split(","))
             defaults = StyleOptions()
-            changes = {k: type(getattr(defaults, k))(v) for k, v in fields.items()}
+            changes = {k: _parse(getattr(defaults, k), v) for k, v in fields.items()}
             options = StyleOptions(max_size=args.size, **changes)
         else:
             options = options_for_quality(args.run, max_size=args.size)
@@ -134,6 +134,13 @@ def _child(args: argparse.Namespace) -> None:
             }
         )
     )
+
+
+def _parse(default: object, text: str) -> object:
+    """A --config value, typed like the StyleOptions field's default (None: a float)."""
+    if default is None:
+        return float(text)
+    return type(default)(text)
 
 
 def _distances(work: Path, names: list[str]) -> tuple[dict[str, float], dict[str, float]]:

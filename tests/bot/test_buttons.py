@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 import pytest
 
-from tests.bot.conftest import World
+from tests.bot.harness import World
 from tests.bot.test_stylize import finished, result_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from tests.bot.conftest import TOKEN, png_bytes
 from tests.bot.emulator import DiscordEmulator
+from tests.bot.harness import TOKEN, png_bytes
 from tests.support import gradient_image, stripes_image
 
 pytestmark = pytest.mark.asyncio

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from tests.bot.conftest import World
+from tests.bot.harness import World
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

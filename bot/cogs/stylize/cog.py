@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import io
 import logging
@@ -63,6 +64,9 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self.member_rate = RateLimit(self.settings.nst_member_rate, "you", "minute")
         self.guild_rate = RateLimit(self.settings.nst_guild_rate, "this server", "minute")
         self._pruner: asyncio.Task | None = None
+        # (member id, job id) of the most recently started jobs, oldest first: the order the
+        # fair queue served members in, for operators and the load benchmark.
+        self.started: collections.deque[tuple[int, str]] = collections.deque(maxlen=1000)
         bot.metrics.queued = lambda: len(self.queue)
         bot.metrics.running = lambda: len(self.running)
 
@@ -347,6 +351,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
             while len(self.running) < self.bot.pool.size and (popped := self.queue.pop()):
                 owner, request = popped
                 self.queue.started(owner)
+                self.started.append((request.user_id, request.id))
                 self.running.add(request)
                 task = asyncio.create_task(self._run(request), name=f"nst-job-{request.id}")
                 self._tasks.add(task)

@@ -1,0 +1,119 @@
+"""The project's bot, unmodified, running in this process against our Discord emulator.
+
+Used by the bot tests' fixture and by the load benchmark (bench/load.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import discord
+import numpy as np
+from discord.gateway import DiscordWebSocket
+from PIL import Image
+
+from bot.api_base import use_api_base
+from bot.client import StyleBot
+from bot.logs import set_library_levels
+from bot.metrics import Metrics
+from bot.settings import Settings
+from bot.store import JobStore
+from bot.web import HealthServer
+from nst_engine.pool import EnginePool
+from tests.bot.emulator import DiscordEmulator
+from tests.support import gradient_image, stripes_image
+
+TOKEN = "MTE0NTE0MTkxOTgxMDg5MzQ0MA.bot-under-test.token"
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, "PNG")
+    return out.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LogCapture(logging.Handler):
+    """Every log line while the bot runs, to check what operators' logs would show."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@dataclass
+class World:
+    emu: DiscordEmulator
+    bot: StyleBot
+    settings: Settings
+    http: str
+    logs: LogCapture
+
+    def photo(self, name: str = "photo.png") -> dict:
+        data = png_bytes(gradient_image(80, 60, seed=2))
+        return self.emu.add_attachment(name, data, "image/png", width=80, height=60)
+
+    def painting(self, name: str = "painting.png") -> dict:
+        data = png_bytes(stripes_image(48, 48))
+        return self.emu.add_attachment(name, data, "image/png", width=48, height=48)
+
+
+@asynccontextmanager
+async def running_bot(data_dir: Path, **settings: object) -> AsyncIterator[World]:
+    """Emulator, engine pool (seeded random weights), health server and bot, all on loopback."""
+    saved = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    async with DiscordEmulator(token=TOKEN) as emu:
+        config = Settings(
+            **{
+                "discord_token": TOKEN,
+                "discord_api_base": emu.api_base,
+                "nst_weights": "random",
+                "nst_workers": 1,
+                "nst_max_size": 64,
+                "nst_max_steps": 30,
+                "nst_dev_guild": emu.guild.id,
+                "nst_http_port": free_port(),
+                "nst_data_dir": data_dir,
+                **settings,
+            }
+        )
+        use_api_base(config.discord_api_base)
+        pool = EnginePool(config.nst_weights, workers=config.nst_workers)
+        bot = StyleBot(config, pool, JobStore(data_dir), Metrics())
+        logs = LogCapture()
+        root = logging.getLogger()
+        old_level = root.level
+        root.addHandler(logs)
+        root.setLevel(logging.INFO)
+        set_library_levels(logging.INFO)  # as nst-bot sets them
+        try:
+            async with HealthServer(bot, config.nst_http_port, host="127.0.0.1"), pool:
+                runner = asyncio.create_task(bot.start(TOKEN))
+                await emu.wait_ready()
+                await emu.wait_for_commands("stylize", "queue", guild=emu.guild)
+                await asyncio.wait_for(bot.wait_until_ready(), 30)
+                try:
+                    yield World(emu, bot, config, f"http://127.0.0.1:{config.nst_http_port}", logs)
+                finally:
+                    await bot.close()
+                    await asyncio.gather(runner, return_exceptions=True)
+                    bot.store.close()
+        finally:
+            root.removeHandler(logs)
+            root.setLevel(old_level)
+            discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
