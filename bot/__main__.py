@@ -46,14 +46,20 @@ async def _serve_until_stopped(bot: StyleBot, grace: float) -> None:
     """Run the gateway until SIGTERM/SIGINT, then let running jobs finish and close cleanly."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    cog = bot.get_cog("Stylize")
+
+    def on_signal() -> None:
+        if cog is not None:
+            cog.draining = True  # at once: requests already in flight are refused too
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     connection = asyncio.create_task(bot.connect(), name="gateway")
     stopping = asyncio.create_task(stop.wait(), name="signals")
     await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
         log.info("stopping: no new jobs; running ones get %g s to finish", grace)
-        cog = bot.get_cog("Stylize")
         if cog is not None:
             await cog.drain(grace)
         await bot.close()

@@ -99,6 +99,7 @@ async def test_sigterm_refuses_new_jobs_journals_the_running_one_and_exits_clean
             )
             await inter.wait_for_original(lambda m: "painting" in m.content, timeout=60)
             first.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)  # signals arrive asynchronously
             late = await emu.invoke_slash("stylize", {"content": photo, "style": art})
             await late.wait_for(lambda rec: rec.responded, timeout=10)
             assert late.ephemeral and "restarting" in late.original.content
@@ -109,4 +110,4 @@ async def test_sigterm_refuses_new_jobs_journals_the_running_one_and_exits_clean
 
         async with bot_process(emu, data, "second.log"):
             await inter.wait_for(lambda rec: any(m.files for m in rec.followups), timeout=120)
-        assert journal_states(data) == ["delivered"]
+            await emu.wait_until(lambda: journal_states(data) == ["delivered"], timeout=10)
