@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from nst_engine.errors import NSTError
-from nst_engine.options import StyleOptions
+from nst_engine.options import (
+    DEFAULT_QUALITY,
+    QUALITY_PRESETS,
+    StyleOptions,
+    options_for_quality,
+)
 from nst_engine.weights import IMAGENET, RANDOM, WEIGHTS_ENV, WEIGHTS_FILE, default_weights
 
 log = logging.getLogger(__name__)
@@ -57,7 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=_DEFAULTS.strength,
         help="0 (barely styled) to 10 (style dominates); log scale around the seed's weights",
     )
-    run.add_argument("--steps", type=int, default=_DEFAULTS.steps, help="optimisation steps")
+    run.add_argument(
+        "--quality",
+        choices=tuple(QUALITY_PRESETS),
+        default=DEFAULT_QUALITY,
+        help="preset: steps, precision and schedule chosen by measurement (see README)",
+    )
+    run.add_argument(
+        "--steps", type=int, default=None, help="optimisation steps (default: the preset's)"
+    )
     run.add_argument(
         "--size", type=int, default=_DEFAULTS.max_size, help="longest side of the output in pixels"
     )
@@ -140,9 +153,11 @@ def _stylize(args: argparse.Namespace) -> int:
         _fail(f"output must end in {', '.join(OUTPUT_SUFFIXES)}, not '{args.output.name}'")
     if not args.output.parent.is_dir():
         _fail(f"no such folder for the output: {args.output.parent}")
-    options = StyleOptions(
+    steps = {} if args.steps is None else {"steps": args.steps}
+    options = options_for_quality(
+        args.quality,
+        **steps,
         strength=args.strength,
-        steps=args.steps,
         max_size=args.size,
         seed=args.seed,
         preserve_colors=args.preserve_colors,

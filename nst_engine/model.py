@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections import OrderedDict
 from functools import cache
 
 import numpy as np
@@ -75,6 +76,8 @@ class VGG19Features:
         vgg.trainable = False
         self._vgg = vgg
         self._extractor = cache(self._build)
+        # Gram targets of recent style images, filled by the transfer loop (LRU).
+        self.gram_cache: OrderedDict = OrderedDict()
 
     @property
     def is_random(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[Progress], None]
 StopCheck = Callable[[], bool]
 
+# Style targets kept per loaded model (each a few MB at most).
+GRAM_CACHE_SIZE = 16
 # Adam's second-moment decay: Keras' default, as in the tutorial.
 _BETA_2 = 0.999
 # Early stopping compares the loss with its value this many steps ago.
@@ -169,6 +172,18 @@ class _Run:
         """The blended Gram targets of the style images, resized by ``scale``."""
         import tensorflow as tf
 
+        key = (
+            extractor,
+            scale,
+            tuple(self.blend),
+            tuple(hashlib.blake2b(s.tobytes(), digest_size=16).digest() for s in self.styles_px),
+            tuple(s.shape for s in self.styles_px),
+        )
+        cached = self.model.gram_cache.get(key)
+        if cached is not None:
+            # A re-run on the same artwork (Stronger / Weaker) skips the style's forward passes.
+            self.model.gram_cache.move_to_end(key)
+            return cached
         total_weight = float(sum(self.blend))
         blended = None
         for style_px, weight in zip(self.styles_px, self.blend):
@@ -179,6 +194,9 @@ class _Run:
             feats = extractor(tf.constant(style_px[None]))
             grams = [_gram(f) * (weight / total_weight) for f in feats[:n_style]]
             blended = grams if blended is None else [a + b for a, b in zip(blended, grams)]
+        self.model.gram_cache[key] = blended
+        while len(self.model.gram_cache) > GRAM_CACHE_SIZE:
+            self.model.gram_cache.popitem(last=False)
         return blended
 
     def _report(self, done: int, losses: Losses, image) -> None:

@@ -106,6 +106,7 @@ def test_help_explains_every_flag_with_its_default(capsys):
     for flag in (
         "--strength",
         "--steps",
+        "--quality",
         "--size",
         "--weights",
         "--seed",

@@ -152,3 +152,17 @@ def test_coarse_to_fine_and_early_stopping_end_at_full_size(
     result = stylize(content_image, style_image, options, model=random_model)
     assert result.image.shape == (32, 48, 3)
     assert result.converged and result.steps < 40
+
+
+def test_a_rerun_on_the_same_artwork_reuses_its_style_targets(random_model, content_image):
+    from tests.support import stripes_image
+
+    art = stripes_image(44, 44, period=5)
+    random_model.gram_cache.clear()
+    first = stylize(content_image, art, StyleOptions(**TINY), model=random_model)
+    assert len(random_model.gram_cache) == 1
+    again = stylize(content_image, art, StyleOptions(**TINY, strength=7), model=random_model)
+    assert len(random_model.gram_cache) == 1  # a hit, not a second entry
+    assert not np.array_equal(first.image, again.image)
+    stylize(content_image, art[::-1], StyleOptions(**TINY), model=random_model)
+    assert len(random_model.gram_cache) == 2
