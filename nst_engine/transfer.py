@@ -149,6 +149,14 @@ class _Run:
             image = tf.Variable(tf.image.resize(image_px[None], (h, w)))
             target = tf.image.resize(target_px[None], (h, w))
             content_targets = [tf.cast(f, tf.float32) for f in extractor(target)[n_style:]]
+            if opts.optimizer == "lbfgs":
+                targets = (style_grams, content_targets, layer_weights, weights)
+                stopped = self._lbfgs(extractor, n_style, image, steps, targets, history)
+                if stopped:
+                    return image.numpy()[0], history, True, False
+                done = len(history)
+                image_px = image.numpy()[0]
+                continue
             m = tf.Variable(tf.zeros_like(image))
             v = tf.Variable(tf.zeros_like(image))
             t = tf.Variable(0.0)
@@ -167,6 +175,44 @@ class _Run:
                     return image.numpy()[0], history, False, True
             image_px = image.numpy()[0]
         return image_px, history, False, False
+
+    def _lbfgs(self, extractor, n_style: int, image, steps: int, targets, history) -> bool:
+        """SciPy's L-BFGS-B on the pixels (bounded to [0, 1]); True if should_stop ended it."""
+        import tensorflow as tf
+        from scipy.optimize import Bounds, minimize
+
+        loss_and_grad = _loss_and_grad_function(extractor, n_style)
+        shape = tuple(image.shape)
+        last: list[Losses] = []
+        stopped = False
+
+        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+            image.assign(tf.constant(x.reshape(shape), tf.float32))
+            c, s, tv, grad = loss_and_grad(image, *targets)
+            last[:] = [Losses(float(c), float(s), float(tv))]
+            return float(c + s + tv), grad.numpy().astype(np.float64).ravel()
+
+        def callback(intermediate_result) -> None:
+            nonlocal stopped
+            image.assign(tf.constant(intermediate_result.x.reshape(shape), tf.float32))
+            history.append(last[0])
+            self._report(len(history), last[0], image)
+            if self.should_stop is not None and self.should_stop():
+                stopped = True
+                raise StopIteration
+
+        x0 = image.numpy().astype(np.float64).ravel()
+        result = minimize(
+            fun,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=Bounds(0.0, 1.0),
+            callback=callback,
+            options={"maxiter": steps},
+        )
+        image.assign(tf.constant(result.x.reshape(shape), tf.float32))
+        return stopped
 
     def _style_grams(self, extractor, n_style: int, scale: float) -> list:
         """The blended Gram targets of the style images, resized by ``scale``."""
@@ -221,24 +267,49 @@ class _Run:
         return before - now < tol * abs(before)
 
 
-def _step_function(extractor, n_style: int):
-    """One compiled Adam step on the image variable; returns the weighted (content, style, tv)."""
+def _objective(extractor, n_style, image, style_grams, content_targets, layer_weights, weights):
+    """The weighted (content, style, tv) terms of the image."""
     import tensorflow as tf
 
     from nst_engine.losses import content_loss, gram_matrix, total_variation_loss
+
+    feats = extractor(image)
+    style_terms = [
+        tf.reduce_mean(tf.square(gram_matrix(f) - g)) for f, g in zip(feats[:n_style], style_grams)
+    ]
+    style = weights[1] * tf.reduce_sum(tf.stack(style_terms) * layer_weights)
+    content = weights[0] * content_loss(feats[n_style:], content_targets)
+    tv = weights[2] * total_variation_loss(image)
+    return content, style, tv
+
+
+def _loss_and_grad_function(extractor, n_style: int):
+    """Compiled (content, style, tv, gradient) of the image, for L-BFGS."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def loss_and_grad(image, style_grams, content_targets, layer_weights, weights):
+        with tf.GradientTape() as tape:
+            content, style, tv = _objective(
+                extractor, n_style, image, style_grams, content_targets, layer_weights, weights
+            )
+            loss = content + style + tv
+        return content, style, tv, tape.gradient(loss, image)
+
+    return loss_and_grad
+
+
+def _step_function(extractor, n_style: int):
+    """One compiled Adam step on the image variable; returns the weighted (content, style, tv)."""
+    import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
     def step(image, m, v, t, style_grams, content_targets, layer_weights, weights, adam):
         lr, beta_1, beta_2, epsilon = adam[0], adam[1], adam[2], adam[3]
         with tf.GradientTape() as tape:
-            feats = extractor(image)
-            style_terms = [
-                tf.reduce_mean(tf.square(gram_matrix(f) - g))
-                for f, g in zip(feats[:n_style], style_grams)
-            ]
-            style = weights[1] * tf.reduce_sum(tf.stack(style_terms) * layer_weights)
-            content = weights[0] * content_loss(feats[n_style:], content_targets)
-            tv = weights[2] * total_variation_loss(image)
+            content, style, tv = _objective(
+                extractor, n_style, image, style_grams, content_targets, layer_weights, weights
+            )
             loss = content + style + tv
         grad = tape.gradient(loss, image)
         t.assign_add(1.0)

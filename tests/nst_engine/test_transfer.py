@@ -166,3 +166,20 @@ def test_a_rerun_on_the_same_artwork_reuses_its_style_targets(random_model, cont
     assert not np.array_equal(first.image, again.image)
     stylize(content_image, art[::-1], StyleOptions(**TINY), model=random_model)
     assert len(random_model.gram_cache) == 2
+
+
+def test_lbfgs_lowers_the_loss_and_can_be_stopped(random_model, content_image, style_image):
+    options = StyleOptions(max_size=48, steps=8, optimizer="lbfgs")
+    result = stylize(content_image, style_image, options, model=random_model)
+    assert result.image.shape == (32, 48, 3) and 1 <= result.steps <= 8
+    assert result.history[-1].total < result.history[0].total
+    seen = []
+    stopped = stylize(
+        content_image,
+        style_image,
+        options,
+        model=random_model,
+        on_progress=seen.append,
+        should_stop=lambda: len(seen) >= 2,
+    )
+    assert stopped.cancelled and stopped.steps == 2
