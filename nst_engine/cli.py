@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--init", choices=("content", "noise"), default=_DEFAULTS.init, help="starting image"
     )
     run.add_argument(
+        "--optimizer",
+        choices=("adam", "lbfgs"),
+        default=_DEFAULTS.optimizer,
+        help="Adam (the seed's) or SciPy's L-BFGS-B (Gatys et al.'s)",
+    )
+    run.add_argument(
         "--learning-rate", type=float, default=_DEFAULTS.learning_rate, help="Adam step size"
     )
     run.add_argument(
@@ -166,6 +172,7 @@ def _stylize(args: argparse.Namespace) -> int:
         tv_weight=args.tv_weight,
         init=args.init,
         learning_rate=args.learning_rate,
+        optimizer=args.optimizer,
         style_blend=tuple(args.style_blend) if args.style_blend else None,
         style_scale=args.style_scale,
     )

@@ -115,6 +115,7 @@ def test_help_explains_every_flag_with_its_default(capsys):
         "--style-weight",
         "--tv-weight",
         "--init",
+        "--optimizer",
         "-o",
     ):
         assert flag in out
