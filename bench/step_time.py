@@ -30,6 +30,7 @@ def main() -> None:
 
     from bench.tutorial import tutorial_loop
     from nst_engine import StyleOptions, load_model, stylize
+    from nst_engine.model import resolve_precision
     from nst_engine.weights import WEIGHTS_FILE, random_weights, save_legacy_h5
 
     folder = Path(tempfile.mkdtemp())
@@ -37,7 +38,10 @@ def main() -> None:
     model = load_model(str(weights))
     rng = np.random.default_rng(0)
     print(f"machine: {platform.machine()}, {_cpu_name()}, TensorFlow {tf.__version__}")
-    print(f"{'size':>6} {'tutorial ms/step':>17} {'engine ms/step':>15} {'speed-up':>9}")
+    print(
+        f"{'size':>6} {'tutorial ms/step':>17} {'engine float32':>15} "
+        f"{'engine ' + resolve_precision('auto'):>16} {'speed-up':>9}"
+    )
     for size in args.sizes:
         content = (rng.uniform(size=(size, size, 3)) * 255).astype(np.uint8)
         style = (rng.uniform(size=(size, size, 3)) * 255).astype(np.uint8)
@@ -52,17 +56,24 @@ def main() -> None:
         )
         tutorial_ms = _ms_per_step(stamps, args.warmup)
 
-        stamps = []
-        options = StyleOptions(max_size=size, steps=args.warmup + args.steps)
-        stylize(
-            content,
-            style,
-            options,
-            model=model,
-            on_progress=lambda _p, out=stamps: out.append(time.perf_counter()),
+        engine_ms = []
+        for precision in ("float32", "auto"):
+            stamps = []
+            options = StyleOptions(
+                max_size=size, steps=args.warmup + args.steps, precision=precision
+            )
+            stylize(
+                content,
+                style,
+                options,
+                model=model,
+                on_progress=lambda _p, out=stamps: out.append(time.perf_counter()),
+            )
+            engine_ms.append(_ms_per_step(stamps, args.warmup))
+        print(
+            f"{size:>6} {tutorial_ms:>17.0f} {engine_ms[0]:>15.0f} {engine_ms[1]:>16.0f} "
+            f"{tutorial_ms / engine_ms[1]:>8.2f}×"
         )
-        engine_ms = _ms_per_step(stamps, args.warmup)
-        print(f"{size:>6} {tutorial_ms:>17.0f} {engine_ms:>15.0f} {tutorial_ms / engine_ms:>8.2f}×")
 
 
 def _ms_per_step(stamps: list[float], warmup: int) -> float:
