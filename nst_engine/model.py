@@ -78,6 +78,8 @@ class VGG19Features:
         self._extractor = cache(self._build)
         # Gram targets of recent style images, filled by the transfer loop (LRU).
         self.gram_cache: OrderedDict = OrderedDict()
+        # The transfer loop's compiled step functions, per feature model.
+        self.compiled: dict = {}
 
     @property
     def is_random(self) -> bool:

@@ -134,7 +134,7 @@ class _Run:
             image_px = rng.uniform(0, 1, target_px.shape).astype(np.float32)
         else:
             image_px = target_px
-        step_fn = _step_function(extractor, n_style)
+        step_fn = self._compiled(_step_function, extractor, n_style)
         weights = tf.constant(
             [opts.effective_content_weight, opts.effective_style_weight, opts.tv_weight], tf.float32
         )
@@ -181,7 +181,7 @@ class _Run:
         import tensorflow as tf
         from scipy.optimize import Bounds, minimize
 
-        loss_and_grad = _loss_and_grad_function(extractor, n_style)
+        loss_and_grad = self._compiled(_loss_and_grad_function, extractor, n_style)
         shape = tuple(image.shape)
         last: list[Losses] = []
         stopped = False
@@ -213,6 +213,14 @@ class _Run:
         )
         image.assign(tf.constant(result.x.reshape(shape), tf.float32))
         return stopped
+
+    def _compiled(self, make, extractor, n_style: int):
+        """One traced tf.function per loaded model and layer choice, reused by every job
+        (tracing costs about a second; tiny jobs would spend most of their time on it)."""
+        key = (make.__name__, extractor, n_style)
+        if key not in self.model.compiled:
+            self.model.compiled[key] = make(extractor, n_style)
+        return self.model.compiled[key]
 
     def _style_grams(self, extractor, n_style: int, scale: float) -> list:
         """The blended Gram targets of the style images, resized by ``scale``."""

@@ -111,3 +111,29 @@ async def test_sigterm_refuses_new_jobs_journals_the_running_one_and_exits_clean
         async with bot_process(emu, data, "second.log"):
             await inter.wait_for(lambda rec: any(m.files for m in rec.followups), timeout=120)
             await emu.wait_until(lambda: journal_states(data) == ["delivered"], timeout=10)
+
+
+async def test_buttons_on_a_result_keep_working_after_a_restart(tmp_path) -> None:
+    async with DiscordEmulator(token=TOKEN) as emu:
+        photo = emu.add_attachment("p.png", png_bytes(gradient_image(80, 60)), "image/png")
+        art = emu.add_attachment("a.png", png_bytes(stripes_image(48, 48)), "image/png")
+        data = tmp_path / "data"
+        async with bot_process(emu, data, "first.log", NST_MAX_STEPS="20") as first:
+            await emu.wait_for_commands("stylize", guild=emu.guild, timeout=120)
+            await emu.wait_ready(timeout=60)
+            await asyncio.sleep(2.5)
+            inter = await emu.invoke_slash("stylize", {"content": photo, "style": art})
+            await inter.wait_for(lambda rec: any(m.files for m in rec.followups), timeout=120)
+            result = next(m for m in inter.followups if m.files)
+            first.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(first.wait(), 60) == 0
+
+        async with bot_process(emu, data, "second.log", NST_MAX_STEPS="20"):
+            await emu.wait_until(lambda: emu.identify_count >= 2, timeout=120, what="IDENTIFY")
+            await asyncio.sleep(2.5)  # guild_ready_timeout
+            weaker = next(b for b in result.buttons() if b["label"] == "Weaker")
+            press = await emu.press_button(result, weaker["custom_id"], user=inter.user)
+            await press.wait_for(lambda rec: any(m.files for m in rec.followups), timeout=120)
+            again = next(m for m in press.followups if m.files)
+            fields = {f["name"]: f["value"] for f in again.embeds[0]["fields"]}
+            assert fields["Strength"] == "3"

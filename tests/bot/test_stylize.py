@@ -90,6 +90,8 @@ async def test_cancel_stops_a_running_job_and_says_so(world: World) -> None:
     [
         ("notes.txt", b"just some words", "text/plain", "it is text/plain, not an image"),
         ("fake.png", b"just some words, not a png", "image/png", "its contents are not an image"),
+        ("liar.png", b"\xff\xd8\xff\xe0" + b"\0" * 64, "image/png", "but its contents are jpeg"),
+        ("empty.png", b"", "image/png", "its contents are not an image"),
     ],
 )
 async def test_a_bad_attachment_gets_an_ephemeral_error_and_nothing_is_queued(

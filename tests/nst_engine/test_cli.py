@@ -132,3 +132,20 @@ def test_jpeg_and_webp_outputs(tmp_path):
         with Image.open(path) as opened:
             assert opened.format == fmt
         assert decode_image(path.read_bytes()).shape == (8, 12, 3)
+
+
+def test_nst_weights_download_failing_offline_is_one_line(capsys, monkeypatch, tmp_path):
+    import keras.src.utils.file_utils as file_utils
+
+    def offline(*_args, **_kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(file_utils.config, "keras_home", lambda: str(tmp_path))
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["weights", "download"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: could not download the VGG19 weights") and err.count("\n") == 1
+    assert "NST_WEIGHTS" in err
