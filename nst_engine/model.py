@@ -79,7 +79,7 @@ class VGG19Features:
         # Gram targets of recent style images, filled by the transfer loop (LRU).
         self.gram_cache: OrderedDict = OrderedDict()
         # The transfer loop's compiled step functions, per feature model.
-        self.compiled: dict = {}
+        self.compiled: OrderedDict = OrderedDict()
 
     @property
     def is_random(self) -> bool:

@@ -22,6 +22,8 @@ StopCheck = Callable[[], bool]
 
 # Style targets kept per loaded model (each a few MB at most).
 GRAM_CACHE_SIZE = 16
+# Traced step functions kept per loaded model (one per image size in use).
+COMPILED_CACHE_SIZE = 32
 # Adam's second-moment decay: Keras' default, as in the tutorial.
 _BETA_2 = 0.999
 # Early stopping compares the loss with its value this many steps ago.
@@ -134,7 +136,6 @@ class _Run:
             image_px = rng.uniform(0, 1, target_px.shape).astype(np.float32)
         else:
             image_px = target_px
-        step_fn = self._compiled(_step_function, extractor, n_style)
         weights = tf.constant(
             [opts.effective_content_weight, opts.effective_style_weight, opts.tv_weight], tf.float32
         )
@@ -157,6 +158,7 @@ class _Run:
                 done = len(history)
                 image_px = image.numpy()[0]
                 continue
+            step_fn = self._compiled(_step_function, extractor, n_style, (h, w))
             m = tf.Variable(tf.zeros_like(image))
             v = tf.Variable(tf.zeros_like(image))
             t = tf.Variable(0.0)
@@ -181,7 +183,9 @@ class _Run:
         import tensorflow as tf
         from scipy.optimize import Bounds, minimize
 
-        loss_and_grad = self._compiled(_loss_and_grad_function, extractor, n_style)
+        loss_and_grad = self._compiled(
+            _loss_and_grad_function, extractor, n_style, tuple(image.shape[1:3])
+        )
         shape = tuple(image.shape)
         last: list[Losses] = []
         stopped = False
@@ -214,13 +218,20 @@ class _Run:
         image.assign(tf.constant(result.x.reshape(shape), tf.float32))
         return stopped
 
-    def _compiled(self, make, extractor, n_style: int):
-        """One traced tf.function per loaded model and layer choice, reused by every job
-        (tracing costs about a second; tiny jobs would spend most of their time on it)."""
-        key = (make.__name__, extractor, n_style)
-        if key not in self.model.compiled:
-            self.model.compiled[key] = make(extractor, n_style)
-        return self.model.compiled[key]
+    def _compiled(self, make, extractor, n_style: int, size: tuple[int, int]):
+        """One traced tf.function per loaded model, layer choice and image size, reused by
+        every job of that size (tracing costs about a second; re-runs and tiny jobs would
+        spend most of their time on it). Kept per size: one trace relaxed to any size failed
+        in the gradient of the Adam state."""
+        key = (make.__name__, extractor, n_style, size)
+        compiled = self.model.compiled
+        if key in compiled:
+            compiled.move_to_end(key)
+        else:
+            compiled[key] = make(extractor, n_style)
+            while len(compiled) > COMPILED_CACHE_SIZE:
+                compiled.popitem(last=False)
+        return compiled[key]
 
     def _style_grams(self, extractor, n_style: int, scale: float) -> list:
         """The blended Gram targets of the style images, resized by ``scale``."""
@@ -295,7 +306,7 @@ def _loss_and_grad_function(extractor, n_style: int):
     """Compiled (content, style, tv, gradient) of the image, for L-BFGS."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function
     def loss_and_grad(image, style_grams, content_targets, layer_weights, weights):
         with tf.GradientTape() as tape:
             content, style, tv = _objective(
@@ -311,7 +322,7 @@ def _step_function(extractor, n_style: int):
     """One compiled Adam step on the image variable; returns the weighted (content, style, tv)."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function
     def step(image, m, v, t, style_grams, content_targets, layer_weights, weights, adam):
         lr, beta_1, beta_2, epsilon = adam[0], adam[1], adam[2], adam[3]
         with tf.GradientTape() as tape:

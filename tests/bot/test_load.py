@@ -12,7 +12,12 @@ pytestmark = pytest.mark.asyncio
 
 async def test_a_burst_of_members_each_get_one_answer_per_request_fairly(tmp_path) -> None:
     async with running_bot(
-        tmp_path, nst_max_steps=3, nst_user_limit=2, nst_queue_limit=100, nst_member_rate=0
+        tmp_path,
+        nst_max_steps=3,
+        nst_user_limit=2,
+        nst_queue_limit=100,
+        nst_member_rate=0,
+        nst_guild_rate=0,
     ) as world:
         report = await run_load(world, members=8, per_member=3, timeout=300)
     print("\n".join(report.lines()))

@@ -22,7 +22,6 @@ from bot.cogs.stylize.models import Params, Quality, Request
 from bot.cogs.stylize.rate_limit import RateLimit
 from bot.cogs.stylize.views import Action, job_view
 from bot.logs import job_id_var
-from bot.store import JobRecord
 from nst_engine.errors import NSTError
 from nst_engine.images import decode_image, encode_image
 from nst_engine.options import QUALITY_PRESETS, StyleResult, options_for_quality
@@ -64,9 +63,11 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self.member_rate = RateLimit(self.settings.nst_member_rate, "you", "minute")
         self.guild_rate = RateLimit(self.settings.nst_guild_rate, "this server", "minute")
         self._pruner: asyncio.Task | None = None
-        # (member id, job id) of the most recently started jobs, oldest first: the order the
-        # fair queue served members in, for operators and the load benchmark.
-        self.started: collections.deque[tuple[int, str]] = collections.deque(maxlen=1000)
+        # (member id, job id, queued at, started at) of the most recently started jobs, oldest
+        # first: how the fair queue served members, for operators and the load benchmark.
+        self.started: collections.deque[tuple[int, str, float, float]] = collections.deque(
+            maxlen=1000
+        )
         bot.metrics.queued = lambda: len(self.queue)
         bot.metrics.running = lambda: len(self.running)
 
@@ -115,21 +116,9 @@ class StylizeCog(commands.Cog, name="Stylize"):
             if stored is None:
                 continue
             try:
-                request = Request(
-                    None,
-                    Params(**record.params),
-                    *(
-                        [await asyncio.to_thread(decode_image, stored.content)]
-                        + [await asyncio.to_thread(decode_image, stored.style)]
-                    ),
-                    user_id=record.user_id,
-                    channel_id=record.channel_id,
-                    guild_id=record.guild_id,
-                    application_id=record.application_id,
-                    token=record.interaction_token,
-                    created=record.interaction_created,
-                    id=record.id,
-                )
+                content = await asyncio.to_thread(decode_image, stored.content)
+                style = await asyncio.to_thread(decode_image, stored.style)
+                request = Request.from_record(record, content, style)
             except NSTError as err:
                 log.warning("journaled job cannot be recovered: %s", err)
                 await self.bot.store.set_state(record.id, "failed")
@@ -293,11 +282,12 @@ class StylizeCog(commands.Cog, name="Stylize"):
         job_id_var.set(request.id)
         # Journaled before the member hears it is queued: a restart will still run it.
         try:
-            await self.bot.store.add(self._record(request), content_raw, style_raw)
+            await self.bot.store.add(request.to_record(), content_raw, style_raw)
         except BaseException:
             self.queue.release(interaction.user.id)
             raise
         position = self.queue.push(interaction.user.id, request, reserved=True)
+        request.queued_at = time.monotonic()  # after the journal write: waiting starts now
         request.shown_position = position
         self.requests[request.id] = request
         log.info("queued for user %s at position %s: %s", interaction.user.id, position, params)
@@ -314,21 +304,6 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self.member_rate.hit(interaction.user.id, now)
         if interaction.guild_id is not None:
             self.guild_rate.hit(interaction.guild_id, now)
-
-    def _record(self, request: Request) -> JobRecord:
-        return JobRecord(
-            id=request.id,
-            state="queued",
-            user_id=request.user_id,
-            channel_id=request.channel_id,
-            guild_id=request.guild_id,
-            application_id=request.application_id,
-            interaction_token=request.token,
-            interaction_created=request.created,
-            params=request.params.to_dict(),
-            attempts=0,
-            created=time.time(),
-        )
 
     def _queued_text(self, request: Request, position: int | None) -> str:
         ahead = (position or 1) - 1 + len(self.running)
@@ -351,7 +326,9 @@ class StylizeCog(commands.Cog, name="Stylize"):
             while len(self.running) < self.bot.pool.size and (popped := self.queue.pop()):
                 owner, request = popped
                 self.queue.started(owner)
-                self.started.append((request.user_id, request.id))
+                self.started.append(
+                    (request.user_id, request.id, request.queued_at, time.monotonic())
+                )
                 self.running.add(request)
                 task = asyncio.create_task(self._run(request), name=f"nst-job-{request.id}")
                 self._tasks.add(task)

@@ -10,6 +10,7 @@ from typing import Literal
 import discord
 import numpy as np
 
+from bot.store import JobRecord
 from nst_engine.pool import JobHandle
 
 Quality = Literal["fast", "balanced", "best"]
@@ -81,6 +82,39 @@ class Request:
             application_id=interaction.application_id,
             token=interaction.token,
             created=interaction.created_at.timestamp(),
+        )
+
+    @classmethod
+    def from_record(cls, record: JobRecord, content: np.ndarray, style: np.ndarray) -> Request:
+        """A journaled job, recovered after a restart (no live interaction)."""
+        return cls(
+            None,
+            Params(**record.params),
+            content,
+            style,
+            user_id=record.user_id,
+            channel_id=record.channel_id,
+            guild_id=record.guild_id,
+            application_id=record.application_id,
+            token=record.interaction_token,
+            created=record.interaction_created,
+            id=record.id,
+        )
+
+    def to_record(self) -> JobRecord:
+        """The journal row of a newly accepted job."""
+        return JobRecord(
+            id=self.id,
+            state="queued",
+            user_id=self.user_id,
+            channel_id=self.channel_id,
+            guild_id=self.guild_id,
+            application_id=self.application_id,
+            interaction_token=self.token,
+            interaction_created=self.created,
+            params=self.params.to_dict(),
+            attempts=0,
+            created=time.time(),
         )
 
     @property
