@@ -1,0 +1,259 @@
+"""The engine pool: real worker processes with random weights, tiny images and few steps.
+
+Starting a worker costs seconds (TensorFlow's import), so most tests share one two-worker pool
+on a module-scoped event loop; the last of them closes it and checks that nothing is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from nst_engine import ImageError, StyleOptions, WeightsError
+from nst_engine.images import output_size
+from nst_engine.options import Losses, Progress
+from nst_engine.pool import (
+    EnginePool,
+    Job,
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
+    WorkerDied,
+    _job_error,
+)
+from nst_engine.worker import Reporter
+from tests.support import gradient_image, stripes_image
+
+on_pool_loop = pytest.mark.asyncio(loop_scope="module")
+STYLE = stripes_image(32, 32)
+# Long enough to still be running when a test cancels, kills or times it out.
+LONG = StyleOptions(max_size=32, steps=5000)
+
+
+def tiny_job(steps: int = 4, width: int = 40, height: int = 32, **options: object) -> Job:
+    content = gradient_image(width, height, seed=width + height)
+    return Job(content, (STYLE,), StyleOptions(max_size=48, steps=steps, **options))
+
+
+async def first_event(handle) -> Progress:
+    return await anext(aiter(handle.events()))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pool():
+    async with EnginePool("random", workers=2, preview_interval=0.2, progress_interval=0) as pool:
+        yield pool
+
+
+@on_pool_loop
+async def test_many_jobs_finish_with_the_right_sizes_and_the_loop_stays_responsive(pool):
+    assert pool.warm and pool.size == 2 and pool.free_workers == 2
+    sizes = [(48, 32), (32, 48), (40, 40), (48, 48), (20, 30), (47, 33), (36, 44), (64, 16)]
+    loop = asyncio.get_running_loop()
+    worst_lag = 0.0
+    probing = True
+
+    async def probe() -> None:
+        nonlocal worst_lag
+        while probing:
+            before = loop.time()
+            await asyncio.sleep(0.02)
+            worst_lag = max(worst_lag, loop.time() - before - 0.02)
+
+    prober = asyncio.create_task(probe())
+    handles = [pool.submit(tiny_job(width=w, height=h)) for w, h in sizes]
+    assert (pool.running, pool.queued, pool.free_workers) == (2, 6, 0)
+    assert [h.state for h in handles[:3]] == ["running", "running", "queued"]
+    results = await asyncio.gather(*(h.result() for h in handles))
+    probing = False
+    await prober
+
+    for (w, h), handle, result in zip(sizes, handles, results, strict=True):
+        out_w, out_h = output_size(w, h, 48)
+        assert result.image.shape == (out_h, out_w, 3) and result.image.dtype == np.uint8
+        assert result.steps == 4 and not result.cancelled and result.weights == "random"
+        assert handle.state == "done"
+        assert handle.submitted_at <= handle.started_at <= handle.finished_at
+    assert len({h.job_id for h in handles}) == 8
+    assert (pool.running, pool.queued, pool.free_workers) == (0, 0, 2)
+    assert worst_lag < 0.1, f"the event loop stalled for {worst_lag * 1000:.0f} ms"
+
+
+@on_pool_loop
+async def test_progress_arrives_in_order_and_carries_previews(pool):
+    handle = pool.submit(tiny_job(steps=12, preview_size=24))
+    events = [progress async for progress in handle.events()]
+    result = await handle.result()
+
+    steps = [p.step for p in events]
+    assert steps == sorted(set(steps)) and steps[-1] == 12 == result.steps
+    assert all(p.total == 12 and p.snapshot is None for p in events)
+    previews = [p.preview for p in events if p.preview is not None]
+    assert previews and all(p.dtype == np.uint8 and max(p.shape[:2]) == 24 for p in previews)
+    assert handle.progress == events[-1]
+    # A late listener gets the newest report, then the end.
+    assert [p async for p in handle.events()] == [events[-1]]
+
+
+@on_pool_loop
+async def test_cancelling_stops_a_running_job_and_drops_a_queued_one(pool):
+    first = pool.submit(Job(gradient_image(32, 32), (STYLE,), LONG))
+    second = pool.submit(Job(gradient_image(32, 32), (STYLE,), LONG))
+    waiting = pool.submit(tiny_job())
+    assert waiting.state == "queued" and pool.queued == 1
+
+    assert waiting.cancel() and not waiting.cancel()
+    with pytest.raises(JobCancelled, match="cancelled before it started"):
+        await waiting.result()
+    assert waiting.state == "cancelled" and pool.queued == 0
+
+    seen = (await first_event(first)).step
+    asked = time.monotonic()
+    assert first.cancel() and not first.cancel()
+    result = await first.result()
+    assert time.monotonic() - asked < 5
+    assert result.cancelled and first.state == "cancelled"
+    assert seen <= result.steps <= seen + 20 < LONG.steps
+    assert result.image.shape == (32, 32, 3)
+
+    await first_event(second)
+    second.cancel()
+    assert (await second.result()).cancelled
+    assert not second.cancel()  # finished: cancelling again does nothing
+
+
+@on_pool_loop
+async def test_a_job_past_its_time_limit_fails_with_job_timeout(pool):
+    handle = pool.submit(Job(gradient_image(32, 32), (STYLE,), LONG, timeout=1.0))
+    started = time.monotonic()
+    with pytest.raises(JobTimeout, match=r"time limit of 1 s"):
+        await handle.result()
+    assert 1.0 <= time.monotonic() - started < 10
+    assert handle.state == "failed"
+    assert (await pool.submit(tiny_job()).result()).steps == 4
+
+
+@on_pool_loop
+async def test_engine_errors_come_back_as_readable_messages(pool):
+    blend = pool.submit(tiny_job(style_blend=(1.0, 2.0)))
+    floats = pool.submit(Job(np.zeros((32, 32, 3), np.float32), (STYLE,), StyleOptions(steps=2)))
+    no_style = pool.submit(Job(gradient_image(32, 32), (), StyleOptions(steps=2)))
+    with pytest.raises(JobFailed, match=r"^style_blend has 2 weights for 1 style images$"):
+        await blend.result()
+    with pytest.raises(JobFailed, match=r"^expected a uint8 \(H, W, 3\) array, got float32"):
+        await floats.result()
+    with pytest.raises(JobFailed, match=r"^at least one style image is needed$"):
+        await no_style.result()
+    assert blend.state == floats.state == no_style.state == "failed"
+
+
+def test_an_engine_error_keeps_its_type_and_message():
+    job = tiny_job()
+    error = ImageError("the file is empty")
+    assert _job_error(error, job) is error
+    unexpected = _job_error(RuntimeError("ResourceExhaustedError: OOM when allocating"), job)
+    assert type(unexpected) is JobFailed and job.job_id in str(unexpected)
+
+
+@on_pool_loop
+async def test_a_killed_worker_fails_only_its_own_job_and_is_replaced(pool):
+    doomed = pool.submit(Job(gradient_image(32, 32), (STYLE,), LONG))
+    await first_event(doomed)
+    bystander = pool.submit(tiny_job(steps=40))
+    await first_event(bystander)
+    old_pids = set(pool.worker_pids())
+    os.kill(doomed.worker_pid, signal.SIGKILL)
+
+    with pytest.raises(WorkerDied, match=r"stopped unexpectedly \(killed by SIGKILL\)"):
+        await doomed.result()
+    assert doomed.state == "failed"
+    assert (await bystander.result()).steps == 40
+    assert (await pool.submit(tiny_job()).result()).steps == 4
+
+    deadline = time.monotonic() + 60
+    while not pool.warm and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert pool.warm and len(set(pool.worker_pids()) - old_pids) == 1
+    both = [pool.submit(tiny_job()), pool.submit(tiny_job())]
+    assert pool.free_workers == 0
+    assert [r.steps for r in await asyncio.gather(*(h.result() for h in both))] == [4, 4]
+
+
+@on_pool_loop
+async def test_close_stops_work_and_leaves_no_processes_behind(pool):
+    pids = pool.worker_pids()
+    running = pool.submit(Job(gradient_image(32, 32), (STYLE,), LONG))
+    pool.submit(Job(gradient_image(32, 32), (STYLE,), LONG))
+    queued = pool.submit(tiny_job())
+    await first_event(running)
+
+    await pool.close()
+    assert (await running.result()).cancelled
+    with pytest.raises(JobCancelled):
+        await queued.result()
+    assert not pool.warm and pool.running == pool.queued == 0
+    with pytest.raises(RuntimeError):
+        pool.submit(tiny_job())
+    assert_no_children(pids)
+    await pool.close()  # idempotent
+
+
+async def test_unreadable_weights_raise_weights_error_and_leave_nothing_behind(tmp_path):
+    missing = tmp_path / "vgg19.h5"
+    with pytest.raises(WeightsError, match="no weights file at"):
+        async with EnginePool(str(missing)):
+            pytest.fail("the pool should not start")
+    assert_no_children([])
+
+
+def test_the_reporter_throttles_progress_and_previews():
+    now = 0.0
+    sent: list[Progress] = []
+    reporter = Reporter(sent.append, preview_interval=1.0, progress_interval=0.5, clock=lambda: now)
+    losses = Losses(1.0, 2.0, 3.0)
+    image = np.zeros((4, 4, 3), np.uint8)
+    for step in range(1, 11):
+        reporter(Progress(step, 20, losses, now, snapshot=lambda: image))
+        now += 0.2
+    reporter.finish()
+    # Sent at t=0, 0.6, 1.2, 1.8 (steps 1, 4, 7, 10); previews at t=0 and 1.2; step 10 was
+    # sent already, so finish adds nothing.
+    assert [p.step for p in sent] == [1, 4, 7, 10]
+    assert [p.preview is not None for p in sent] == [True, False, True, False]
+    assert all(p.snapshot is None for p in sent)
+
+    now += 1.0
+    reporter(Progress(11, 20, losses, now, snapshot=lambda: image))
+    now += 0.1
+    reporter(Progress(12, 20, losses, now, snapshot=lambda: image))
+    reporter(Progress(20, 20, losses, now, snapshot=lambda: image))  # the last step always goes
+    reporter(Progress(12, 20, losses, now))
+    reporter.finish()  # a job stopped early still reports its last step
+    assert [p.step for p in sent[4:]] == [11, 20, 12]
+
+
+def assert_no_children(old_pids: list[int]) -> None:
+    """No worker, manager or thread of a pool is left (multiprocessing's own shared resource
+    tracker, started once per interpreter, may stay)."""
+    assert multiprocessing.active_children() == []
+    assert not [t for t in threading.enumerate() if t.name == "nst-pool-events"]
+    mine = str(os.getpid())
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            status = (proc / "status").read_text()
+            command = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"\nPPid:\t{mine}\n" in status and b"resource_tracker" not in command:
+            pytest.fail(f"child process {proc.name} was left: {command!r}")
+    for pid in old_pids:
+        assert not Path(f"/proc/{pid}").exists()
