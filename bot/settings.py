@@ -44,6 +44,9 @@ class Settings:
     nst_http_port: int = 8080
     # A channel id used as the gallery where a server has not chosen one; None: no gallery.
     nst_gallery_channel: int | None = None
+    # Memory (MB) each CPU worker may use beyond its loaded model; a picture needing more is
+    # refused with "try a smaller size". 0: no cap.
+    nst_worker_memory_mb: int = 0
     # Seconds a job may run before it is stopped.
     nst_job_timeout: float = 900.0
     # Where the job journal, inputs and results are kept.
@@ -101,6 +104,7 @@ class Settings:
             ("nst_http_port", 0, 65535),
             ("nst_member_rate", 0, 10_000),
             ("nst_guild_rate", 0, 100_000),
+            ("nst_worker_memory_mb", 0, 1_000_000),
         ):
             if (raw := get(name)) is not None:
                 values[name] = _integer(name, raw, low, high)

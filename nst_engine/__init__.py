@@ -6,16 +6,16 @@ result = stylize(content, style, StyleOptions(strength=7), model=model)
 result.image                             # uint8 H×W×3
 """
 
-from nst_engine.errors import CancelledError, ImageError, NSTError, WeightsError
+from nst_engine.errors import ImageError, NSTError, OutOfMemory, WeightsError
 from nst_engine.images import decode_image, encode_image, load_image, save_image
 from nst_engine.options import Losses, Progress, StyleOptions, StyleResult
 from nst_engine.transfer import load_model, stylize
 
 __all__ = [
-    "CancelledError",
     "ImageError",
     "Losses",
     "NSTError",
+    "OutOfMemory",
     "Progress",
     "StyleOptions",
     "StyleResult",

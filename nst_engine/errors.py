@@ -13,5 +13,11 @@ class WeightsError(NSTError):
     """The VGG19 weights could not be obtained or read."""
 
 
-class CancelledError(NSTError):
-    """A job was cancelled before it produced anything."""
+class OutOfMemory(NSTError):
+    """The picture needs more memory than this machine (or this worker) may use."""
+
+    MESSAGE = "this picture needs more memory than the server has; try a smaller size"
+
+    # The message is an argument so that the error pickles across processes.
+    def __init__(self, message: str = MESSAGE) -> None:
+        super().__init__(message)

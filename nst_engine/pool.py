@@ -49,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 
 from nst_engine import worker
-from nst_engine.errors import NSTError, WeightsError
+from nst_engine.errors import NSTError, OutOfMemory, WeightsError
 from nst_engine.options import Progress, StyleOptions, StyleResult
 
 log = logging.getLogger(__name__)
@@ -240,9 +240,11 @@ class EnginePool:
         preview_interval: float = 3.0,
         progress_interval: float = 0.5,
         seed: int = 0,
+        memory_limit_mb: int | None = None,
     ) -> None:
         """``workers`` defaults to 1 on CPU and to one per GPU when ``gpus`` (e.g. ["0", "1"])
-        is given; with more workers than GPUs they share the GPUs in turn."""
+        is given; with more workers than GPUs they share the GPUs in turn. ``memory_limit_mb``
+        caps what each CPU worker may map beyond its loaded model (None: no cap)."""
         gpus = list(gpus or [])
         workers = workers if workers is not None else max(1, len(gpus))
         if workers < 1:
@@ -253,6 +255,7 @@ class EnginePool:
         self.seed = seed
         self.preview_interval = preview_interval
         self.progress_interval = progress_interval
+        self.memory_limit_mb = memory_limit_mb
         self._context = multiprocessing.get_context("spawn")
         # CPU workers split the cores between them instead of each using them all.
         self._cpu_threads = (
@@ -447,6 +450,8 @@ class EnginePool:
                 handle.run_seconds or 0.0,
             )
         except BaseException as err:  # noqa: BLE001 - every outcome must reach the caller
+            # TensorFlow is not reliable after running out of memory: start that worker afresh.
+            died = died or isinstance(err, OutOfMemory)
             if isinstance(err, BrokenProcessPool):
                 died = True
                 err = WorkerDied(
@@ -507,6 +512,7 @@ class EnginePool:
                 slot.stop,
                 self.preview_interval,
                 self.progress_interval,
+                None if slot.gpu is not None else self.memory_limit_mb,
             ),
         )
         # The first submit starts the process (a fork and exec), so it runs off the loop.
@@ -618,8 +624,12 @@ async def _exit_description(slot: _Slot) -> str:
     process = slot.process
     if process is None:
         return "exit status unknown"
-    await asyncio.to_thread(process.join, 2.0)
-    code = process.exitcode
+    # The executor reaps its dead process in another thread; wait briefly for the status.
+    code = None
+    for _ in range(20):
+        await asyncio.to_thread(process.join, 0.1)
+        if (code := process.exitcode) is not None:
+            break
     if code is None:
         return "exit status unknown"
     if code < 0:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nst_engine.errors import OutOfMemory
 from nst_engine.images import output_size, resize
 from nst_engine.model import VGG19Features
 from nst_engine.options import Losses, Progress, StyleOptions, StyleResult
@@ -78,7 +79,20 @@ def stylize(
         target_px = content_px
 
     run = _Run(model, options, blend, styles_px, on_progress, should_stop, started)
-    image, history, cancelled, converged = run.optimise(target_px)
+    try:
+        image, history, cancelled, converged = run.optimise(target_px)
+    except MemoryError:
+        raise OutOfMemory() from None
+    except Exception as err:
+        # TensorFlow's ResourceExhaustedError, or oneDNN's failed allocation (which TensorFlow
+        # reports as AbortedError), without importing TensorFlow at module level.
+        name = type(err).__name__
+        if name == "ResourceExhaustedError" or (
+            name == "AbortedError" and "could not create a memory object" in str(err)
+        ):
+            log.warning("out of memory at %dx%d: %s", out_w, out_h, str(err).splitlines()[0])
+            raise OutOfMemory() from None
+        raise
     if options.preserve_colors:
         image = _with_chroma_of(image, content_px)
     result_losses = history[-1] if history else Losses(0.0, 0.0, 0.0)

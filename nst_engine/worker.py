@@ -66,6 +66,7 @@ def initialize(
     stop: Any,
     preview_interval: float,
     progress_interval: float,
+    memory_limit_mb: int | None = None,
 ) -> None:
     """Executor initializer: pin the GPU, configure TensorFlow and load the model once."""
     global _worker
@@ -81,10 +82,30 @@ def initialize(
     try:
         _configure_tensorflow(gpu is not None, cpu_threads)
         model = load_model(weights, seed=seed)
+        if memory_limit_mb:
+            # One tiny job first: TensorFlow's thread pools and first traces map memory that
+            # the cap must not count against pictures.
+            tiny = np.full((64, 64, 3), 128, np.uint8)
+            for precision in ("float32", "auto"):
+                options = StyleOptions(max_size=64, steps=2, precision=precision)
+                stylize(tiny, tiny, options.replace(coarse_fraction=0.5), model=model)
+            _cap_memory(memory_limit_mb)
     except Exception as err:  # noqa: BLE001 - kept for `ping`, which reports it to the parent
         # Raising here would break the executor with no message; `ping` re-raises it instead.
         error = err
     _worker = _Worker(model, error, events, stop, preview_interval, progress_interval)
+
+
+def _cap_memory(extra_mb: int) -> None:
+    """Let this process map at most ``extra_mb`` more than it does now (the model loaded), so a
+    picture too large for the host fails with an out-of-memory error instead of taking the
+    machine down; TensorFlow then raises ResourceExhaustedError, which jobs report."""
+    import resource
+
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmSize:"))
+    mapped = int(line.split()[1]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + extra_mb * 2**20, resource.RLIM_INFINITY))
 
 
 def ping() -> int:

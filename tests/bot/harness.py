@@ -93,7 +93,11 @@ async def running_bot(data_dir: Path, **settings: object) -> AsyncIterator[World
             }
         )
         use_api_base(config.discord_api_base)
-        pool = EnginePool(config.nst_weights, workers=config.nst_workers)
+        pool = EnginePool(
+            config.nst_weights,
+            workers=config.nst_workers,
+            memory_limit_mb=config.nst_worker_memory_mb or None,
+        )
         bot = StyleBot(config, pool, JobStore(data_dir), Metrics())
         logs = LogCapture()
         root = logging.getLogger()

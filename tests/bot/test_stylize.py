@@ -205,6 +205,7 @@ async def test_a_killed_worker_is_retried_once_then_the_member_is_told(world: Wo
     await kill_when_painting(twice, 2)
     await twice.wait_for_original(lambda m: "didn't work" in m.content, timeout=120)
     assert "stopped unexpectedly" in twice.original.content
+    assert "twice; if the picture is large, try a smaller size" in twice.original.content
     assert not any(m.files for m in twice.followups if m is not twice.original)
 
 

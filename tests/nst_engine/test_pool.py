@@ -137,7 +137,7 @@ async def test_a_job_past_its_time_limit_fails_with_job_timeout(pool):
     started = time.monotonic()
     with pytest.raises(JobTimeout, match=r"time limit of 1 s"):
         await handle.result()
-    assert 1.0 <= time.monotonic() - started < 10
+    assert 0.9 <= time.monotonic() - started < 10  # clocks of two processes may differ a hair
     assert handle.state == "failed"
     assert (await pool.submit(tiny_job()).result()).steps == 4
 

@@ -369,7 +369,12 @@ class StylizeCog(commands.Cog, name="Stylize"):
             except WorkerDied as err:
                 # A crashed worker may be bad luck (another job's memory, a host hiccup).
                 log.warning("%s; retrying once on a fresh worker", err)
-                result = await self._paint(request, options)
+                try:
+                    result = await self._paint(request, options)
+                except WorkerDied as again:
+                    raise WorkerDied(
+                        f"{again}, twice; if the picture is large, try a smaller size"
+                    ) from None
         except NSTError as err:
             log.warning("job failed: %s", err)
             await self._end(request, "failed", f"❌ {request.mention}, that didn't work: {err}")
