@@ -58,14 +58,28 @@ def journal_states(data_dir) -> list[str]:
         return [row[0] for row in db.execute("SELECT state FROM jobs")]
 
 
+def pictures(emu: DiscordEmulator) -> tuple[dict, dict]:
+    """A photo and an artwork on the emulator's CDN."""
+    photo = emu.add_attachment("p.png", png_bytes(gradient_image(80, 60)), "image/png")
+    art = emu.add_attachment("a.png", png_bytes(stripes_image(48, 48)), "image/png")
+    return photo, art
+
+
+@asynccontextmanager
+async def ready_bot(emu: DiscordEmulator, data_dir, log_name: str, **extra: str):
+    """``bot_process``, once it has identified on the gateway and can take commands."""
+    identified = emu.identify_count
+    async with bot_process(emu, data_dir, log_name, **extra) as process:
+        await emu.wait_until(lambda: emu.identify_count > identified, timeout=120, what="IDENTIFY")
+        await emu.wait_ready(timeout=60)
+        await asyncio.sleep(2.5)  # discord.py's guild_ready_timeout before it handles events
+        yield process
+
+
 async def test_a_job_survives_sigkill_and_is_delivered_once(tmp_path) -> None:
     async with DiscordEmulator(token=TOKEN) as emu:
-        photo = emu.add_attachment("p.png", png_bytes(gradient_image(80, 60)), "image/png")
-        art = emu.add_attachment("a.png", png_bytes(stripes_image(48, 48)), "image/png")
-        async with bot_process(emu, tmp_path / "data", "first.log") as first:
-            await emu.wait_for_commands("stylize", guild=emu.guild, timeout=120)
-            await emu.wait_ready(timeout=60)
-            await asyncio.sleep(2.5)  # discord.py's guild_ready_timeout before it handles events
+        photo, art = pictures(emu)
+        async with ready_bot(emu, tmp_path / "data", "first.log") as first:
             inter = await emu.invoke_slash(
                 "stylize", {"content": photo, "style": art, "quality": "best"}
             )
@@ -87,13 +101,9 @@ async def test_sigterm_refuses_new_jobs_journals_the_running_one_and_exits_clean
     tmp_path,
 ) -> None:
     async with DiscordEmulator(token=TOKEN) as emu:
-        photo = emu.add_attachment("p.png", png_bytes(gradient_image(80, 60)), "image/png")
-        art = emu.add_attachment("a.png", png_bytes(stripes_image(48, 48)), "image/png")
+        photo, art = pictures(emu)
         data = tmp_path / "data"
-        async with bot_process(emu, data, "first.log", NST_SHUTDOWN_GRACE="3") as first:
-            await emu.wait_for_commands("stylize", guild=emu.guild, timeout=120)
-            await emu.wait_ready(timeout=60)
-            await asyncio.sleep(2.5)
+        async with ready_bot(emu, data, "first.log", NST_SHUTDOWN_GRACE="3") as first:
             inter = await emu.invoke_slash(
                 "stylize", {"content": photo, "style": art, "quality": "best"}
             )
@@ -115,22 +125,16 @@ async def test_sigterm_refuses_new_jobs_journals_the_running_one_and_exits_clean
 
 async def test_buttons_on_a_result_keep_working_after_a_restart(tmp_path) -> None:
     async with DiscordEmulator(token=TOKEN) as emu:
-        photo = emu.add_attachment("p.png", png_bytes(gradient_image(80, 60)), "image/png")
-        art = emu.add_attachment("a.png", png_bytes(stripes_image(48, 48)), "image/png")
+        photo, art = pictures(emu)
         data = tmp_path / "data"
-        async with bot_process(emu, data, "first.log", NST_MAX_STEPS="20") as first:
-            await emu.wait_for_commands("stylize", guild=emu.guild, timeout=120)
-            await emu.wait_ready(timeout=60)
-            await asyncio.sleep(2.5)
+        async with ready_bot(emu, data, "first.log", NST_MAX_STEPS="20") as first:
             inter = await emu.invoke_slash("stylize", {"content": photo, "style": art})
             await inter.wait_for(lambda rec: any(m.files for m in rec.followups), timeout=120)
             result = next(m for m in inter.followups if m.files)
             first.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(first.wait(), 60) == 0
 
-        async with bot_process(emu, data, "second.log", NST_MAX_STEPS="20"):
-            await emu.wait_until(lambda: emu.identify_count >= 2, timeout=120, what="IDENTIFY")
-            await asyncio.sleep(2.5)  # guild_ready_timeout
+        async with ready_bot(emu, data, "second.log", NST_MAX_STEPS="20"):
             weaker = next(b for b in result.buttons() if b["label"] == "Weaker")
             press = await emu.press_button(result, weaker["custom_id"], user=inter.user)
             await press.wait_for(lambda rec: any(m.files for m in rec.followups), timeout=120)
