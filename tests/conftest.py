@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+# Imported before TensorFlow starts its threads: importing it late (pytest's hypothesis plugin
+# does so at the end of a run with no hypothesis test) hit "AST constructor recursion depth
+# mismatch" in CPython 3.11's parser after the bot tests had run.
+import hypothesis  # noqa: F401
 import numpy as np
 import pytest
 

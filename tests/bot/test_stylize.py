@@ -232,3 +232,28 @@ async def test_logs_carry_job_ids_but_never_the_token_or_attachment_urls(world: 
     assert re.search(r"job [0-9a-f]{12} done", text)  # the pool names each job it finishes
     assert world.settings.discord_token not in text
     assert "/cdn/" not in text
+
+
+async def test_an_attachment_url_off_discords_cdn_is_never_fetched(world: World) -> None:
+    emu = world.emu
+    elsewhere = dict(world.photo(), url="http://127.0.0.2:9/private.png")
+    elsewhere["proxy_url"] = elsewhere["url"]
+    inter = await emu.invoke_slash("stylize", {"content": elsewhere, "style": world.painting()})
+    await inter.wait_for(
+        lambda rec: any("not hosted on Discord's CDN" in m.content for m in rec.messages),
+        timeout=15,
+    )
+    assert next(m for m in inter.messages if "CDN" in m.content).ephemeral
+
+
+async def test_rest_429_and_500_on_the_answers_are_retried_and_the_picture_arrives(
+    world: World,
+) -> None:
+    emu = world.emu
+    limited = emu.fail_next("PATCH /webhooks/*", status=429, times=2)
+    broken = emu.fail_next("POST /webhooks/*", status=500, times=1)
+    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    result = await finished(inter, timeout=60)
+    assert result_png(result).size == (64, 48)
+    assert limited.hits == 2 and broken.hits == 1
+    emu.clear_faults()
