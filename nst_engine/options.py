@@ -194,7 +194,7 @@ QUALITY_PRESETS: dict[str, dict[str, object]] = {
     "balanced": {
         "steps": 240,
         "precision": "auto",
-        "coarse_fraction": 0.67,
+        "coarse_fraction": 0.75,
         "style_emphasis": 1.5,
     },
     # The tutorial's balance of style and content, with more steps at full size.
