@@ -1,9 +1,11 @@
 """Many members at once through the Discord emulator: every job ends once, fairly, responsively.
 
-    python -m bench.load [--members 50] [--per-member 3] [--steps 3]
+    python -m bench.load [--members 50] [--per-member 3] [--steps 3] [--workers 1]
 
-The bot, its engine pool (seeded random weights, tiny pictures) and the emulator run on
-loopback. Prints jobs, outcomes, wall time, p50/p95 wait, event-loop lag and peak memory.
+The bot runs as operators run it, ``python -m bot`` in its own process with its engine pool
+(seeded random weights, tiny pictures); this process is Discord: the emulator on loopback and
+the members. Prints jobs, outcomes, wall time, p50/p95 wait, the bot's event-loop lag (from its
+own /metrics) and the peak memory of the bot's process tree.
 """
 
 from __future__ import annotations
@@ -11,38 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import resource
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
+
 log = logging.getLogger(__name__)
-
-
-class LagMonitor:
-    """How late a 20 ms timer fires: the event loop's responsiveness."""
-
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
-        self.worst = 0.0
-        self._task: asyncio.Task | None = None
-
-    async def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            due = loop.time() + self.interval
-            await asyncio.sleep(self.interval)
-            self.worst = max(self.worst, loop.time() - due)
-
-    def __enter__(self) -> LagMonitor:
-        self._task = asyncio.get_running_loop().create_task(self._tick())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
 
 
 @dataclass
@@ -56,10 +35,16 @@ class LoadReport:
     seconds: float
     # Seconds from the command to the picture, for delivered jobs.
     waits: list[float] = field(repr=False)
-    # True when every member's n-th job started before any member's (n+1)-th.
+    # True unless a job waited while another member had two jobs started and its member none.
     round_robin: bool
+    # The bot's worst event-loop lag over its whole life, and its lag ticks over 100 ms during
+    # the burst, both from its /metrics.
     max_lag: float
+    slow_ticks: int
+    # Peak resident memory of the bot's process tree (bot, engine workers, their manager).
     peak_rss_mb: float
+    # Requests the bot made to Discord's REST API during the burst (Discord rate-limits them).
+    rest_requests: int
 
     def lines(self) -> list[str]:
         waits = sorted(self.waits) or [0.0]
@@ -69,33 +54,47 @@ class LoadReport:
             f"lost {self.lost}, duplicated {self.duplicated}, round-robin {self.round_robin}",
             f"wall {self.seconds:.1f} s; "
             f"wait p50 {statistics.median(waits):.1f} s, p95 {p95:.1f} s",
-            f"max event-loop lag {self.max_lag * 1000:.0f} ms; peak RSS {self.peak_rss_mb:.0f} MB",
+            f"bot's max event-loop lag {self.max_lag * 1000:.0f} ms "
+            f"({self.slow_ticks} ticks over 100 ms during the burst); "
+            f"peak RSS {self.peak_rss_mb:.0f} MB; {self.rest_requests} REST requests",
         ]
 
 
-async def run_load(world, members: int, per_member: int, timeout: float = 900) -> LoadReport:
-    """Send ``per_member`` /stylize from each of ``members`` new members at once and wait."""
-    emu = world.emu
+async def run_load(
+    emu, bot_pid: int, http: str, members: int, per_member: int, timeout: float = 900
+) -> LoadReport:
+    """Send ``per_member`` /stylize from each of ``members`` new members at once and wait.
+
+    ``bot_pid`` is the ``python -m bot`` process; ``http`` its NST_HTTP_PORT base URL.
+    """
+    from tests.bot.harness import add_painting, add_photo
+
     loop = asyncio.get_running_loop()
-    people = [emu.make_member(f"member{i}") for i in range(members)]
-    photo, painting = world.photo(), world.painting()
-    started = time.perf_counter()
-    sent = []
-    with LagMonitor() as lag:
-        for round_ in range(per_member):
-            for person in people:
+    async with aiohttp.ClientSession() as session:
+        await _until_healthy(session, http)
+        people = [emu.make_member(f"member{i}") for i in range(members)]
+        photo, painting = add_photo(emu), add_painting(emu)
+        before = _lag_figures(await _scrape(session, http))
+        requests_before = len(emu.requests)
+        started = time.perf_counter()
+        sent = []
+        # Each member sends their whole batch at once, one member after another: served in
+        # arrival order, the last member would wait behind everyone's batch.
+        for person in people:
+            for _ in range(per_member):
                 inter = await emu.invoke_slash(
                     "stylize", {"content": photo, "style": painting, "quality": "fast"}, user=person
                 )
-                sent.append((person.id, round_, inter))
+                sent.append(inter)
         deadline = loop.time() + timeout
-        while loop.time() < deadline and not all(_ended(i) for _, _, i in sent):
+        while loop.time() < deadline and not all(_ended(i) for i in sent):
             await asyncio.sleep(0.2)
         seconds = time.perf_counter() - started
+        after = _lag_figures(await _scrape(session, http))
     outcomes: dict[str, int] = {}
     waits = []
     duplicated = lost = 0
-    for _person, _round, inter in sent:
+    for inter in sent:
         kind = _ended(inter) or "lost"
         outcomes[kind] = outcomes.get(kind, 0) + 1
         lost += kind == "lost"
@@ -110,9 +109,45 @@ async def run_load(world, members: int, per_member: int, timeout: float = 900) -
         lost=lost,
         seconds=seconds,
         waits=waits,
-        round_robin=_round_robin(list(world.bot.get_cog("Stylize").started)),
-        max_lag=lag.worst,
-        peak_rss_mb=_peak_rss_mb(world.bot.pool.worker_pids()),
+        round_robin=_round_robin(sent),
+        max_lag=after[0],
+        slow_ticks=int(after[1] - before[1]),
+        peak_rss_mb=peak_rss_mb(bot_pid),
+        rest_requests=sum(not r.path.startswith("/cdn") for r in emu.requests[requests_before:]),
+    )
+
+
+async def _until_healthy(session: aiohttp.ClientSession, http: str, timeout: float = 120) -> None:
+    """Wait for /healthz: gateway connected and the engine's model loaded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            async with session.get(f"{http}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bot did not become healthy")
+        await asyncio.sleep(0.25)
+
+
+async def _scrape(session: aiohttp.ClientSession, http: str) -> str:
+    async with session.get(f"{http}/metrics") as response:
+        return await response.text()
+
+
+def _lag_figures(metrics: str) -> tuple[float, float]:
+    """(worst lag in seconds, lag ticks over 100 ms) from the bot's /metrics text."""
+    values = {}
+    for line in metrics.splitlines():
+        if not line.startswith("#") and " " in line:
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    within = values['nst_event_loop_lag_seconds_bucket{le="0.1"}']
+    return (
+        values["nst_event_loop_lag_max_seconds"],
+        values["nst_event_loop_lag_seconds_count"] - within,
     )
 
 
@@ -131,31 +166,77 @@ def _ended(inter) -> str | None:
     return None
 
 
-def _round_robin(started: list[tuple[int, str, float, float]]) -> bool:
+SKEW = 0.5
+
+
+def _seen(inter, *marks: str) -> float | None:
+    """When the member's status message first showed one of ``marks`` (emulator time)."""
+    original = inter.original
+    if original is None:
+        return None
+    return next((v.at for v in original.history if any(m in v.content for m in marks)), None)
+
+
+def _round_robin(sent: list) -> bool:
     """True unless a job waited while another member had two jobs started and its own member
-    none: nobody waits behind another member's batch (the bot's own queue and start times)."""
-    for member, job, queued, began in started:
+    none: nobody waits behind another member's batch, as the members saw it (from the status
+    message saying the job is queued to the one saying it is painting). Under a burst, status
+    edits reach members up to a few tenths of a second late, so a job seen to start within
+    ``SKEW`` of another being queued is not counted as having gone ahead of it; a queue that
+    served members in arrival order still fails this check by far."""
+    started = []
+    for inter in sent:
+        began = _seen(inter, "painting…")
+        queued = _seen(inter, "queued at position", "starting now", "painting…")
+        if began is not None and queued is not None:
+            started.append((inter.user.id, queued, began))
+    for member, queued, began in started:
         served: dict[int, int] = {}
-        for other, _other_job, _queued, other_began in started:
-            if queued < other_began < began:
+        for other, _queued, other_began in started:
+            if queued + SKEW < other_began < began:
                 served[other] = served.get(other, 0) + 1
-        if not served.get(member) and any(n > 1 for n in served.values()):
-            log.warning("job %s of member %s waited behind another member's batch", job, member)
+        ahead = [other for other, n in served.items() if n > 1]
+        if not served.get(member) and ahead:
+            log.warning(
+                "a job of member %s, queued at %.3f and started at %.3f, waited behind "
+                "member %s's jobs: %s",
+                member,
+                queued,
+                began,
+                ahead[0],
+                [(round(q, 3), round(b, 3)) for o, q, b in started if o == ahead[0]],
+            )
             return False
     return True
 
 
-def _peak_rss_mb(worker_pids: list[int]) -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = 0.0
-    for pid in worker_pids:
+def peak_rss_mb(pid: int) -> float:
+    """Sum of the peak resident memory (VmHWM) of ``pid`` and all its descendants."""
+    total = 0.0
+    for each in [pid, *_descendants(pid)]:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    workers += int(line.split()[1]) / 1024
+                    total += int(line.split()[1]) / 1024
         except OSError:
             pass
-    return own + workers
+    return total
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def main() -> None:
@@ -166,27 +247,35 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
-    from nst_engine.model import quiet_tensorflow
-
-    quiet_tensorflow()
-    from tests.bot.harness import running_bot
+    from tests.bot.emulator import DiscordEmulator
+    from tests.bot.harness import TOKEN, free_port, ready_bot
 
     async def go() -> LoadReport:
-        async with running_bot(
-            Path(tempfile.mkdtemp()),
-            nst_max_steps=args.steps,
-            nst_workers=args.workers,
-            nst_member_rate=0,
-            nst_guild_rate=0,  # one test server sends everything; its default 60/min would refuse
-            nst_queue_limit=args.members * args.per_member,
-        ) as world:
-            return await run_load(world, args.members, args.per_member)
+        port = free_port()
+        async with (
+            DiscordEmulator(token=TOKEN) as emu,
+            ready_bot(
+                emu,
+                Path(tempfile.mkdtemp()) / "data",
+                "bot.log",
+                NST_MAX_STEPS=str(args.steps),
+                NST_WORKERS=str(args.workers),
+                NST_MEMBER_RATE="0",
+                # One test server sends everything; its default 60 a minute would refuse.
+                NST_GUILD_RATE="0",
+                NST_QUEUE_LIMIT=str(args.members * args.per_member),
+                NST_HTTP_PORT=str(port),
+            ) as bot,
+        ):
+            return await run_load(
+                emu, bot.pid, f"http://127.0.0.1:{port}", args.members, args.per_member
+            )
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     report = asyncio.run(go())
     print(
         f"{args.members} members × {args.per_member} /stylize, {args.steps} steps at 64 px, "
-        f"{args.workers} worker(s), user cap 2"
+        f"{args.workers} worker(s), user cap 2; the bot in its own process"
     )
     print("\n".join(report.lines()))
 

@@ -17,7 +17,6 @@ from bot.settings import Settings, SettingsError
 from bot.store import JobStore
 from bot.web import HealthServer
 from nst_engine.errors import WeightsError
-from nst_engine.model import quiet_tensorflow
 from nst_engine.pool import EnginePool
 
 log = logging.getLogger("bot")
@@ -75,7 +74,6 @@ def main() -> int:
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    quiet_tensorflow()
     try:
         asyncio.run(run(settings))
     except discord.LoginFailure:

@@ -1,6 +1,6 @@
-"""The project's bot, unmodified, running in this process against our Discord emulator.
-
-Used by the bot tests' fixture and by the load benchmark (bench/load.py).
+"""The project's bot, unmodified, against our Discord emulator: in this process
+(``running_bot``, the bot tests' fixture) or as ``python -m bot`` in its own (``bot_process``,
+for restarts, signals and the load benchmark in bench/load.py).
 """
 
 from __future__ import annotations
@@ -8,7 +8,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -65,12 +68,22 @@ class World:
     logs: LogCapture
 
     def photo(self, name: str = "photo.png") -> dict:
-        data = png_bytes(gradient_image(80, 60, seed=2))
-        return self.emu.add_attachment(name, data, "image/png", width=80, height=60)
+        return add_photo(self.emu, name)
 
     def painting(self, name: str = "painting.png") -> dict:
-        data = png_bytes(stripes_image(48, 48))
-        return self.emu.add_attachment(name, data, "image/png", width=48, height=48)
+        return add_painting(self.emu, name)
+
+
+def add_photo(emu: DiscordEmulator, name: str = "photo.png") -> dict:
+    """An 80×60 photo on the emulator's CDN, as an attachment a member would send."""
+    data = png_bytes(gradient_image(80, 60, seed=2))
+    return emu.add_attachment(name, data, "image/png", width=80, height=60)
+
+
+def add_painting(emu: DiscordEmulator, name: str = "painting.png") -> dict:
+    """A 48×48 striped artwork on the emulator's CDN."""
+    data = png_bytes(stripes_image(48, 48))
+    return emu.add_attachment(name, data, "image/png", width=48, height=48)
 
 
 @asynccontextmanager
@@ -121,3 +134,49 @@ async def running_bot(data_dir: Path, **settings: object) -> AsyncIterator[World
             root.removeHandler(logs)
             root.setLevel(old_level)
             discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
+@asynccontextmanager
+async def bot_process(emu: DiscordEmulator, data_dir, log_name: str, **extra: str):
+    """``python -m bot`` as an operator runs it, in its own process group."""
+    env = {
+        **os.environ,
+        "DISCORD_TOKEN": TOKEN,
+        "DISCORD_API_BASE": emu.api_base,
+        "NST_WEIGHTS": "random",
+        "NST_MAX_SIZE": "64",
+        "NST_MAX_STEPS": "150",
+        "NST_HTTP_PORT": "0",
+        "NST_DEV_GUILD": str(emu.guild.id),
+        "NST_DATA_DIR": str(data_dir),
+        **extra,
+    }
+    data_dir.mkdir(exist_ok=True)
+    log_file = open(data_dir.parent / log_name, "wb")  # noqa: SIM115 - closed below
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        env=env,
+        start_new_session=True,
+        stdout=log_file,
+        stderr=log_file,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+        log_file.close()
+
+
+@asynccontextmanager
+async def ready_bot(emu: DiscordEmulator, data_dir, log_name: str, **extra: str):
+    """``bot_process``, once it has identified on the gateway and can take commands."""
+    identified = emu.identify_count
+    async with bot_process(emu, data_dir, log_name, **extra) as process:
+        await emu.wait_until(lambda: emu.identify_count > identified, timeout=120, what="IDENTIFY")
+        await emu.wait_ready(timeout=60)
+        await asyncio.sleep(2.5)  # discord.py's guild_ready_timeout before it handles events
+        yield process

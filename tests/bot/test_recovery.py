@@ -6,51 +6,13 @@ import asyncio
 import os
 import signal
 import sqlite3
-import sys
-from contextlib import asynccontextmanager
 
 import pytest
 
 from tests.bot.emulator import DiscordEmulator
-from tests.bot.harness import TOKEN, png_bytes
-from tests.support import gradient_image, stripes_image
+from tests.bot.harness import TOKEN, add_painting, add_photo, bot_process, ready_bot
 
 pytestmark = pytest.mark.asyncio
-
-
-@asynccontextmanager
-async def bot_process(emu: DiscordEmulator, data_dir, log_name: str, **extra: str):
-    """``python -m bot`` as an operator runs it, in its own process group."""
-    env = {
-        **os.environ,
-        "DISCORD_TOKEN": TOKEN,
-        "DISCORD_API_BASE": emu.api_base,
-        "NST_WEIGHTS": "random",
-        "NST_MAX_SIZE": "64",
-        "NST_MAX_STEPS": "150",
-        "NST_HTTP_PORT": "0",
-        "NST_DEV_GUILD": str(emu.guild.id),
-        "NST_DATA_DIR": str(data_dir),
-        **extra,
-    }
-    data_dir.mkdir(exist_ok=True)
-    log_file = open(data_dir.parent / log_name, "wb")  # noqa: SIM115 - closed below
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        env=env,
-        start_new_session=True,
-        stdout=log_file,
-        stderr=log_file,
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-        log_file.close()
 
 
 def journal_states(data_dir) -> list[str]:
@@ -59,21 +21,7 @@ def journal_states(data_dir) -> list[str]:
 
 
 def pictures(emu: DiscordEmulator) -> tuple[dict, dict]:
-    """A photo and an artwork on the emulator's CDN."""
-    photo = emu.add_attachment("p.png", png_bytes(gradient_image(80, 60)), "image/png")
-    art = emu.add_attachment("a.png", png_bytes(stripes_image(48, 48)), "image/png")
-    return photo, art
-
-
-@asynccontextmanager
-async def ready_bot(emu: DiscordEmulator, data_dir, log_name: str, **extra: str):
-    """``bot_process``, once it has identified on the gateway and can take commands."""
-    identified = emu.identify_count
-    async with bot_process(emu, data_dir, log_name, **extra) as process:
-        await emu.wait_until(lambda: emu.identify_count > identified, timeout=120, what="IDENTIFY")
-        await emu.wait_ready(timeout=60)
-        await asyncio.sleep(2.5)  # discord.py's guild_ready_timeout before it handles events
-        yield process
+    return add_photo(emu), add_painting(emu)
 
 
 async def test_a_job_survives_sigkill_and_is_delivered_once(tmp_path) -> None:

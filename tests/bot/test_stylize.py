@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import aiohttp
 import pytest
@@ -157,7 +158,48 @@ async def test_a_dropped_gateway_is_resumed_and_the_job_still_finishes(world: Wo
     await after.wait_for(lambda rec: rec.responded, timeout=10)
 
 
+async def test_waiting_members_see_their_place_move_up_without_a_flood_of_edits(
+    world: World,
+) -> None:
+    emu = world.emu
+    asks = []
+    for i in range(5):
+        asks.append(
+            await emu.invoke_slash(
+                "stylize",
+                {"content": world.photo(), "style": world.painting(), "quality": "best"},
+                user=emu.make_member(f"waiting{i}"),
+            )
+        )
+    for ask in asks:
+        await finished(ask, timeout=120)
+
+    def positions_shown(ask) -> list[tuple[float, int]]:
+        return [
+            (v.at, int(v.content.split("position ")[1].split()[0]))
+            for v in ask.original.history
+            if "queued at position" in v.content
+        ]
+
+    # Requests are checked concurrently, so take the one that was queued furthest back.
+    last = max(asks, key=lambda ask: max((p for _, p in positions_shown(ask)), default=0))
+    shown = positions_shown(last)
+    places = [place for _, place in shown]
+    assert places[0] >= 3 and len(places) >= 2, places
+    assert places == sorted(places, reverse=True) and len(set(places)) == len(places), places
+    # At most one position edit every 3 seconds per message.
+    gaps = [b[0] - a[0] for a, b in zip(shown[1:], shown[2:])]
+    assert all(gap > 2.9 for gap in gaps), gaps
+    # Started after waiting: the last status before the picture said it was painting.
+    painting = [v for v in last.original.history if "painting…" in v.content]
+    assert painting and painting[0].at > shown[-1][0]
+
+
 async def test_healthz_and_metrics_answer(world: World) -> None:
+    inter = await world.emu.invoke_slash(
+        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "fast"}
+    )
+    await finished(inter)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{world.http}/healthz") as response:
             assert response.status == 200
@@ -170,6 +212,29 @@ async def test_healthz_and_metrics_answer(world: World) -> None:
         line for line in text.splitlines() if line.startswith("nst_jobs_finished_total")
     )
     assert int(finished_line.split()[1]) >= 1
+
+
+async def test_metrics_show_how_long_the_event_loop_was_blocked(world: World) -> None:
+    def value(text: str, name: str) -> float:
+        line = next(line for line in text.splitlines() if line.startswith(name + " "))
+        return float(line.split()[1])
+
+    def ticks_over_quarter_second(text: str) -> float:
+        within = value(text, 'nst_event_loop_lag_seconds_bucket{le="0.25"}')
+        return value(text, "nst_event_loop_lag_seconds_count") - within
+
+    url = f"{world.http}/metrics"
+    async with aiohttp.ClientSession() as session:
+        await asyncio.sleep(0.2)  # a few ticks of the monitor
+        async with session.get(url) as response:
+            before = await response.text()
+        time.sleep(0.3)  # something blocks the bot's loop
+        await asyncio.sleep(0.1)
+        async with session.get(url) as response:
+            after = await response.text()
+    assert value(before, "nst_event_loop_lag_seconds_count") > 0
+    assert ticks_over_quarter_second(after) == ticks_over_quarter_second(before) + 1
+    assert value(after, "nst_event_loop_lag_max_seconds") >= 0.25
 
 
 async def test_a_killed_worker_is_retried_once_then_the_member_is_told(world: World) -> None:

@@ -54,6 +54,8 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self.running: set[Request] = set()
         self._wakeup = asyncio.Event()
         self._dispatcher: asyncio.Task | None = None
+        self._queue_moved = asyncio.Event()
+        self._positions: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._hosts = attachments.allowed_hosts(self.settings.discord_api_base)
         # Set on SIGTERM: new requests are refused while running jobs finish.
@@ -73,6 +75,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
 
     async def cog_load(self) -> None:
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="nst-dispatcher")
+        self._positions = asyncio.create_task(self._show_positions_forever(), name="nst-positions")
         self._pruner = asyncio.create_task(self._prune_forever(), name="nst-pruner")
         await self._recover()
 
@@ -149,7 +152,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self._wakeup.set()
 
     async def cog_unload(self) -> None:
-        for task in (self._dispatcher, self._pruner):
+        for task in (self._dispatcher, self._positions, self._pruner):
             if task:
                 task.cancel()
         for request in list(self.running):
@@ -325,6 +328,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
             self._wakeup.clear()
             while len(self.running) < self.bot.pool.size and (popped := self.queue.pop()):
                 owner, request = popped
+                request.state = "running"
                 self.queue.started(owner)
                 self.started.append(
                     (request.user_id, request.id, request.queued_at, time.monotonic())
@@ -333,19 +337,32 @@ class StylizeCog(commands.Cog, name="Stylize"):
                 task = asyncio.create_task(self._run(request), name=f"nst-job-{request.id}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            await self._update_positions()
+            self._queue_moved.set()
 
-    async def _update_positions(self) -> None:
-        for request in list(self.requests.values()):
-            if request.state == "queued":
-                position = self.queue.position(request)
-                if position is not None and position != request.shown_position:
-                    request.shown_position = position
-                    await self._edit_status(
-                        request,
-                        self._queued_text(request, position),
-                        view=job_view(request.id, "cancel"),
-                    )
+    async def _show_positions_forever(self) -> None:
+        """Keep each waiting member's position line true without flooding Discord: one pass
+        of edits whenever the queue moved, at most one pass every PROGRESS_EDIT_SECONDS, off
+        the dispatcher's path (a burst of 100 waiting members made ~5,000 edits before)."""
+        while True:
+            await self._queue_moved.wait()
+            self._queue_moved.clear()
+            waiting = [r for r in self.requests.values() if r.state == "queued"]
+            await asyncio.gather(*(self._show_position(r) for r in waiting))
+            await asyncio.sleep(PROGRESS_EDIT_SECONDS)
+
+    async def _show_position(self, request: Request) -> None:
+        async with request.edit_lock:
+            # Looked up under the lock: a job that started meanwhile keeps its "painting…".
+            position = self.queue.position(request)
+            if position is None or position == request.shown_position:
+                return
+            request.shown_position = position
+            await self._edit_status(
+                request,
+                self._queued_text(request, position),
+                view=job_view(request.id, "cancel"),
+                locked=True,
+            )
 
     async def _run(self, request: Request) -> None:
         job_id_var.set(request.id)
@@ -538,9 +555,16 @@ class StylizeCog(commands.Cog, name="Stylize"):
     def _token_alive(request: Request) -> bool:
         return request.token is not None and time.time() - request.created < TOKEN_LIFETIME
 
-    async def _edit_status(self, request: Request, text: str, *, view, files=()) -> None:
-        """Edit the status message; a lost edit (expired token, deleted message) is not fatal."""
+    async def _edit_status(
+        self, request: Request, text: str, *, view, files=(), locked: bool = False
+    ) -> None:
+        """Edit the status message; a lost edit (expired token, deleted message) is not fatal.
+        ``locked``: the caller already holds the request's edit lock."""
         if request.interaction is None or not self._token_alive(request):
+            return
+        if not locked:
+            async with request.edit_lock:
+                await self._edit_status(request, text, view=view, files=files, locked=True)
             return
         try:
             await request.interaction.edit_original_response(
@@ -581,9 +605,10 @@ class StylizeCog(commands.Cog, name="Stylize"):
             self.bot.metrics.cancelled += 1
             await self.bot.store.set_state(request.id, "cancelled")
             self._finish_queued(request)
-            await interaction.response.edit_message(
-                content="✖️ Cancelled before it started.", view=None
-            )
+            async with request.edit_lock:  # after any position edit already on its way
+                await interaction.response.edit_message(
+                    content="✖️ Cancelled before it started.", view=None
+                )
             self._wakeup.set()
             return
         if request.handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -62,6 +63,9 @@ class Request:
     percent: int = 0
     # The queue position the member was last shown (edits only when it changes).
     shown_position: int | None = None
+    # Status edits of this request go one at a time, so a late "queued at position …" can't
+    # land after "painting…".
+    edit_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     @classmethod
     def from_interaction(
