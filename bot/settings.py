@@ -49,6 +49,8 @@ class Settings:
     nst_worker_memory_mb: int = 0
     # Seconds a job may run before it is stopped.
     nst_job_timeout: float = 900.0
+    # Seconds one attempt at downloading an attachment may take (three attempts, with backoff).
+    nst_download_timeout: float = 30.0
     # Where the job journal, inputs and results are kept.
     nst_data_dir: Path = Path("nst-data")
     # Hours finished jobs' inputs and results are kept (for Stronger / Weaker / Share).
@@ -113,6 +115,7 @@ class Settings:
                 values[name] = _integer(name, raw, 1, 2**64 - 1, what="a Discord id (digits)")
         for name, low, high in (
             ("nst_job_timeout", 10, 86_400),
+            ("nst_download_timeout", 1, 600),
             ("nst_keep_hours", 1, 24 * 365),
             ("nst_shutdown_grace", 0, 3600),
         ):

@@ -99,6 +99,7 @@ async def running_bot(data_dir: Path, **settings: object) -> AsyncIterator[World
                 "nst_workers": 1,
                 "nst_max_size": 64,
                 "nst_max_steps": 30,
+                "nst_download_timeout": 2.0,
                 "nst_dev_guild": emu.guild.id,
                 "nst_http_port": free_port(),
                 "nst_data_dir": data_dir,

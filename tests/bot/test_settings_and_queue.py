@@ -15,12 +15,13 @@ def test_settings_read_every_variable_and_hide_the_token():
             "NST_MAX_SIZE": "768",
             "NST_USER_LIMIT": "4",
             "NST_DEV_GUILD": "123456789012345678",
+            "NST_DOWNLOAD_TIMEOUT": "5",
         }
     )
     assert settings.discord_api_base == "http://127.0.0.1:9000/api/v10"
     assert settings.nst_workers == 3 and settings.nst_gpus == ("0", "1")
     assert settings.nst_max_size == 768 and settings.nst_user_limit == 4
-    assert settings.nst_dev_guild == 123456789012345678
+    assert settings.nst_dev_guild == 123456789012345678 and settings.nst_download_timeout == 5
     assert settings.nst_queue_limit == 50 and settings.nst_weights == "imagenet"
     assert "secret-token" not in repr(settings)
 

@@ -290,6 +290,23 @@ async def test_a_failing_cdn_download_is_retried_then_explained(world: World) ->
     emu.clear_faults()
 
 
+async def test_a_download_that_hangs_is_timed_out_retried_then_explained(world: World) -> None:
+    emu = world.emu  # the fixture's NST_DOWNLOAD_TIMEOUT is 2 s
+    emu.delay_next("GET /cdn/*", 3.0, times=1)
+    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    await finished(inter)
+
+    emu.delay_next("GET /cdn/*", 3.0, times=3)
+    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    await inter.wait_for(
+        lambda rec: any("did not deliver it" in m.content for m in rec.messages), timeout=30
+    )
+    shown = next(m for m in inter.messages if "did not deliver it" in m.content)
+    assert shown.ephemeral and shown.content.count("\n") == 0
+    assert inter.callback.after < 3  # deferred at once, however slow the CDN
+    emu.clear_faults()
+
+
 async def test_logs_carry_job_ids_but_never_the_token_or_attachment_urls(world: World) -> None:
     import re
 

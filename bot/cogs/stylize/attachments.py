@@ -29,7 +29,6 @@ CONTENT_TYPES = {
 ALLOWED = "PNG, JPEG, GIF, WebP, BMP or TIFF"
 # Discord's own attachment hosts; the configured API base's host is allowed too (proxies, tests).
 DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
-DOWNLOAD_TIMEOUT = 30.0
 DOWNLOAD_ATTEMPTS = 3
 
 
@@ -65,8 +64,10 @@ async def fetch(
     *,
     max_bytes: int,
     hosts: frozenset[str],
+    timeout: float = 30.0,
 ) -> bytes:
-    """The attachment's bytes from Discord's CDN, capped while streaming, retried with backoff."""
+    """The attachment's bytes from Discord's CDN, capped while streaming, retried with backoff;
+    each attempt may take ``timeout`` seconds."""
     url = attachment.url
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or parts.hostname not in hosts:
@@ -75,7 +76,7 @@ async def fetch(
     delay = 0.5
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         try:
-            return await _download(session, url, max_bytes=max_bytes, which=which)
+            return await _download(session, url, max_bytes=max_bytes, which=which, timeout=timeout)
         except BadAttachment:
             raise
         except (TimeoutError, aiohttp.ClientError) as err:
@@ -95,10 +96,10 @@ async def fetch(
 
 
 async def _download(
-    session: aiohttp.ClientSession, url: str, *, max_bytes: int, which: str
+    session: aiohttp.ClientSession, url: str, *, max_bytes: int, which: str, timeout: float
 ) -> bytes:
-    timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT)
-    async with session.get(url, timeout=timeout, allow_redirects=False) as response:
+    limit = aiohttp.ClientTimeout(total=timeout)
+    async with session.get(url, timeout=limit, allow_redirects=False) as response:
         if response.status >= 500 or response.status == 429:
             raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
         if response.status != 200:

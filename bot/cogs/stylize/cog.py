@@ -200,7 +200,12 @@ class StylizeCog(commands.Cog, name="Stylize"):
             raw = []
             for which, attachment in (("content", content), ("style", style)):
                 data = await attachments.fetch(
-                    self.bot.http_session, which, attachment, max_bytes=max_bytes, hosts=self._hosts
+                    self.bot.http_session,
+                    which,
+                    attachment,
+                    max_bytes=max_bytes,
+                    hosts=self._hosts,
+                    timeout=self.settings.nst_download_timeout,
                 )
                 attachments.check_bytes(which, attachment, data)
                 raw.append(data)
