@@ -81,6 +81,17 @@ def _ms_per_step(stamps: list[float], warmup: int) -> float:
     return (timed[-1] - timed[0]) / (len(timed) - 1) * 1000
 
 
+def device_name() -> str:
+    """The GPU TensorFlow computes on, if it sees one, else the CPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"{details.get('device_name', 'GPU')} (×{len(gpus)})"
+    return f"{platform.machine()}, {_cpu_name()}"
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
