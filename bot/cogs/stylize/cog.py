@@ -352,7 +352,12 @@ class StylizeCog(commands.Cog, name="Stylize"):
             await self._queue_moved.wait()
             self._queue_moved.clear()
             waiting = [r for r in self.requests.values() if r.state == "queued"]
-            await asyncio.gather(*(self._show_position(r) for r in waiting))
+            outcomes = await asyncio.gather(
+                *(self._show_position(r) for r in waiting), return_exceptions=True
+            )
+            for error in outcomes:
+                if isinstance(error, Exception):  # one failed edit must not end the updates
+                    log.error("showing a queue position failed", exc_info=error)
             await asyncio.sleep(PROGRESS_EDIT_SECONDS)
 
     async def _show_position(self, request: Request) -> None:
