@@ -2,7 +2,8 @@
 # container starts offline.  docker build -t nst-discord . && docker run --gpus all --env-file .env nst-discord
 FROM tensorflow/tensorflow:2.20.0-gpu
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 KERAS_HOME=/opt/keras NST_DATA_DIR=/data
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 KERAS_HOME=/opt/keras NST_DATA_DIR=/data \
+    NST_GPUS=0
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY nst_engine ./nst_engine
