@@ -307,6 +307,47 @@ async def test_a_download_that_hangs_is_timed_out_retried_then_explained(world: 
     emu.clear_faults()
 
 
+async def test_a_vanished_interaction_webhook_sends_the_picture_to_the_channel(
+    world: World,
+) -> None:
+    emu = world.emu
+    emu.fail_next("POST /webhooks/*", status=404)
+    inter = await emu.invoke_slash(
+        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "fast"}
+    )
+    mention = f"<@{inter.user.id}>"
+    message = await emu.wait_for_message(
+        lambda m: mention in m.content and bool(m.files), timeout=60
+    )
+    assert result_png(message).size == (64, 48)
+    assert [b["label"] for b in message.buttons()] == ["Stronger", "Weaker", "Delete"]
+    emu.clear_faults()
+
+
+async def test_a_picture_nobody_can_receive_ends_the_job_quietly_and_the_bot_goes_on(
+    world: World,
+) -> None:
+    emu = world.emu
+    emu.fail_next("POST /webhooks/*", status=404)
+    emu.fail_next("POST /channels/*/messages", status=403)
+    inter = await emu.invoke_slash(
+        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "fast"}
+    )
+    await emu.wait_until(
+        lambda: any("could not be delivered (403" in line for line in world.logs.lines),
+        timeout=60,
+        what="the delivery failure in the log",
+    )
+    assert not any("job crashed" in line or "Traceback" in line for line in world.logs.lines)
+    assert not any(m.files for m in inter.followups)
+    emu.clear_faults()
+    # The next member's picture arrives as usual.
+    again = await emu.invoke_slash(
+        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "fast"}
+    )
+    await finished(again)
+
+
 async def test_logs_carry_job_ids_but_never_the_token_or_attachment_urls(world: World) -> None:
     import re
 

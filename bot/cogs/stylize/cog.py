@@ -501,7 +501,14 @@ class StylizeCog(commands.Cog, name="Stylize"):
             actions.append("gallery")
         actions.append("delete")
         text = f"{request.mention}, here is your picture."
-        await self._send_result(request, text, png, embed, job_view(request.id, *actions))
+        try:
+            await self._send_result(request, text, png, embed, job_view(request.id, *actions))
+        except (discord.Forbidden, discord.NotFound) as err:
+            # The channel is gone, the bot may not post there, or the member's DMs are closed:
+            # no retry will reach them, so the job ends here instead of at every restart.
+            log.warning("the picture could not be delivered (%s %s)", err.status, err.text)
+            await self.bot.store.set_state(request.id, "failed")
+            return
         await self.bot.store.set_state(request.id, "delivered")
         if request.interaction is not None and self._token_alive(request):
             with contextlib.suppress(discord.HTTPException):
@@ -531,14 +538,19 @@ class StylizeCog(commands.Cog, name="Stylize"):
         return embed
 
     async def _send_result(self, request, text, png, embed, view) -> None:
-        """Through the interaction while its token lives, else in the channel (or a DM)."""
-        extras: dict[str, object] = {}
-        if png is not None:
-            extras = {
+        """Through the interaction while its token lives, else in the channel (or a DM).
+
+        Raises discord.Forbidden / NotFound when the member can't be reached at all."""
+
+        def extras() -> dict[str, object]:  # a fresh file each time: a send consumes it
+            if png is None:
+                return {}
+            return {
                 "file": discord.File(io.BytesIO(png), "stylized.png"),
                 "embed": embed,
                 "view": view,
             }
+
         mentions = discord.AllowedMentions(
             users=[discord.Object(request.user_id)], everyone=False, roles=False
         )
@@ -548,18 +560,22 @@ class StylizeCog(commands.Cog, name="Stylize"):
                 if request.interaction is not None
                 else discord.Webhook.partial(request.application_id, request.token, client=self.bot)
             )
-            await webhook.send(
-                text, ephemeral=request.params.private, allowed_mentions=mentions, **extras
-            )
-            return
+            try:
+                await webhook.send(
+                    text, ephemeral=request.params.private, allowed_mentions=mentions, **extras()
+                )
+                return
+            except discord.NotFound:
+                # The interaction's webhook is gone (the app was re-added, the token revoked).
+                log.warning("the interaction's webhook is gone; answering in the channel")
         if request.params.private:
             user = self.bot.get_user(request.user_id) or await self.bot.fetch_user(request.user_id)
-            await user.send(text, **extras)
+            await user.send(text, **extras())
             return
         channel = self.bot.get_channel(request.channel_id) or await self.bot.fetch_channel(
             request.channel_id
         )
-        await channel.send(text, allowed_mentions=mentions, **extras)
+        await channel.send(text, allowed_mentions=mentions, **extras())
 
     @staticmethod
     def _token_alive(request: Request) -> bool:
