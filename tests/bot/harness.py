@@ -70,6 +70,11 @@ class World:
     def photo(self, name: str = "photo.png") -> dict:
         return add_photo(self.emu, name)
 
+    async def stylize(self, *, user=None, **options: object):
+        """A member's /stylize with a fresh photo and artwork and ``options``; the interaction."""
+        params = {"content": self.photo(), "style": self.painting(), **options}
+        return await self.emu.invoke_slash("stylize", params, user=user)
+
     def painting(self, name: str = "painting.png") -> dict:
         return add_painting(self.emu, name)
 

@@ -17,9 +17,7 @@ def button(message, label: str) -> dict:
 
 async def test_a_private_result_is_ephemeral_and_share_posts_it_publicly(world: World) -> None:
     emu = world.emu
-    inter = await emu.invoke_slash(
-        "stylize", {"content": world.photo(), "style": world.painting(), "private": True}
-    )
+    inter = await world.stylize(private=True)
     result = await finished(inter)
     assert result.ephemeral
     assert [b["label"] for b in result.buttons()] == ["Stronger", "Weaker", "Share", "Delete"]
@@ -32,7 +30,7 @@ async def test_a_private_result_is_ephemeral_and_share_posts_it_publicly(world: 
 
 async def test_delete_is_for_the_requester_or_moderators(world: World) -> None:
     emu = world.emu
-    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    inter = await world.stylize()
     result = await finished(inter)
     delete_id = button(result, "Delete")["custom_id"]
     stranger = emu.make_member("passer-by")
@@ -52,7 +50,7 @@ async def test_post_to_gallery_cross_posts_with_credit_and_a_link(world: World) 
     setting = await emu.invoke_slash("gallery set", {"channel": gallery}, user=admin)
     await setting.wait_for(lambda rec: rec.responded)
     assert "can now be posted to" in setting.original.content
-    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    inter = await world.stylize()
     result = await finished(inter)
     press = await emu.press_button(
         result, button(result, "Post to gallery")["custom_id"], user=inter.user

@@ -31,10 +31,7 @@ async def finished(inter, timeout: float = 60):
 
 
 async def test_stylize_defers_shows_progress_and_posts_the_picture(world: World) -> None:
-    emu = world.emu
-    inter = await emu.invoke_slash(
-        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "fast"}
-    )
+    inter = await world.stylize(quality="fast")
     callback = await inter.wait_for_callback(timeout=3)
     assert callback.type == 5 and callback.after < 3  # deferred within Discord's 3 seconds
     result = await finished(inter)
@@ -55,9 +52,7 @@ async def test_stylize_defers_shows_progress_and_posts_the_picture(world: World)
 
 async def test_stronger_makes_a_second_picture_without_uploading_again(world: World) -> None:
     emu = world.emu
-    inter = await emu.invoke_slash(
-        "stylize", {"content": world.photo(), "style": world.painting(), "strength": 6}
-    )
+    inter = await world.stylize(strength=6)
     first = await finished(inter)
     press = await emu.press_button(first, first.buttons()[0]["custom_id"], user=inter.user)
     second = await finished(press)
@@ -69,9 +64,7 @@ async def test_stronger_makes_a_second_picture_without_uploading_again(world: Wo
 
 async def test_cancel_stops_a_running_job_and_says_so(world: World) -> None:
     emu = world.emu
-    inter = await emu.invoke_slash(
-        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "best"}
-    )
+    inter = await world.stylize(quality="best")
     status = await inter.wait_for_original(lambda m: "painting" in m.content, timeout=30)
     cancel = next(b for b in status.buttons() if b["label"] == "Cancel")
     stranger = emu.make_member("stranger")
@@ -149,7 +142,7 @@ async def test_a_member_over_their_cap_is_told_at_once(world: World) -> None:
 async def test_a_dropped_gateway_is_resumed_and_the_job_still_finishes(world: World) -> None:
     emu = world.emu
     resumes = emu.resume_count
-    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    inter = await world.stylize()
     await inter.wait_for_callback()
     emu.drop_gateway()
     await emu.wait_until(lambda: emu.resume_count > resumes, timeout=30, what="RESUME")
@@ -196,9 +189,7 @@ async def test_waiting_members_see_their_place_move_up_without_a_flood_of_edits(
 
 
 async def test_healthz_and_metrics_answer(world: World) -> None:
-    inter = await world.emu.invoke_slash(
-        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "fast"}
-    )
+    inter = await world.stylize(quality="fast")
     await finished(inter)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{world.http}/healthz") as response:
@@ -241,7 +232,7 @@ async def test_a_killed_worker_is_retried_once_then_the_member_is_told(world: Wo
     import os
     import signal
 
-    emu, pool = world.emu, world.bot.pool
+    pool = world.bot.pool
 
     async def kill_when_painting(inter, painting_edits: int) -> None:
         await inter.wait_for(
@@ -256,16 +247,12 @@ async def test_a_killed_worker_is_retried_once_then_the_member_is_told(world: Wo
         await asyncio.sleep(0.3)
         os.kill(pool.worker_pids()[0], signal.SIGKILL)
 
-    once = await emu.invoke_slash(
-        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "best"}
-    )
+    once = await world.stylize(quality="best")
     await kill_when_painting(once, 1)
     result = await finished(once, timeout=120)  # the retry on a fresh worker delivers
     assert result_png(result).size == (64, 48)
 
-    twice = await emu.invoke_slash(
-        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "best"}
-    )
+    twice = await world.stylize(quality="best")
     await kill_when_painting(twice, 1)
     await kill_when_painting(twice, 2)
     await twice.wait_for_original(lambda m: "didn't work" in m.content, timeout=120)
@@ -277,11 +264,11 @@ async def test_a_killed_worker_is_retried_once_then_the_member_is_told(world: Wo
 async def test_a_failing_cdn_download_is_retried_then_explained(world: World) -> None:
     emu = world.emu
     emu.fail_next("GET /cdn/*", status=500, times=1)
-    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    inter = await world.stylize()
     await finished(inter)
 
     emu.fail_next("GET /cdn/*", status=503, times=3)
-    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    inter = await world.stylize()
     await inter.wait_for(
         lambda rec: any("did not deliver it" in m.content for m in rec.messages), timeout=30
     )
@@ -293,11 +280,11 @@ async def test_a_failing_cdn_download_is_retried_then_explained(world: World) ->
 async def test_a_download_that_hangs_is_timed_out_retried_then_explained(world: World) -> None:
     emu = world.emu  # the fixture's NST_DOWNLOAD_TIMEOUT is 2 s
     emu.delay_next("GET /cdn/*", 3.0, times=1)
-    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    inter = await world.stylize()
     await finished(inter)
 
     emu.delay_next("GET /cdn/*", 3.0, times=3)
-    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    inter = await world.stylize()
     await inter.wait_for(
         lambda rec: any("did not deliver it" in m.content for m in rec.messages), timeout=30
     )
@@ -312,9 +299,7 @@ async def test_a_vanished_interaction_webhook_sends_the_picture_to_the_channel(
 ) -> None:
     emu = world.emu
     emu.fail_next("POST /webhooks/*", status=404)
-    inter = await emu.invoke_slash(
-        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "fast"}
-    )
+    inter = await world.stylize(quality="fast")
     mention = f"<@{inter.user.id}>"
     message = await emu.wait_for_message(
         lambda m: mention in m.content and bool(m.files), timeout=60
@@ -330,9 +315,7 @@ async def test_a_picture_nobody_can_receive_ends_the_job_quietly_and_the_bot_goe
     emu = world.emu
     emu.fail_next("POST /webhooks/*", status=404)
     emu.fail_next("POST /channels/*/messages", status=403)
-    inter = await emu.invoke_slash(
-        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "fast"}
-    )
+    inter = await world.stylize(quality="fast")
     await emu.wait_until(
         lambda: any("could not be delivered (403" in line for line in world.logs.lines),
         timeout=60,
@@ -342,9 +325,7 @@ async def test_a_picture_nobody_can_receive_ends_the_job_quietly_and_the_bot_goe
     assert not any(m.files for m in inter.followups)
     emu.clear_faults()
     # The next member's picture arrives as usual.
-    again = await emu.invoke_slash(
-        "stylize", {"content": world.photo(), "style": world.painting(), "quality": "fast"}
-    )
+    again = await world.stylize(quality="fast")
     await finished(again)
 
 
@@ -375,7 +356,7 @@ async def test_rest_429_and_500_on_the_answers_are_retried_and_the_picture_arriv
     emu = world.emu
     limited = emu.fail_next("PATCH /webhooks/*", status=429, times=2)
     broken = emu.fail_next("POST /webhooks/*", status=500, times=1)
-    inter = await emu.invoke_slash("stylize", {"content": world.photo(), "style": world.painting()})
+    inter = await world.stylize()
     result = await finished(inter, timeout=60)
     assert result_png(result).size == (64, 48)
     assert limited.hits == 2 and broken.hits == 1
