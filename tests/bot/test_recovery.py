@@ -1,4 +1,4 @@
-"""A job survives the bot process being killed: restarted, it runs again and is delivered once."""
+"""``python -m bot`` as operators run it: killed, stopped, restarted, and watched by /healthz."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import os
 import signal
 import sqlite3
 
+import aiohttp
 import pytest
 
 from tests.bot.emulator import DiscordEmulator
-from tests.bot.harness import TOKEN, add_painting, add_photo, bot_process, ready_bot
+from tests.bot.harness import TOKEN, add_painting, add_photo, bot_process, free_port, ready_bot
 
 pytestmark = pytest.mark.asyncio
 
@@ -89,3 +90,27 @@ async def test_buttons_on_a_result_keep_working_after_a_restart(tmp_path) -> Non
             again = next(m for m in press.followups if m.files)
             fields = {f["name"]: f["value"] for f in again.embeds[0]["fields"]}
             assert fields["Strength"] == "3"
+
+
+async def test_healthz_says_503_until_the_gateway_is_up_and_the_engine_warm(tmp_path) -> None:
+    port = free_port()
+    seen: list[tuple[int, str]] = []
+    async with (
+        DiscordEmulator(token=TOKEN) as emu,
+        bot_process(emu, tmp_path / "data", "bot.log", NST_HTTP_PORT=str(port)),
+        aiohttp.ClientSession() as session,
+    ):
+        deadline = asyncio.get_running_loop().time() + 120
+        while not seen or seen[-1][0] != 200:
+            assert asyncio.get_running_loop().time() < deadline, seen[-3:]
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    seen.append((response.status, await response.text()))
+            except aiohttp.ClientConnectionError:
+                pass  # not listening yet
+            await asyncio.sleep(0.1)
+    statuses = [status for status, _ in seen]
+    # Answering from the start, 503 while starting, then 200 for good once ready.
+    assert statuses[0] == 503 and set(statuses) == {503, 200}, statuses
+    assert "engine cold" in seen[0][1] or "gateway down" in seen[0][1]
+    assert seen[-1][1].strip() == "gateway up, engine warm"
