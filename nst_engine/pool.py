@@ -62,6 +62,8 @@ _KILL_GRACE = 30.0
 _DRAIN_TIMEOUT = 2.0
 # Seconds between attempts to replace a worker whose replacement failed to start.
 _RESTART_DELAY = 5.0
+# Seconds to wait for a dead worker's exit status, to tell the member how it ended.
+_EXIT_STATUS_WAIT = 10.0
 # Seconds `close` lets running jobs take to stop between steps before killing their workers.
 _CLOSE_GRACE = 10.0
 
@@ -624,10 +626,13 @@ async def _exit_description(slot: _Slot) -> str:
     process = slot.process
     if process is None:
         return "exit status unknown"
-    # The executor reaps its dead process in another thread; wait briefly for the status.
+    # The executor reaps its dead process in another thread; wait for the status. Its pipe
+    # closes as soon as the process starts to exit, but a killed TensorFlow worker on a busy
+    # host took over 2 s to finish exiting (seen in CI), so allow _EXIT_STATUS_WAIT.
     code = None
-    for _ in range(20):
-        await asyncio.to_thread(process.join, 0.1)
+    deadline = time.monotonic() + _EXIT_STATUS_WAIT
+    while time.monotonic() < deadline:
+        await asyncio.to_thread(process.join, 0.25)
         if (code := process.exitcode) is not None:
             break
     if code is None:
