@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 # Imported before TensorFlow starts its threads: importing it late (pytest's hypothesis plugin
@@ -15,6 +16,20 @@ from tests.support import gradient_image, stripes_image
 
 # Keep TensorFlow's start-up chatter out of test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(autouse=True)
+def _entry_points_logging():
+    """Entry points under test (nst-bot, nst) set up logging as in their own process: a handler
+    on the stderr of the moment, which pytest closes after the test. Take such handlers away,
+    or later tests' log lines end in "Logging error: I/O operation on closed file"."""
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before and type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
