@@ -37,7 +37,7 @@ def main() -> None:
     weights = save_legacy_h5(random_weights(0), folder / WEIGHTS_FILE)
     model = load_model(str(weights))
     rng = np.random.default_rng(0)
-    print(f"machine: {platform.machine()}, {_cpu_name()}, TensorFlow {tf.__version__}")
+    print(f"machine: {device_name()}, TensorFlow {tf.__version__}")
     print(
         f"{'size':>6} {'tutorial ms/step':>17} {'engine float32':>15} "
         f"{'engine ' + resolve_precision('auto'):>16} {'speed-up':>9}"

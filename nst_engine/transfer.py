@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -238,19 +239,11 @@ class _Run:
         spend most of their time on it). Kept per size: one trace relaxed to any size failed
         in the gradient of the Adam state."""
         key = (make.__name__, extractor, n_style, size)
-        compiled = self.model.compiled
-        if key in compiled:
-            compiled.move_to_end(key)
-        else:
-            compiled[key] = make(extractor, n_style)
-            while len(compiled) > COMPILED_CACHE_SIZE:
-                compiled.popitem(last=False)
-        return compiled[key]
+        return _lru(self.model.compiled, key, lambda: make(extractor, n_style), COMPILED_CACHE_SIZE)
 
     def _style_grams(self, extractor, n_style: int, scale: float) -> list:
-        """The blended Gram targets of the style images, resized by ``scale``."""
-        import tensorflow as tf
-
+        """The blended Gram targets of the style images, resized by ``scale``; a re-run on the
+        same artwork (Stronger / Weaker) finds them cached and skips the style's forward passes."""
         key = (
             extractor,
             scale,
@@ -258,11 +251,16 @@ class _Run:
             tuple(hashlib.blake2b(s.tobytes(), digest_size=16).digest() for s in self.styles_px),
             tuple(s.shape for s in self.styles_px),
         )
-        cached = self.model.gram_cache.get(key)
-        if cached is not None:
-            # A re-run on the same artwork (Stronger / Weaker) skips the style's forward passes.
-            self.model.gram_cache.move_to_end(key)
-            return cached
+        return _lru(
+            self.model.gram_cache,
+            key,
+            lambda: self._blend_grams(extractor, n_style, scale),
+            GRAM_CACHE_SIZE,
+        )
+
+    def _blend_grams(self, extractor, n_style: int, scale: float) -> list:
+        import tensorflow as tf
+
         total_weight = float(sum(self.blend))
         blended = None
         for style_px, weight in zip(self.styles_px, self.blend):
@@ -273,9 +271,6 @@ class _Run:
             feats = extractor(tf.constant(style_px[None]))
             grams = [_gram(f) * (weight / total_weight) for f in feats[:n_style]]
             blended = grams if blended is None else [a + b for a, b in zip(blended, grams)]
-        self.model.gram_cache[key] = blended
-        while len(self.model.gram_cache) > GRAM_CACHE_SIZE:
-            self.model.gram_cache.popitem(last=False)
         return blended
 
     def _report(self, done: int, losses: Losses, image) -> None:
@@ -298,6 +293,18 @@ class _Run:
             return False
         before, now = totals[-1 - _PATIENCE], totals[-1]
         return before - now < tol * abs(before)
+
+
+def _lru(cache: OrderedDict, key: object, make: Callable[[], object], limit: int):
+    """``cache[key]``, made first if missing (the least recently used entries beyond ``limit``
+    are dropped)."""
+    if key in cache:
+        cache.move_to_end(key)
+    else:
+        cache[key] = make()
+        while len(cache) > limit:
+            cache.popitem(last=False)
+    return cache[key]
 
 
 def _objective(extractor, n_style, image, style_grams, content_targets, layer_weights, weights):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import io
 import logging
@@ -65,11 +64,6 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self.member_rate = RateLimit(self.settings.nst_member_rate, "you", "minute")
         self.guild_rate = RateLimit(self.settings.nst_guild_rate, "this server", "minute")
         self._pruner: asyncio.Task | None = None
-        # (member id, job id, queued at, started at) of the most recently started jobs, oldest
-        # first: how the fair queue served members, for operators and the load benchmark.
-        self.started: collections.deque[tuple[int, str, float, float]] = collections.deque(
-            maxlen=1000
-        )
         bot.metrics.queued = lambda: len(self.queue)
         bot.metrics.running = lambda: len(self.running)
 
@@ -335,9 +329,6 @@ class StylizeCog(commands.Cog, name="Stylize"):
                 owner, request = popped
                 request.state = "running"
                 self.queue.started(owner)
-                self.started.append(
-                    (request.user_id, request.id, request.queued_at, time.monotonic())
-                )
                 self.running.add(request)
                 task = asyncio.create_task(self._run(request), name=f"nst-job-{request.id}")
                 self._tasks.add(task)
@@ -367,11 +358,8 @@ class StylizeCog(commands.Cog, name="Stylize"):
             if position is None or position == request.shown_position:
                 return
             request.shown_position = position
-            await self._edit_status(
-                request,
-                self._queued_text(request, position),
-                view=job_view(request.id, "cancel"),
-                locked=True,
+            await self._edit_locked(
+                request, self._queued_text(request, position), view=job_view(request.id, "cancel")
             )
 
     async def _run(self, request: Request) -> None:
@@ -581,16 +569,15 @@ class StylizeCog(commands.Cog, name="Stylize"):
     def _token_alive(request: Request) -> bool:
         return request.token is not None and time.time() - request.created < TOKEN_LIFETIME
 
-    async def _edit_status(
-        self, request: Request, text: str, *, view, files=(), locked: bool = False
-    ) -> None:
-        """Edit the status message; a lost edit (expired token, deleted message) is not fatal.
-        ``locked``: the caller already holds the request's edit lock."""
+    async def _edit_status(self, request: Request, text: str, *, view, files=()) -> None:
+        """Edit the status message, after any edit of it already on its way."""
+        async with request.edit_lock:
+            await self._edit_locked(request, text, view=view, files=files)
+
+    async def _edit_locked(self, request: Request, text: str, *, view, files=()) -> None:
+        """`_edit_status` for a caller holding the request's edit lock; a lost edit (expired
+        token, deleted message) is not fatal."""
         if request.interaction is None or not self._token_alive(request):
-            return
-        if not locked:
-            async with request.edit_lock:
-                await self._edit_status(request, text, view=view, files=files, locked=True)
             return
         try:
             await request.interaction.edit_original_response(
