@@ -1,39 +1,28 @@
-"""Counters and histograms for /metrics, in Prometheus' text format."""
+"""What operators watch on /metrics: jobs by state, waiting and running times, speed, the event
+loop's lag and the process itself, in Prometheus' text format (``prometheus_client``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+# The content type of what `Metrics.render` returns (Prometheus' text format 0.0.4).
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 _BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
-
-
-@dataclass
-class Histogram:
-    buckets: tuple[float, ...] = _BUCKETS
-    counts: list[int] = field(init=False)
-    total: float = 0.0
-    count: int = 0
-
-    def __post_init__(self) -> None:
-        self.counts = [0] * len(self.buckets)
-
-    def observe(self, value: float) -> None:
-        self.total += value
-        self.count += 1
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-
-    def lines(self, name: str) -> list[str]:
-        out = [f"# TYPE {name} histogram"]
-        out += [f'{name}_bucket{{le="{b:g}"}} {c}' for b, c in zip(self.buckets, self.counts)]
-        out += [f'{name}_bucket{{le="+Inf"}} {self.count}', f"{name}_sum {self.total:.6g}"]
-        out.append(f"{name}_count {self.count}")
-        return out
 
 
 class LoopLag:
@@ -43,9 +32,10 @@ class LoopLag:
     interaction's 3-second acknowledgement, so operators watch this next to the job counters.
     """
 
-    def __init__(self, interval: float = 0.05) -> None:
+    def __init__(self, histogram: Histogram, interval: float = 0.05) -> None:
         self.interval = interval
-        self.histogram = Histogram(_LAG_BUCKETS)
+        self.histogram = histogram
+        # The longest lag seen since start-up, in seconds.
         self.worst = 0.0
         self._task: asyncio.Task | None = None
 
@@ -71,42 +61,55 @@ class LoopLag:
 
 
 class Metrics:
-    """What operators watch: jobs by state, waiting and running times, speed."""
+    """One bot's metrics, on a registry of its own (tests run several bots in one process)."""
 
     def __init__(self) -> None:
-        self.finished = 0
-        self.failed = 0
-        self.cancelled = 0
-        self.rejected = 0
-        self.queue_wait = Histogram()
-        self.run_time = Histogram()
-        self.steps_per_second = 0.0
-        self.loop_lag = LoopLag()
-        # Read at scrape time, so they are never stale.
-        self.queued: Callable[[], int] = lambda: 0
-        self.running: Callable[[], int] = lambda: 0
+        self.registry = CollectorRegistry()
+        r = self.registry
 
-    def render(self) -> str:
-        lines = [
-            "# TYPE nst_jobs_queued gauge",
-            f"nst_jobs_queued {self.queued()}",
-            "# TYPE nst_jobs_running gauge",
-            f"nst_jobs_running {self.running()}",
-        ]
-        for name in ("finished", "failed", "cancelled", "rejected"):
-            lines += [
-                f"# TYPE nst_jobs_{name}_total counter",
-                f"nst_jobs_{name}_total {getattr(self, name)}",
-            ]
-        lines += self.queue_wait.lines("nst_queue_wait_seconds")
-        lines += self.run_time.lines("nst_run_seconds")
-        lines += [
-            "# TYPE nst_steps_per_second gauge",
-            f"nst_steps_per_second {self.steps_per_second:.4g}",
-        ]
-        lines += self.loop_lag.histogram.lines("nst_event_loop_lag_seconds")
-        lines += [
-            "# TYPE nst_event_loop_lag_max_seconds gauge",
-            f"nst_event_loop_lag_max_seconds {self.loop_lag.worst:.6g}",
-        ]
-        return "\n".join(lines) + "\n"
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(f"nst_jobs_{name}", doc, registry=r)  # exposed as ..._total
+
+        self.finished = counter("finished", "Jobs whose picture was made.")
+        self.failed = counter("failed", "Jobs that ended in an error.")
+        self.cancelled = counter("cancelled", "Jobs cancelled by their requester.")
+        self.rejected = counter("rejected", "Requests refused before being queued.")
+        self.queue_wait = Histogram(
+            "nst_queue_wait_seconds",
+            "Seconds jobs waited for a worker.",
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.run_time = Histogram(
+            "nst_run_seconds", "Seconds jobs took on a worker.", buckets=_BUCKETS, registry=r
+        )
+        self.steps_per_second = Gauge(
+            "nst_steps_per_second", "Optimisation steps per second of the latest job.", registry=r
+        )
+        self._queued = Gauge("nst_jobs_queued", "Jobs waiting for a worker.", registry=r)
+        self._running = Gauge("nst_jobs_running", "Jobs on a worker now.", registry=r)
+        self.track(queued=lambda: 0, running=lambda: 0)
+        self.loop_lag = LoopLag(
+            Histogram(
+                "nst_event_loop_lag_seconds",
+                "How late a 50 ms timer on the bot's event loop fired.",
+                buckets=_LAG_BUCKETS,
+                registry=r,
+            )
+        )
+        Gauge(
+            "nst_event_loop_lag_max_seconds",
+            "The longest event-loop lag since start-up.",
+            registry=r,
+        ).set_function(lambda: self.loop_lag.worst)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+
+    def track(self, *, queued: Callable[[], float], running: Callable[[], float]) -> None:
+        """Read the numbers of queued and running jobs from these at scrape time (never stale)."""
+        self._queued.set_function(queued)
+        self._running.set_function(running)
+
+    def render(self) -> bytes:
+        """Everything, in Prometheus' text format (`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
 if TYPE_CHECKING:
     from bot.client import StyleBot
 
@@ -47,5 +49,5 @@ class HealthServer:
 
     async def metrics(self, _request: web.Request) -> web.Response:
         return web.Response(
-            text=self.bot.metrics.render(), content_type="text/plain", charset="utf-8"
+            body=self.bot.metrics.render(), headers={"Content-Type": METRICS_CONTENT_TYPE}
         )
