@@ -9,6 +9,8 @@ from pathlib import Path
 
 from nst_engine.images import DEFAULT_MAX_BYTES
 
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and says what is allowed."""
@@ -60,6 +62,9 @@ class Settings:
     nst_guild_rate: int = 60
     # Seconds running jobs get to finish on SIGTERM before the bot exits (they are journaled).
     nst_shutdown_grace: float = 60.0
+    # Number format of the engine's features: auto (bfloat16 or float16 where the hardware
+    # computes them fast, else float32), or one of PRECISIONS to force it.
+    nst_precision: str = "auto"
 
     def __repr__(self) -> str:  # keep the token out of logs and tracebacks
         shown = ", ".join(
@@ -123,6 +128,13 @@ class Settings:
                 values[name] = float(_integer(name, raw, low, high))
         if (raw := get("nst_data_dir")) is not None:
             values["nst_data_dir"] = Path(raw)
+        if (raw := get("nst_precision")) is not None:
+            if raw.lower() not in PRECISIONS:
+                raise SettingsError(
+                    f"NST_PRECISION must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}, "
+                    f"not {raw!r}"
+                )
+            values["nst_precision"] = raw.lower()
         return cls(**values)  # type: ignore[arg-type]
 
 

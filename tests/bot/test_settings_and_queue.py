@@ -16,6 +16,7 @@ def test_settings_read_every_variable_and_hide_the_token():
             "NST_USER_LIMIT": "4",
             "NST_DEV_GUILD": "123456789012345678",
             "NST_DOWNLOAD_TIMEOUT": "5",
+            "NST_PRECISION": "BFloat16",
         }
     )
     assert settings.discord_api_base == "http://127.0.0.1:9000/api/v10"
@@ -23,6 +24,8 @@ def test_settings_read_every_variable_and_hide_the_token():
     assert settings.nst_max_size == 768 and settings.nst_user_limit == 4
     assert settings.nst_dev_guild == 123456789012345678 and settings.nst_download_timeout == 5
     assert settings.nst_queue_limit == 50 and settings.nst_weights == "imagenet"
+    assert settings.nst_precision == "bfloat16"
+    assert Settings.from_env({"DISCORD_TOKEN": "t"}).nst_precision == "auto"
     assert "secret-token" not in repr(settings)
 
 
@@ -37,6 +40,10 @@ def test_settings_read_every_variable_and_hide_the_token():
         ),
         ({"DISCORD_TOKEN": "t", "DISCORD_API_BASE": "discord.com"}, "must be an http(s) URL"),
         ({"DISCORD_TOKEN": "t", "NST_DEV_GUILD": "my-server"}, "a Discord id (digits)"),
+        (
+            {"DISCORD_TOKEN": "t", "NST_PRECISION": "half"},
+            "NST_PRECISION must be auto, float32, bfloat16 or float16, not 'half'",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable_and_what_is_allowed(env, message):
