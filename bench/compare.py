@@ -1,12 +1,16 @@
 """The plain tutorial loop and each quality preset on the same picture, side by side.
 
-    python -m bench.compare [--size 256] [--tutorial-steps 300]
+    python -m bench.compare [--size 256] [--precisions float32 auto] [--plot FILE.png]
 
 Each run is its own process (so wall time includes start-up, as a member would wait) on the
-same seeded VGG19 weights file. The table ends with one independent measure of quality for all:
-the style distance (mean squared Gram difference over the style layers, against the artwork)
-and the content distance (mean squared block5_conv2 difference, against the photo), both
-computed in float32 by this script, not by the runs themselves.
+same seeded VGG19 weights file (the ImageNet file cannot be fetched on the machines this was
+built on; speed does not depend on the values). Every preset runs once per precision asked
+for, with that precision's preset (`options_for_quality(..., precision=...)`). The table ends
+with one independent measure of quality for all: the style distance (mean squared Gram
+difference over the five style layers, against the artwork) and the content distance (mean
+squared block5_conv2 difference, against the photo), both computed in float32 by this script,
+not by the runs themselves. `--config NAME:field=value,...` adds a variant (`quality=NAME`
+starts it from a preset, in float32 unless it names a precision).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import numpy as np
 
 from nst_engine.model import quiet_tensorflow
 
+TUTORIAL = "tutorial"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,11 +37,22 @@ def main() -> None:
     parser.add_argument("--tutorial-steps", type=int, default=300)
     parser.add_argument("--presets", nargs="*", default=["fast", "balanced", "best"])
     parser.add_argument(
+        "--precisions",
+        nargs="*",
+        default=["float32", "auto"],
+        help="run each preset in these precisions (auto: what this machine picks)",
+    )
+    parser.add_argument(
         "--config",
         action="append",
         default=[],
         metavar="NAME:FIELD=VALUE,...",
-        help="also run a StyleOptions variant, e.g. try1:steps=200,precision=bfloat16",
+        help="also run a StyleOptions variant, e.g. try1:quality=balanced,final_learning_rate=0.01",
+    )
+    parser.add_argument("--plot", type=Path, help="draw style distance against wall time here")
+    parser.add_argument("--json", type=Path, help="also write the rows here, as JSON")
+    parser.add_argument(
+        "--from-json", type=Path, help="print (and --plot) the rows of an earlier --json, no runs"
     )
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -43,11 +60,30 @@ def main() -> None:
     if args.run:
         _child(args)
         return
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        rows, header = saved["rows"], saved["header"]
+    else:
+        rows, header = _measure(args)
+    _print(rows, header)
+    if args.json and not args.from_json:
+        args.json.write_text(json.dumps({"header": header, "rows": rows}, indent=1) + "\n")
+    if args.plot:
+        plot(rows, header, args.plot)
+
+
+def _measure(args: argparse.Namespace) -> tuple[list[dict], str]:
+    from nst_engine.options import preset_precision
+
     work = Path(tempfile.mkdtemp(prefix="nst-bench-"))
     _prepare(work, args.size)
+    runs = {TUTORIAL: ""}
+    for preset in args.presets:
+        for precision in dict.fromkeys(preset_precision(p) for p in args.precisions):
+            runs[f"{preset}/{precision}"] = f"quality={preset},precision={precision}"
+    runs.update(c.split(":", 1) for c in args.config)
     rows = []
-    configs = dict(c.split(":", 1) for c in args.config)
-    for name in ["tutorial", *args.presets, *configs]:
+    for name, config in runs.items():
         started = time.perf_counter()
         cmd = [
             sys.executable,
@@ -61,24 +97,79 @@ def main() -> None:
             str(args.size),
             "--tutorial-steps",
             str(args.tutorial_steps),
-            *(["--config", f"{name}:{configs[name]}"] if name in configs else []),
+            *(["--config", f"{name}:{config}"] if config else []),
         ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         report = json.loads(out.strip().splitlines()[-1])
         report["wall"] = time.perf_counter() - started
         rows.append(report)
-        print(f"… {name} done in {report['wall']:.1f} s", file=sys.stderr)
+        print(f"… {name} done in {report['wall']:.1f} s", file=sys.stderr, flush=True)
     style_d, content_d = _distances(work, [r["name"] for r in rows])
-    print(f"size {args.size} px; {_machine()}")
+    for r in rows:
+        r["style"], r["content"] = style_d[r["name"]], content_d[r["name"]]
+    return rows, f"size {args.size} px; {_machine()}"
+
+
+def _print(rows: list[dict], header: str) -> None:
+    base = next(r for r in rows if r["name"] == TUTORIAL)
+    print(header)
     print(
-        f"{'run':<10} {'steps':>6} {'wall s':>8} {'ms/step':>8} {'peak RSS':>9} "
-        f"{'style dist':>11} {'content dist':>13}"
+        f"{'run':<18} {'precision':>9} {'steps':>6} {'wall s':>7} {'speed-up':>8} "
+        f"{'peak RSS':>9} {'style dist':>11} {'× tut':>6} {'content dist':>12} {'× tut':>6}"
     )
     for r in rows:
         print(
-            f"{r['name']:<10} {r['steps']:>6} {r['wall']:>8.1f} {r['ms_per_step']:>8.0f} "
-            f"{r['rss_mb']:>7.0f}MB {style_d[r['name']]:>11.4g} {content_d[r['name']]:>13.4g}"
+            f"{r['name']:<18} {r['precision']:>9} {r['steps']:>6} {r['wall']:>7.1f} "
+            f"{base['wall'] / r['wall']:>7.2f}× {r['rss_mb']:>7.0f}MB "
+            f"{r['style']:>11.4g} {r['style'] / base['style']:>6.3f} "
+            f"{r['content']:>12.4g} {r['content'] / base['content']:>6.2f}",
+            flush=True,
         )
+
+
+def plot(rows: list[dict], header: str, path: Path) -> None:
+    """Style distance against wall time, one point per run (matplotlib, a small PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    markers = {"float32": "o", "bfloat16": "s", "float16": "^"}
+    for r in rows:
+        tutorial = r["name"] == TUTORIAL
+        ax.scatter(
+            r["wall"],
+            r["style"],
+            marker="*" if tutorial else markers.get(r["precision"], "o"),
+            s=160 if tutorial else 50,
+            color="black" if tutorial else None,
+            zorder=3,
+        )
+        ax.annotate(
+            f"{r['name']} ({r['content'] / _tutorial(rows)['content']:.1f}× content)",
+            (r["wall"], r["style"]),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=7,
+        )
+    base = _tutorial(rows)
+    ax.axhline(base["style"] * 1.01, color="grey", linestyle=":", linewidth=1)
+    ax.axvline(base["wall"] / 3, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("wall time, s (process start included)")
+    ax.set_ylabel("style distance (lower is closer)")
+    ax.set_title(
+        f"{header}\ndotted: 1.01× the tutorial's style distance, ⅓ of its time", fontsize=8
+    )
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _tutorial(rows: list[dict]) -> dict:
+    return next(r for r in rows if r["name"] == TUTORIAL)
 
 
 def _prepare(work: Path, size: int) -> None:
@@ -93,14 +184,14 @@ def _prepare(work: Path, size: int) -> None:
 def _child(args: argparse.Namespace) -> None:
     quiet_tensorflow()
     from nst_engine import load_model, stylize
-    from nst_engine.options import StyleOptions, options_for_quality
+    from nst_engine.model import resolve_precision
     from nst_engine.weights import WEIGHTS_FILE
 
     work = Path(args.workdir)
     content, style = np.load(work / "content.npy"), np.load(work / "style.npy")
     model = load_model(str(work / WEIGHTS_FILE))
     t0 = time.perf_counter()
-    if args.run == "tutorial":
+    if args.run == TUTORIAL:
         from bench.tutorial import tutorial_loop
 
         image = tutorial_loop(
@@ -110,24 +201,19 @@ def _child(args: argparse.Namespace) -> None:
             args.tutorial_steps,
         )
         image = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
-        steps = args.tutorial_steps
+        steps, precision = args.tutorial_steps, "float32"
     else:
-        if args.config:
-            fields = dict(kv.split("=", 1) for kv in args.config[0].split(":", 1)[1].split(","))
-            defaults = StyleOptions()
-            changes = {k: _parse(getattr(defaults, k), v) for k, v in fields.items()}
-            options = StyleOptions(max_size=args.size, **changes)
-        else:
-            options = options_for_quality(args.run, max_size=args.size)
+        options = _options(args.config[0].split(":", 1)[1], args.size)
         result = stylize(content, style, options, model=model)
-        image, steps = result.image, result.steps
+        image, steps, precision = result.image, result.steps, resolve_precision(options.precision)
     seconds = time.perf_counter() - t0
-    np.save(work / f"out-{args.run}.npy", image)
+    np.save(work / f"out-{args.run.replace('/', '-')}.npy", image)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(
             {
                 "name": args.run,
+                "precision": precision,
                 "steps": steps,
                 "ms_per_step": seconds / steps * 1000,
                 "rss_mb": rss_mb,
@@ -136,10 +222,29 @@ def _child(args: argparse.Namespace) -> None:
     )
 
 
+def _options(config: str, size: int):
+    """The StyleOptions a ``field=value,...`` config stands for (``quality=`` picks a preset)."""
+    from nst_engine.options import StyleOptions, options_for_quality
+
+    fields = dict(kv.split("=", 1) for kv in config.split(","))
+    quality = fields.pop("quality", None)
+    defaults = StyleOptions()
+    changes = {k: _parse(getattr(defaults, k), v) for k, v in fields.items()}
+    if quality is None:
+        return StyleOptions(max_size=size, **changes)
+    changes.setdefault("precision", "float32")
+    return options_for_quality(quality, max_size=size, **changes)
+
+
 def _parse(default: object, text: str) -> object:
-    """A --config value, typed like the StyleOptions field's default (None: a float)."""
+    """A --config value, typed like the StyleOptions field's default (None: a number or a word)."""
     if default is None:
-        return float(text)
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes")
     return type(default)(text)
 
 
@@ -148,31 +253,26 @@ def _distances(work: Path, names: list[str]) -> tuple[dict[str, float], dict[str
     import tensorflow as tf
 
     from nst_engine import load_model
-    from nst_engine.losses import gram_matrix
+    from nst_engine.losses import content_loss, gram_matrix, style_loss
     from nst_engine.options import CONTENT_LAYERS, STYLE_LAYERS
     from nst_engine.weights import WEIGHTS_FILE
 
     model = load_model(str(work / WEIGHTS_FILE))
     extractor = model.extractor(STYLE_LAYERS + CONTENT_LAYERS)
     n = len(STYLE_LAYERS)
+    equal = [1 / n] * n
 
     def features(image: np.ndarray):
         return extractor(tf.constant(image[None].astype(np.float32) / 255))
 
     style = features(np.load(work / "style.npy"))
+    grams = [gram_matrix(f) for f in style[:n]]
     content = features(np.load(work / "content.npy"))
     style_d, content_d = {}, {}
     for name in names:
-        out = features(np.load(work / f"out-{name}.npy"))
-        style_d[name] = float(
-            np.mean(
-                [
-                    tf.reduce_mean(tf.square(gram_matrix(a) - gram_matrix(b)))
-                    for a, b in zip(out[:n], style[:n])
-                ]
-            )
-        )
-        content_d[name] = float(tf.reduce_mean(tf.square(out[n] - content[n])))
+        out = features(np.load(work / f"out-{name.replace('/', '-')}.npy"))
+        style_d[name] = float(style_loss(out[:n], grams, equal))
+        content_d[name] = float(content_loss(out[n:], content[n:]))
     return style_d, content_d
 
 

@@ -1,23 +1,22 @@
-"""The TensorFlow style-transfer tutorial's loop, kept plain, as the baseline for benchmarks."""
+"""The TensorFlow style-transfer tutorial's loop, kept plain, as the baseline for benchmarks.
+
+Its Gram matrix and style loss are the engine's own (`nst_engine.losses`), which compute what
+the tutorial's do: Gram matrices divided by the number of positions, the mean squared
+difference per layer, layers weighted equally.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
+from nst_engine.losses import gram_matrix, style_loss
 from nst_engine.options import CONTENT_LAYERS, STYLE_LAYERS
 
 
 def vgg_layers(vgg, names):
     outputs = [vgg.get_layer(name).output for name in names]
     return tf.keras.Model([vgg.input], outputs)
-
-
-def gram_matrix(input_tensor):
-    result = tf.linalg.einsum("bijc,bijd->bcd", input_tensor, input_tensor)
-    input_shape = tf.shape(input_tensor)
-    num_locations = tf.cast(input_shape[1] * input_shape[2], tf.float32)
-    return result / num_locations
 
 
 class StyleContentModel(tf.keras.models.Model):
@@ -36,7 +35,6 @@ class StyleContentModel(tf.keras.models.Model):
             outputs[: self.num_style_layers],
             outputs[self.num_style_layers :],
         )
-        style_outputs = [gram_matrix(style_output) for style_output in style_outputs]
         content_dict = dict(zip(self.content_layers, content_outputs))
         style_dict = dict(zip(self.style_layers, style_outputs))
         return {"content": content_dict, "style": style_dict}
@@ -46,7 +44,7 @@ def tutorial_loop(vgg, content: np.ndarray, style: np.ndarray, steps: int, on_st
     """content/style: float32 1×H×W×3 in [0, 1]. Returns the image after `steps` steps."""
     style_layers, content_layers = list(STYLE_LAYERS), list(CONTENT_LAYERS)
     extractor = StyleContentModel(vgg, style_layers, content_layers)
-    style_targets = extractor(tf.constant(style))["style"]
+    style_targets = [gram_matrix(f) for f in extractor(tf.constant(style))["style"].values()]
     content_targets = extractor(tf.constant(content))["content"]
     image = tf.Variable(content)
     opt = tf.keras.optimizers.Adam(learning_rate=0.02, beta_1=0.99, epsilon=1e-1)
@@ -54,10 +52,8 @@ def tutorial_loop(vgg, content: np.ndarray, style: np.ndarray, steps: int, on_st
 
     def style_content_loss(outputs):
         style_outputs, content_outputs = outputs["style"], outputs["content"]
-        style_loss = tf.add_n(
-            [tf.reduce_mean((style_outputs[n] - style_targets[n]) ** 2) for n in style_outputs]
-        )
-        style_loss *= style_weight / len(style_layers)
+        equal = [1 / len(style_layers)] * len(style_layers)
+        style = style_weight * style_loss(list(style_outputs.values()), style_targets, equal)
         content_loss = tf.add_n(
             [
                 tf.reduce_mean((content_outputs[n] - content_targets[n]) ** 2)
@@ -65,7 +61,7 @@ def tutorial_loop(vgg, content: np.ndarray, style: np.ndarray, steps: int, on_st
             ]
         )
         content_loss *= content_weight / len(content_layers)
-        return style_loss + content_loss
+        return style + content_loss
 
     @tf.function()
     def train_step(image):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import tensorflow as tf
 
 
@@ -23,14 +25,13 @@ def content_loss(features: list[tf.Tensor], targets: list[tf.Tensor]) -> tf.Tens
 
 
 def style_loss(
-    features: list[tf.Tensor], target_grams: list[tf.Tensor], layer_weights: list[float]
+    features: list[tf.Tensor],
+    target_grams: list[tf.Tensor],
+    layer_weights: Sequence[float] | tf.Tensor,
 ) -> tf.Tensor:
     """Weighted mean squared Gram difference over the style layers (weights sum to 1)."""
-    terms = [
-        w * tf.reduce_mean(tf.square(gram_matrix(f) - g))
-        for f, g, w in zip(features, target_grams, layer_weights)
-    ]
-    return tf.add_n(terms)
+    terms = [tf.reduce_mean(tf.square(gram_matrix(f) - g)) for f, g in zip(features, target_grams)]
+    return tf.reduce_sum(tf.stack(terms) * tf.convert_to_tensor(layer_weights, tf.float32))
 
 
 def total_variation_loss(image: tf.Tensor) -> tf.Tensor:

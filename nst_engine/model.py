@@ -12,6 +12,7 @@ from functools import cache
 import numpy as np
 
 from nst_engine.errors import WeightsError
+from nst_engine.options import cpu_has_fast_bfloat16
 from nst_engine.weights import RANDOM, random_weights, resolve_weights, weights_label
 
 log = logging.getLogger(__name__)
@@ -137,17 +138,7 @@ def resolve_precision(precision: str) -> str:
         details = tf.config.experimental.get_device_details(gpus[0])
         major = (details.get("compute_capability") or (0, 0))[0]
         return "bfloat16" if major >= 8 else "float16"
-    return "bfloat16" if _cpu_has_bf16() else "float32"
-
-
-@cache
-def _cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "bfloat16" if cpu_has_fast_bfloat16() else "float32"
 
 
 def _vgg_preprocess(images):

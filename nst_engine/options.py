@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -31,7 +32,7 @@ BASE_STYLE_WEIGHT = 1e-2
 STRENGTH_DECADES_PER_STEP = 0.4
 DEFAULT_STRENGTH = 5.0
 
-Init = Literal["content", "noise"]
+Init = Literal["content", "noise", "matched"]
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
 Optimizer = Literal["adam", "lbfgs"]
 
@@ -47,12 +48,16 @@ class StyleOptions:
 
     # 0 (barely styled) … 10 (style dominates); log-scale knob over the style/content weight ratio.
     strength: float = DEFAULT_STRENGTH
-    # Number of optimisation steps at full size (after any coarse passes).
+    # Number of optimisation steps in all, coarse levels included (progress counts to this).
     steps: int = 300
     # Longest side of the output in pixels; smaller inputs are not enlarged beyond their size.
     max_size: int = 512
-    # Adam's step size, in units of the [0, 1] pixel range.
+    # Adam's step size, in units of the [0, 1] pixel range (at the start of each level).
     learning_rate: float = 0.02
+    # Adam's step size at the end of each resolution level, reached geometrically from
+    # `learning_rate` (a large step while the picture is far off, a fine one at the end).
+    # None: constant.
+    final_learning_rate: float | None = None
     # Adam's first-moment decay and epsilon (the tutorial's 0.99 and 0.1 keep pixel updates smooth).
     beta_1: float = 0.99
     epsilon: float = 0.1
@@ -64,7 +69,8 @@ class StyleOptions:
     style_emphasis: float = 1.0
     # Weight of the total-variation (smoothness) term.
     tv_weight: float = 30.0
-    # Start from a copy of the content image, or from seeded uniform noise.
+    # Start from a copy of the content image, from seeded uniform noise, or from the content
+    # recoloured to the artwork's per-channel mean and spread ("matched").
     init: Init = "content"
     # Seeds the noise start; the same inputs, options and seed repeat on the same machine.
     seed: int = 0
@@ -87,8 +93,14 @@ class StyleOptions:
     precision: Precision = "float32"
     # Optimiser: Adam (the seed's) or L-BFGS (Gatys et al.'s).
     optimizer: Optimizer = "adam"
-    # Fraction of the steps run first at half resolution (coarse-to-fine); 0 disables it.
+    # Optimiser at the coarse levels (None: the same as `optimizer`).
+    coarse_optimizer: Optimizer | None = None
+    # Coarse-to-fine: this fraction of the steps runs below full size, first; 0 disables it.
     coarse_fraction: float = 0.0
+    # Resolution levels when coarse_fraction > 0, each half the side of the next. The fraction
+    # applies again below each level: 3 levels at 0.75 of 240 steps run 135 at a quarter of the
+    # size, 45 at half, 60 at full size.
+    levels: int = 2
     # Stop when the total loss improved by less than this fraction over the last 20 steps (0: off).
     early_stop_tolerance: float = 0.0
 
@@ -119,7 +131,14 @@ class StyleOptions:
             0 < self.style_emphasis <= 100,
             f"style_emphasis must be above 0 and at most 100, not {self.style_emphasis}",
         )
-        _check(self.init in ("content", "noise"), f"init must be content or noise, not {self.init}")
+        _check(
+            self.init in ("content", "noise", "matched"),
+            f"init must be content, noise or matched, not {self.init}",
+        )
+        _check(
+            self.final_learning_rate is None or 0 < self.final_learning_rate <= 1,
+            f"final_learning_rate must be above 0 and at most 1, not {self.final_learning_rate}",
+        )
         _check(0 <= self.seed < 2**32, f"seed must be between 0 and 2**32-1, not {self.seed}")
         if self.style_blend is not None:
             _check(
@@ -151,11 +170,14 @@ class StyleOptions:
             self.precision in ("auto", "float32", "bfloat16", "float16"),
             f"precision must be auto, float32, bfloat16 or float16, not {self.precision}",
         )
-        _check(
-            self.optimizer in ("adam", "lbfgs"),
-            f"optimizer must be adam or lbfgs, not {self.optimizer}",
-        )
+        for name in ("optimizer", "coarse_optimizer"):
+            value = getattr(self, name)
+            _check(
+                value in ("adam", "lbfgs") or (name == "coarse_optimizer" and value is None),
+                f"{name} must be adam or lbfgs, not {value}",
+            )
         _check(0 <= self.coarse_fraction < 1, "coarse_fraction must be in [0, 1)")
+        _check(1 <= self.levels <= 4, f"levels must be between 1 and 4, not {self.levels}")
         _check(0 <= self.early_stop_tolerance < 1, "early_stop_tolerance must be in [0, 1)")
 
     @property
@@ -173,41 +195,82 @@ class StyleOptions:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
-    def summary(self) -> dict[str, object]:
-        """The fields that differ from the defaults, for logs and chat embeds."""
-        default = StyleOptions()
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if getattr(self, f.name) != getattr(default, f.name)
-        }
+    def level_steps(self) -> tuple[int, ...]:
+        """Steps per resolution level, coarsest first, full size last; they sum to `steps`."""
+        levels = self.levels if self.coarse_fraction else 1
+        remaining, per_level = self.steps, []
+        for _ in range(levels - 1):
+            # Full size always gets a step, or the picture would come back blurred.
+            coarser = min(round(remaining * self.coarse_fraction), remaining - 1)
+            per_level.append(remaining - coarser)
+            remaining = coarser
+        per_level.append(remaining)
+        return tuple(reversed(per_level))
+
+    def learning_rate_at(self, step: int, level_steps: int) -> float:
+        """Adam's step size at ``step`` (0-based) of a level of ``level_steps`` steps."""
+        if self.final_learning_rate is None or level_steps <= 1:
+            return self.learning_rate
+        ratio = self.final_learning_rate / self.learning_rate
+        return self.learning_rate * ratio ** (step / (level_steps - 1))
 
 
 # Quality presets: steps and the optimisation schedule, chosen by measurement with
 # bench/compare.py against the plain tutorial loop (300 Adam steps, float32); see the README.
-# All compute features in bfloat16/float16 where the hardware is fast at it and run most steps
-# at half resolution first (coarse-to-fine, which also shrinks the artwork).
+# QUALITY_PRESETS meet the targets in float32 alone, so they are what every CPU can run;
+# REDUCED_PRECISION_PRESETS replace them where bfloat16 features are fast (see
+# `preset_precision`), because there a step costs less and the schedule may differ.
 QUALITY_PRESETS: dict[str, dict[str, object]] = {
     # A quick look: a third of balanced's work.
-    "fast": {"steps": 120, "precision": "auto", "coarse_fraction": 0.67, "style_emphasis": 2.0},
+    "fast": {"steps": 120, "coarse_fraction": 0.67, "style_emphasis": 2.0},
     # The default: the tutorial's style distance in under a third of its time.
-    "balanced": {
-        "steps": 240,
-        "precision": "auto",
-        "coarse_fraction": 0.75,
-        "style_emphasis": 1.5,
-    },
+    "balanced": {"steps": 240, "coarse_fraction": 0.75, "style_emphasis": 1.5},
     # The tutorial's balance of style and content, with more steps at full size.
-    "best": {"steps": 450, "precision": "auto", "coarse_fraction": 0.5},
+    "best": {"steps": 450, "coarse_fraction": 0.5},
+}
+REDUCED_PRECISION_PRESETS: dict[str, dict[str, object]] = {
+    "fast": {"steps": 120, "coarse_fraction": 0.67, "style_emphasis": 2.0},
+    "balanced": {"steps": 240, "coarse_fraction": 0.75, "style_emphasis": 1.5},
+    "best": {"steps": 450, "coarse_fraction": 0.5},
 }
 DEFAULT_QUALITY = "balanced"
 
 
-def options_for_quality(quality: str = DEFAULT_QUALITY, **changes: object) -> StyleOptions:
-    """A preset (fast | balanced | best) with some fields changed."""
+def options_for_quality(
+    quality: str = DEFAULT_QUALITY, *, precision: Precision = "auto", **changes: object
+) -> StyleOptions:
+    """A preset (fast | balanced | best) for ``precision``, with some fields changed.
+
+    With ``auto`` the schedule follows this host's CPU (read without TensorFlow, so the bot can
+    call this); the worker that runs the job then picks the arithmetic for its own device.
+    """
     if quality not in QUALITY_PRESETS:
         raise ValueError(f"quality must be one of {', '.join(QUALITY_PRESETS)}, not {quality}")
-    return StyleOptions(**{**QUALITY_PRESETS[quality], **changes})  # type: ignore[arg-type]
+    reduced = preset_precision(precision) != "float32"
+    preset = (REDUCED_PRECISION_PRESETS if reduced else QUALITY_PRESETS)[quality]
+    return StyleOptions(**{**preset, "precision": precision, **changes})  # type: ignore[arg-type]
+
+
+def preset_precision(precision: str) -> str:
+    """The arithmetic a preset is chosen for: ``auto`` is bfloat16 on CPUs with native
+    bfloat16 and float32 elsewhere; other values pass through."""
+    if precision != "auto":
+        return precision
+    return "bfloat16" if cpu_has_fast_bfloat16() else "float32"
+
+
+@cache
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo.
+
+    Without those instructions oneDNN emulates bfloat16 and a step is slower than in float32.
+    """
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _check(ok: object, message: str) -> None:

@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def stylize(
 
     run = _Run(model, options, blend, styles_px, on_progress, should_stop, started)
     try:
-        image, history, cancelled, converged = run.optimise(target_px)
+        outcome = run.optimise(target_px)
     except MemoryError:
         raise OutOfMemory() from None
     except Exception as err:
@@ -94,6 +95,7 @@ def stylize(
             log.warning("out of memory at %dx%d: %s", out_w, out_h, str(err).splitlines()[0])
             raise OutOfMemory() from None
         raise
+    image, history = outcome.image, outcome.history
     if options.preserve_colors:
         image = _with_chroma_of(image, content_px)
     result_losses = history[-1] if history else Losses(0.0, 0.0, 0.0)
@@ -113,10 +115,21 @@ def stylize(
         seconds=seconds,
         losses=result_losses,
         history=tuple(history),
-        cancelled=cancelled,
-        converged=converged,
+        cancelled=outcome.cancelled,
+        converged=outcome.converged,
         weights=model.label,
     )
+
+
+@dataclass
+class _Outcome:
+    """How the optimisation ended."""
+
+    # float32 H×W×3 in [0, 1], at full size.
+    image: np.ndarray
+    history: list[Losses]
+    cancelled: bool
+    converged: bool
 
 
 @dataclass
@@ -129,7 +142,7 @@ class _Run:
     should_stop: StopCheck | None
     started: float
 
-    def optimise(self, target_px: np.ndarray) -> tuple[np.ndarray, list[Losses], bool, bool]:
+    def optimise(self, target_px: np.ndarray) -> _Outcome:
         import tensorflow as tf
 
         opts = self.options
@@ -138,100 +151,63 @@ class _Run:
         n_style = len(opts.style_layers)
         layer_weights = opts.style_layer_weights or (1.0,) * n_style
         layer_weights = tf.constant(np.array(layer_weights) / sum(layer_weights), tf.float32)
-
-        coarse_steps = round(opts.steps * opts.coarse_fraction)
-        plan = []
-        if coarse_steps:
-            h, w = target_px.shape[:2]
-            plan.append(((max(32, h // 2), max(32, w // 2)), coarse_steps))
-        plan.append((target_px.shape[:2], opts.steps - coarse_steps))
-
-        if opts.init == "noise":
-            rng = np.random.default_rng(opts.seed)
-            image_px = rng.uniform(0, 1, target_px.shape).astype(np.float32)
-        else:
-            image_px = target_px
         weights = tf.constant(
             [opts.effective_content_weight, opts.effective_style_weight, opts.tv_weight], tf.float32
         )
-        adam = tf.constant([opts.learning_rate, opts.beta_1, _BETA_2, opts.epsilon], tf.float32)
+        image_px = self._start(target_px)
         history: list[Losses] = []
-        best_window: list[float] = []
-        done = 0
-        for (h, w), steps in plan:
+        per_level = opts.level_steps()
+        # (halvings below full size, steps), coarsest first; a level given no steps is skipped.
+        plan = [(len(per_level) - 1 - i, n) for i, n in enumerate(per_level) if n]
+        cancelled = converged = False
+        for depth, steps in plan:
+            h, w = (max(32, n // 2**depth) for n in target_px.shape[:2])
             # At a coarse level the artwork shrinks by the same factor, so its brush strokes
             # keep their size relative to the picture.
             style_grams = self._style_grams(extractor, n_style, h / target_px.shape[0])
-            image = tf.Variable(tf.image.resize(image_px[None], (h, w)))
             target = tf.image.resize(target_px[None], (h, w))
             content_targets = [tf.cast(f, tf.float32) for f in extractor(target)[n_style:]]
-            if opts.optimizer == "lbfgs":
-                targets = (style_grams, content_targets, layer_weights, weights)
-                stopped = self._lbfgs(extractor, n_style, image, steps, targets, history)
-                if stopped:
-                    return image.numpy()[0], history, True, False
-                done = len(history)
-                image_px = image.numpy()[0]
-                continue
-            step_fn = self._compiled(_step_function, extractor, n_style, (h, w))
-            m = tf.Variable(tf.zeros_like(image))
-            v = tf.Variable(tf.zeros_like(image))
-            t = tf.Variable(0.0)
-            for _ in range(steps):
-                if self.should_stop is not None and self.should_stop():
-                    return image.numpy()[0], history, True, False
-                c, s, tv = step_fn(
-                    image, m, v, t, style_grams, content_targets, layer_weights, weights, adam
-                )
-                losses = Losses(float(c), float(s), float(tv))
+            optimizer = opts.optimizer if depth == 0 else opts.coarse_optimizer or opts.optimizer
+            solver: _Solver = _SOLVERS[optimizer](opts)
+            # The step function is traced for this model, these layers and this size once and
+            # kept for the next job of the same size.
+            level = _Level(
+                image=tf.Variable(tf.image.resize(image_px[None], (h, w))),
+                steps=steps,
+                targets=(style_grams, content_targets, layer_weights, weights),
+                compiled=self._compiled(solver.make, extractor, n_style, (h, w)),
+            )
+            window: list[float] = []
+
+            def proceed(window=window) -> bool:
+                nonlocal cancelled, converged
+                cancelled = self.should_stop is not None and self.should_stop()
+                converged = self._converged(window)
+                return not (cancelled or converged)
+
+            def record(losses: Losses, image=level.image, window=window) -> None:
                 history.append(losses)
-                done += 1
-                self._report(done, losses, image)
-                best_window.append(losses.total)
-                if self._converged(best_window):
-                    return image.numpy()[0], history, False, True
-            image_px = image.numpy()[0]
-        return image_px, history, False, False
+                window.append(losses.total)
+                self._report(len(history), losses, image)
 
-    def _lbfgs(self, extractor, n_style: int, image, steps: int, targets, history) -> bool:
-        """SciPy's L-BFGS-B on the pixels (bounded to [0, 1]); True if should_stop ended it."""
-        import tensorflow as tf
-        from scipy.optimize import Bounds, minimize
+            solver.solve(level, proceed, record)
+            image_px = level.image.numpy()[0]
+            if cancelled:
+                break
+        if image_px.shape[:2] != target_px.shape[:2]:
+            # Cancelled before the full-size level: hand back the picture at the size asked for.
+            image_px = tf.image.resize(image_px[None], target_px.shape[:2]).numpy()[0]
+        return _Outcome(np.clip(image_px, 0, 1), history, cancelled, converged)
 
-        loss_and_grad = self._compiled(
-            _loss_and_grad_function, extractor, n_style, tuple(image.shape[1:3])
-        )
-        shape = tuple(image.shape)
-        last: list[Losses] = []
-        stopped = False
-
-        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-            image.assign(tf.constant(x.reshape(shape), tf.float32))
-            c, s, tv, grad = loss_and_grad(image, *targets)
-            last[:] = [Losses(float(c), float(s), float(tv))]
-            return float(c + s + tv), grad.numpy().astype(np.float64).ravel()
-
-        def callback(intermediate_result) -> None:
-            nonlocal stopped
-            image.assign(tf.constant(intermediate_result.x.reshape(shape), tf.float32))
-            history.append(last[0])
-            self._report(len(history), last[0], image)
-            if self.should_stop is not None and self.should_stop():
-                stopped = True
-                raise StopIteration
-
-        x0 = image.numpy().astype(np.float64).ravel()
-        result = minimize(
-            fun,
-            x0,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=Bounds(0.0, 1.0),
-            callback=callback,
-            options={"maxiter": steps},
-        )
-        image.assign(tf.constant(result.x.reshape(shape), tf.float32))
-        return stopped
+    def _start(self, target_px: np.ndarray) -> np.ndarray:
+        """The starting image at full size, float32 H×W×3 in [0, 1]."""
+        opts = self.options
+        if opts.init == "noise":
+            rng = np.random.default_rng(opts.seed)
+            return rng.uniform(0, 1, target_px.shape).astype(np.float32)
+        if opts.init == "matched":
+            return _colours_like(target_px, self.styles_px, self.blend)
+        return target_px
 
     def _compiled(self, make, extractor, n_style: int, size: tuple[int, int]):
         """One traced tf.function per loaded model, layer choice and image size, reused by
@@ -309,15 +285,10 @@ def _lru(cache: OrderedDict, key: object, make: Callable[[], object], limit: int
 
 def _objective(extractor, n_style, image, style_grams, content_targets, layer_weights, weights):
     """The weighted (content, style, tv) terms of the image."""
-    import tensorflow as tf
-
-    from nst_engine.losses import content_loss, gram_matrix, total_variation_loss
+    from nst_engine.losses import content_loss, style_loss, total_variation_loss
 
     feats = extractor(image)
-    style_terms = [
-        tf.reduce_mean(tf.square(gram_matrix(f) - g)) for f, g in zip(feats[:n_style], style_grams)
-    ]
-    style = weights[1] * tf.reduce_sum(tf.stack(style_terms) * layer_weights)
+    style = weights[1] * style_loss(feats[:n_style], style_grams, layer_weights)
     content = weights[0] * content_loss(feats[n_style:], content_targets)
     tv = weights[2] * total_variation_loss(image)
     return content, style, tv
@@ -362,6 +333,98 @@ def _step_function(extractor, n_style: int):
     return step
 
 
+@dataclass
+class _Level:
+    """One resolution level: what a solver needs to run its steps on the image there."""
+
+    # The image being optimised, a 1×H×W×3 float32 tf.Variable in [0, 1].
+    image: object
+    steps: int
+    # Targets and weights, in the order _objective takes them after the image.
+    targets: tuple
+    # A compiled function of the image variable and `targets` (see _compiled).
+    compiled: Callable[..., object]
+
+
+class _Solver(Protocol):
+    """An optimiser that runs a level's steps; ``proceed`` before each step (False: end the
+    level), ``record`` after each with its losses."""
+
+    # Makes the compiled function of the image that `solve` calls: make(extractor, n_style).
+    make: Callable[..., Callable[..., object]]
+
+    def solve(
+        self, level: _Level, proceed: Callable[[], bool], record: Callable[[Losses], None]
+    ) -> None: ...
+
+
+@dataclass
+class _Adam:
+    """The tutorial's Adam on the pixels, clipped to [0, 1], in one compiled step."""
+
+    options: StyleOptions
+    make = staticmethod(_step_function)
+
+    def solve(self, level: _Level, proceed, record) -> None:
+        import tensorflow as tf
+
+        opts, image = self.options, level.image
+        m = tf.Variable(tf.zeros_like(image))
+        v = tf.Variable(tf.zeros_like(image))
+        t = tf.Variable(0.0)
+        for i in range(level.steps):
+            if not proceed():
+                return
+            lr = opts.learning_rate_at(i, level.steps)
+            adam = tf.constant([lr, opts.beta_1, _BETA_2, opts.epsilon], tf.float32)
+            c, s, tv = level.compiled(image, m, v, t, *level.targets, adam)
+            record(Losses(float(c), float(s), float(tv)))
+
+
+@dataclass
+class _LBFGS:
+    """SciPy's L-BFGS-B on the pixels, bounded to [0, 1]; one step is one iteration."""
+
+    options: StyleOptions
+    make = staticmethod(_loss_and_grad_function)
+
+    def solve(self, level: _Level, proceed, record) -> None:
+        import tensorflow as tf
+        from scipy.optimize import Bounds, minimize
+
+        image = level.image
+        shape = tuple(image.shape)
+        last: list[Losses] = []
+
+        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+            image.assign(tf.constant(x.reshape(shape), tf.float32))
+            c, s, tv, grad = level.compiled(image, *level.targets)
+            last[:] = [Losses(float(c), float(s), float(tv))]
+            return float(c + s + tv), grad.numpy().astype(np.float64).ravel()
+
+        def callback(intermediate_result) -> None:
+            image.assign(tf.constant(intermediate_result.x.reshape(shape), tf.float32))
+            record(last[0])
+            if not proceed():
+                raise StopIteration
+
+        if not proceed():
+            return
+        result = minimize(
+            fun,
+            image.numpy().astype(np.float64).ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=Bounds(0.0, 1.0),
+            callback=callback,
+            options={"maxiter": level.steps},
+        )
+        image.assign(tf.constant(result.x.reshape(shape), tf.float32))
+
+
+_SOLVERS: dict[str, type] = {"adam": _Adam, "lbfgs": _LBFGS}
+
+
 def _gram(features):
     from nst_engine.losses import gram_matrix
 
@@ -399,6 +462,18 @@ def _luminance_like(style: np.ndarray, content: np.ndarray) -> np.ndarray:
     s, c = _yiq(style)[..., 0], _yiq(content)[..., 0]
     matched = (s - s.mean()) / (s.std() + 1e-6) * c.std() + c.mean()
     return _gray(matched)
+
+
+def _colours_like(
+    image: np.ndarray, styles: Sequence[np.ndarray], blend: Sequence[float]
+) -> np.ndarray:
+    """The image with each RGB channel's mean and spread moved to the artworks' (blended)."""
+    total = float(sum(blend))
+    mean = sum(w / total * s.reshape(-1, 3).mean(0) for s, w in zip(styles, blend))
+    std = sum(w / total * s.reshape(-1, 3).std(0) for s, w in zip(styles, blend))
+    flat = image.reshape(-1, 3)
+    matched = (image - flat.mean(0)) / (flat.std(0) + 1e-6) * std + mean
+    return np.clip(matched, 0, 1).astype(np.float32)
 
 
 def _with_chroma_of(image: np.ndarray, content: np.ndarray) -> np.ndarray:

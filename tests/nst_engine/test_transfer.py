@@ -122,7 +122,7 @@ def test_several_styles_blend_by_weight(random_model, content_image, style_image
         ({"strength": 11}, "strength must be between 0 and 10"),
         ({"steps": 0}, "steps must be between 1 and 10000"),
         ({"max_size": 8}, "max_size must be between 32 and 4096"),
-        ({"init": "zeros"}, "init must be content or noise"),
+        ({"init": "zeros"}, "init must be content, noise or matched"),
         ({"style_weight": float("nan")}, "style_weight must be a finite number"),
         ({"style_layers": ("block9_conv1",)}, "unknown VGG19 layer"),
         ({"style_scale": 10}, "style_scale must be between 0.25 and 4"),
@@ -148,10 +148,11 @@ def test_bfloat16_features_give_nearly_the_same_picture(random_model, content_im
 def test_coarse_to_fine_and_early_stopping_end_at_full_size(
     random_model, content_image, style_image
 ):
-    options = StyleOptions(max_size=48, steps=40, coarse_fraction=0.5, early_stop_tolerance=0.5)
+    # Each level is judged on its own losses: 30 steps at half size, then 30 at full size.
+    options = StyleOptions(max_size=48, steps=60, coarse_fraction=0.5, early_stop_tolerance=0.5)
     result = stylize(content_image, style_image, options, model=random_model)
     assert result.image.shape == (32, 48, 3)
-    assert result.converged and result.steps < 40
+    assert result.converged and result.steps < 60
 
 
 def test_a_rerun_on_the_same_artwork_reuses_its_style_targets(random_model, content_image):
