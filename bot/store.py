@@ -4,11 +4,19 @@ A SQLite database (WAL mode) holds one row per job with its state, requester, ch
 interaction token; the images sit beside it, one folder per job. A job is written here before
 the member is told it is queued, so a restart can run it again and deliver it. Rows and files
 older than the retention time are removed by `prune`. All file and database work runs in a thread.
+
+Another program may hold the database's write lock for a while (an operator's ``sqlite3``
+session, a backup tool): every operation waits for it, up to ``busy_wait`` seconds, and then
+raises `JournalUnavailable`. A journal that cannot be used at all (a data folder that cannot be
+written, a table of another schema) raises `JournalError` from `open`, in one line for the
+operator; a file that is not a database is moved aside, and a row that cannot be read is set
+aside as failed, each with one warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -16,15 +24,21 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"^[0-9a-f]{8,32}$")
 # States: queued → running → done (result saved) → delivered; or failed / cancelled.
 PENDING_STATES = ("queued", "running", "done")
+
+_T = TypeVar("_T")
+JOURNAL = "jobs.sqlite3"
+# How long SQLite itself waits for a lock before our retry loop looks at the clock again.
+_LOCK_POLL = 0.25
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -44,6 +58,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS galleries (guild_id INTEGER PRIMARY KEY, channel_id INTEGER NOT NULL);
 """
+
+
+class JournalError(Exception):
+    """The journal cannot be used; the message is one line saying why and what to do."""
+
+
+class JournalUnavailable(JournalError):
+    """Another program held the journal's lock for longer than the store may wait."""
 
 
 @dataclass(frozen=True)
@@ -73,28 +95,145 @@ class StoredJob:
 
 
 class JobStore:
-    """The journal and the files of recent jobs under ``root``."""
+    """The journal and the files of recent jobs under ``root``.
 
-    def __init__(self, root: Path) -> None:
+    Every operation waits up to ``busy_wait`` seconds while another program holds the
+    database's lock, then raises `JournalUnavailable`.
+    """
+
+    def __init__(self, root: Path, *, busy_wait: float = 30.0) -> None:
         self.root = root
+        self.busy_wait = busy_wait
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
+    @property
+    def path(self) -> Path:
+        return self.root / JOURNAL
+
+    def open(self) -> None:
+        """Create or open the journal now, so that a data folder that cannot be used stops
+        start-up at once with one line (`JournalError`) rather than at the first job."""
+        with self._lock:
+            self._retrying(self._conn)
+
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.root / "jobs.sqlite3", check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            db.row_factory = sqlite3.Row
-            self._db = db
+            self._db = self._connect()
         return self._db
 
-    async def _run(self, fn, *args):
-        def locked():
-            with self._lock:
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.root.exists() and not self.root.is_dir():
+                raise NotADirectoryError(0, "it is a file, not a folder")
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise JournalError(
+                f"NST_DATA_DIR={self.root} cannot be used: {_reason(err)}; set it to a folder "
+                "the bot may create and write"
+            ) from None
+        try:
+            return self._connect_to_database()
+        except sqlite3.DatabaseError as err:
+            if _busy(err):
+                raise
+            if not _not_a_database(err):
+                raise JournalError(
+                    f"the job journal {self.path} cannot be opened: {err}; check that "
+                    f"NST_DATA_DIR={self.root} is a folder the bot may write"
+                ) from None
+            moved = self._set_aside(err)
+        try:
+            return self._connect_to_database()
+        except sqlite3.DatabaseError as err:
+            raise JournalError(
+                f"the job journal {self.path} cannot be created after moving the old one to "
+                f"{moved}: {err}"
+            ) from None
+
+    def _connect_to_database(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=_LOCK_POLL, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._check_schema(db)
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _check_schema(self, db: sqlite3.Connection) -> None:
+        """Refuse a file whose tables have our names but not our columns (another program's,
+        or an older bot's), before anything is written to it."""
+        with contextlib.closing(sqlite3.connect(":memory:")) as ours:
+            ours.executescript(_SCHEMA)
+            expected = {table: _columns(ours, table) for table in ("jobs", "galleries")}
+        for table, wanted in expected.items():
+            columns = _columns(db, table)
+            if columns and columns != wanted:
+                raise JournalError(
+                    f"{self.path} has a table {table!r} that is not nst-bot's (columns: "
+                    f"{', '.join(columns)}); set NST_DATA_DIR to another folder, or move that "
+                    "file away if it is not needed"
+                )
+
+    def _set_aside(self, err: sqlite3.DatabaseError) -> Path:
+        """Move a file that is not a database out of the way, under a name that says so."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        moved = self.path.with_name(f"{JOURNAL}.corrupt-{stamp}")
+        n = 1
+        while moved.exists():
+            n += 1
+            moved = self.path.with_name(f"{JOURNAL}.corrupt-{stamp}-{n}")
+        try:
+            for suffix in ("-wal", "-shm"):  # SQLite's companions belong to the old file
+                companion = self.path.with_name(JOURNAL + suffix)
+                if companion.exists():
+                    companion.rename(moved.with_name(moved.name + suffix))
+            self.path.rename(moved)
+        except OSError as move_err:
+            raise JournalError(
+                f"the job journal {self.path} is not a usable database ({err}) and could not be "
+                f"moved aside ({_reason(move_err)}); move it away and start again"
+            ) from None
+        log.warning(
+            "the job journal %s is not a usable database (%s): moved it to %s and started an "
+            "empty journal; the jobs in it will not be run or delivered",
+            self.path,
+            err,
+            moved,
+        )
+        return moved
+
+    def _retrying(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)``, again while another program holds the lock, up to ``busy_wait`` s.
+
+        SQLite's own busy timeout does most of the waiting; the loop also covers the cases it
+        does not wait on (a write transaction that would have to upgrade a stale read).
+        """
+        deadline = time.monotonic() + self.busy_wait
+        pause = 0.01
+        while True:
+            try:
                 return fn(*args)
+            except sqlite3.OperationalError as err:
+                left = deadline - time.monotonic()
+                if not _busy(err):
+                    raise
+                if left <= 0:
+                    raise JournalUnavailable(
+                        f"the job journal {self.path} stayed locked by another program for "
+                        f"{self.busy_wait:g} s ({err})"
+                    ) from None
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, _LOCK_POLL)
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        def locked() -> _T:
+            with self._lock:
+                return self._retrying(fn, *args)
 
         return await asyncio.to_thread(locked)
 
@@ -184,11 +323,16 @@ class JobStore:
         row = self._conn().execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:
             return None
+        try:
+            record = _record(row)
+        except ValueError as err:
+            log.warning("job %s: its journal row cannot be read (%s)", job_id, err)
+            return None
         folder = self._dir(job_id)
         try:
             result = folder / "result.png"
             return StoredJob(
-                record=_record(row),
+                record=record,
                 content=(folder / "content.bin").read_bytes(),
                 style=(folder / "style.bin").read_bytes(),
                 result=result.read_bytes() if result.exists() else None,
@@ -204,9 +348,28 @@ class JobStore:
             rows = self._conn().execute(
                 f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created", PENDING_STATES
             )
-            return [_record(row) for row in rows]
+            records = []
+            for row in rows.fetchall():
+                try:
+                    records.append(_record(row))
+                except ValueError as err:
+                    self._set_aside_row(row["id"], err)
+            return records
 
         return await self._run(query)
+
+    def _set_aside_row(self, job_id: str, err: ValueError) -> None:
+        """One unreadable row must not keep the others from running: mark it failed."""
+        with self._conn() as db:
+            db.execute(
+                "UPDATE jobs SET state='failed', updated=? WHERE id=?", (time.time(), job_id)
+            )
+        log.warning(
+            "job %s: its journal row cannot be read (%s); set aside as failed, the other "
+            "jobs are recovered",
+            job_id,
+            err,
+        )
 
     async def prune(self, older_than: float) -> int:
         """Remove finished jobs last touched more than ``older_than`` seconds ago."""
@@ -256,6 +419,13 @@ class JobStore:
 
 
 def _record(row: sqlite3.Row) -> JobRecord:
+    """The row as a record; ValueError if its parameters are not a JSON object."""
+    try:
+        params = json.loads(row["params"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"its parameters are not valid JSON: {err}") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"its parameters are {type(params).__name__}, not an object")
     return JobRecord(
         id=row["id"],
         state=row["state"],
@@ -265,7 +435,30 @@ def _record(row: sqlite3.Row) -> JobRecord:
         application_id=row["application_id"],
         interaction_token=row["interaction_token"],
         interaction_created=row["interaction_created"],
-        params=json.loads(row["params"]),
+        params=params,
         attempts=row["attempts"],
         created=row["created"],
     )
+
+
+def _busy(err: sqlite3.DatabaseError) -> bool:
+    """Another connection holds a lock we need: worth waiting for."""
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(err) or "busy" in str(err)
+
+
+def _not_a_database(err: sqlite3.DatabaseError) -> bool:
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+    return "not a database" in str(err) or "malformed" in str(err)
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or str(err)
