@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import urlsplit
 
 import aiohttp
 import discord
 import numpy as np
+import yarl
 
 from bot.cogs.stylize.errors import BadAttachment
 from nst_engine.errors import ImageError
@@ -27,8 +27,12 @@ CONTENT_TYPES = {
     "image/tiff": "tiff",
 }
 ALLOWED = "PNG, JPEG, GIF, WebP, BMP or TIFF"
-# Discord's own attachment hosts; the configured API base's host is allowed too (proxies, tests).
-DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
+# Where attachments may be fetched from, as (scheme, host, port): Discord's own CDN, and the
+# configured API base's origin (a proxy, our tests' emulator), never another port of its host.
+Origin = tuple[str, str, int]
+DISCORD_CDN = frozenset(
+    {("https", "cdn.discordapp.com", 443), ("https", "media.discordapp.net", 443)}
+)
 DOWNLOAD_ATTEMPTS = 3
 
 
@@ -50,11 +54,25 @@ def check_metadata(which: str, attachment: discord.Attachment, *, max_bytes: int
             )
 
 
-def allowed_hosts(api_base: str | None) -> frozenset[str]:
-    hosts = set(DISCORD_CDN_HOSTS)
-    if api_base:
-        hosts.add(urlsplit(api_base).hostname or "")
-    return frozenset(hosts)
+def allowed_hosts(api_base: str | None) -> frozenset[Origin]:
+    """The origins attachments may come from: Discord's CDN and ``api_base``'s."""
+    origins = set(DISCORD_CDN)
+    if api_base and (origin := _origin(api_base)) is not None:
+        origins.add(origin)
+    return frozenset(origins)
+
+
+def _origin(url: str) -> Origin | None:
+    """(scheme, host, port) of an http(s) URL with no user or password in it; None otherwise."""
+    try:
+        parsed = yarl.URL(url)
+    except (TypeError, ValueError):
+        return None
+    if parsed.scheme not in ("https", "http") or not parsed.host or parsed.port is None:
+        return None
+    if parsed.user is not None or parsed.password is not None:
+        return None  # "https://cdn.discordapp.com@elsewhere/" is a URL of elsewhere
+    return parsed.scheme, parsed.host.lower().rstrip("."), parsed.port
 
 
 async def fetch(
@@ -63,15 +81,14 @@ async def fetch(
     attachment: discord.Attachment,
     *,
     max_bytes: int,
-    hosts: frozenset[str],
+    hosts: frozenset[Origin],
     timeout: float = 30.0,
 ) -> bytes:
     """The attachment's bytes from Discord's CDN, capped while streaming, retried with backoff;
     each attempt may take ``timeout`` seconds."""
     url = attachment.url
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or parts.hostname not in hosts:
-        # Never fetch a URL a payload names on some other host.
+    if _origin(url) not in hosts:
+        # Never fetch a URL a payload names on some other host or port.
         raise BadAttachment(which, "it is not hosted on Discord's CDN")
     delay = 0.5
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
