@@ -1,111 +1,91 @@
 """An asyncio pool of worker processes that run `stylize`; it knows nothing of Discord.
 
-    async with EnginePool("imagenet", workers=2) as pool:
+    async with EnginePool("imagenet", workers=2, pid_dir=data_dir / "workers") as pool:
         handle = pool.submit(Job(content, (style,), StyleOptions(steps=300), timeout=600))
         async for progress in handle.events():     # throttled; some carry a preview
             ...
         result = await handle.result()             # StyleResult, or an NSTError subclass
 
-Design, chosen so that a worker that dies fails only its own job:
+It implements `nst_engine.backend.Backend`. Design, chosen so that a worker that dies fails only
+its own job and never outlives the pool:
 
-- Each worker *slot* owns one ``ProcessPoolExecutor(max_workers=1)`` with the ``spawn`` start
-  method. Its initializer (`nst_engine.worker.initialize`) loads VGG19 once; `start` waits for a
-  ``ping`` on every slot. A process that dies breaks only its own executor: its job fails with
-  `WorkerDied`, and the slot gets a fresh executor (loaded again) in the background.
-- Jobs wait in a FIFO in the parent and go to a slot only when it is idle, so an executor never
-  holds more than the one job it runs. All bookkeeping happens on the event loop's thread;
-  executor futures are awaited through `asyncio.wrap_future`.
-- Progress: workers put ``(ticket, Progress)`` on one `multiprocessing.Manager` queue (each
-  worker talks to the manager over its own connection, so a worker killed mid-message cannot
-  jam the others). One daemon thread in the parent reads it and hands each item to the loop
-  with ``call_soon_threadsafe``. ``(ticket, None)`` ends a job's events and is sent before its
-  result, so `JobHandle.events` always sees the last step before the job counts as finished.
-- Cancellation and time limits: each slot has a lock-free shared-memory integer; cancelling a
-  running job writes the job's ticket there, and the worker's ``should_stop`` compares it (and
-  the clock, for `Job.timeout`) before every step. Tickets are unique, so a late cancel can
-  never stop the next job. If a single step overruns the limit by far, the parent kills the
-  worker (`_KILL_GRACE`).
+- Each worker *slot* owns one ``spawn`` process (`nst_engine.worker.main`, which loads VGG19
+  once) and one duplex pipe to it, read on the event loop without threads. The messages are
+  listed in `nst_engine.worker`. A process that dies fails only the job it was running
+  (`WorkerDied`), and the slot starts a fresh process in the background.
+- Jobs wait in a FIFO in the parent and go to a slot only when it is idle. All bookkeeping
+  happens on the event loop's thread, and so do process starts: Linux's parent-death signal,
+  which kills a worker whose parent has died, fires when the *thread* that started it ends.
+- Cancellation and time limits: cancelling a running job sends its ticket down the pipe; the
+  worker reads its pipe (and the clock, for `Job.timeout`) before every step. If a single step
+  overruns the limit by far, the parent kills the worker (`_KILL_GRACE`).
+- With ``pid_dir``, each worker has a pid file there, so that a pool started after a crash can
+  end workers an earlier one left behind (those that neither the parent-death signal nor the
+  pipe's EOF stopped: another OS, or a bot version without them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import contextlib
 import itertools
+import json
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
-import threading
+import socket
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import numpy as np
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing import resource_tracker
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
 
 from nst_engine import worker
+from nst_engine.backend import (
+    Job,
+    JobCancelled,
+    JobFailed,
+    JobState,
+    JobTimeout,
+    WorkerDied,
+)
 from nst_engine.errors import NSTError, OutOfMemory, WeightsError
-from nst_engine.options import Progress, StyleOptions, StyleResult
+from nst_engine.options import Progress, StyleResult
+
+__all__ = [
+    "EnginePool",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobHandle",
+    "JobState",
+    "JobTimeout",
+    "WorkerDied",
+]
 
 log = logging.getLogger(__name__)
 
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
-
 # Seconds past a job's time limit before its worker is killed (a step is never this long).
 _KILL_GRACE = 30.0
-# Seconds to wait for a finished job's last events after its result has arrived.
-_DRAIN_TIMEOUT = 2.0
 # Seconds between attempts to replace a worker whose replacement failed to start.
 _RESTART_DELAY = 5.0
-# Seconds to wait for a dead worker's exit status, to tell the member how it ended.
+# Seconds to wait for a dead worker's exit status, to tell the member how it ended. A killed
+# TensorFlow worker on a busy host took over 2 s to finish exiting (seen in CI).
 _EXIT_STATUS_WAIT = 10.0
 # Seconds `close` lets running jobs take to stop between steps before killing their workers.
 _CLOSE_GRACE = 10.0
+# Seconds an idle worker gets to exit once its pipe is closed, before it is killed.
+_STOP_WAIT = 5.0
+# How often to look at a process that is expected to exit.
+_POLL = 0.05
 
-
-class JobFailed(NSTError):
-    """A job ended with an error (its message says what went wrong)."""
-
-
-class WorkerDied(JobFailed):
-    """The worker process running a job stopped unexpectedly (crash, out of memory, killed)."""
-
-
-class JobTimeout(JobFailed):
-    """A job ran past its time limit and was stopped."""
-
-
-class JobCancelled(NSTError):
-    """A job was cancelled before it started."""
-
-
-def _short_id() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-@dataclass(frozen=True)
-class Job:
-    """One style transfer to run in the pool."""
-
-    # The photo to repaint: uint8 H×W×3 RGB in [0, 255].
-    content: np.ndarray
-    # One or more style images (same format), blended by `options.style_blend`.
-    styles: tuple[np.ndarray, ...]
-    # How to run it; validated on construction.
-    options: StyleOptions = field(default_factory=StyleOptions)
-    # Names the job in logs and to the caller.
-    job_id: str = field(default_factory=_short_id)
-    # Seconds of run time (not queue time) after which the job is stopped with `JobTimeout`.
-    timeout: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"timeout must be above 0 seconds, not {self.timeout}")
+_SHUTDOWN = "the job was cancelled because the engine is shutting down"
 
 
 class JobHandle:
@@ -127,8 +107,6 @@ class JobHandle:
         self._ticket = ticket
         self._cancel_requested = False
         self._finished = asyncio.Event()
-        # Set when the worker's end-of-events marker has been handled.
-        self._drained = asyncio.Event()
         self._result: StyleResult | None = None
         self._error: BaseException | None = None
         self._streams: list[asyncio.Queue[Progress | None]] = []
@@ -154,7 +132,7 @@ class JobHandle:
         """Wait for the job: its result (``cancelled=True`` if stopped while running).
 
         Raises:
-            JobCancelled: It was cancelled before it started.
+            JobCancelled: It was cancelled before it started, or the pool closed under it.
             JobTimeout, WorkerDied, JobFailed, or the engine's own NSTError: it failed.
         """
         await self._finished.wait()
@@ -211,17 +189,34 @@ async def _drain(stream: asyncio.Queue[Progress | None]) -> AsyncIterator[Progre
         yield progress
 
 
+class _Gone(Exception):
+    """The pipe to a worker closed: its process has exited or been killed."""
+
+
+class _RemoteTraceback(Exception):
+    """Carries a worker's traceback text, as the cause of the error it sent."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\nin the worker process:\n{self.text}"
+
+
 @dataclass(eq=False)
 class _Slot:
-    """One worker: its own single-process executor, and the job it is running."""
+    """One worker: its process, its pipe, and the job it is running."""
 
     index: int
     gpu: str | None
-    # Shared-memory int the worker reads before each step: the ticket of the job to stop.
-    stop: Any
-    executor: ProcessPoolExecutor | None = None
+    process: BaseProcess | None = None
     pid: int | None = None
-    process: multiprocessing.process.BaseProcess | None = None
+    writer: asyncio.StreamWriter | None = None
+    # Reads the pipe for as long as the process lives.
+    listener: asyncio.Task[None] | None = None
+    # Resolved with the worker's answer to what it was last asked: loading, then each job.
+    answer: asyncio.Future[Any] | None = None
     ready: bool = False
     job: JobHandle | None = None
 
@@ -243,10 +238,13 @@ class EnginePool:
         progress_interval: float = 0.5,
         seed: int = 0,
         memory_limit_mb: int | None = None,
+        pid_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         """``workers`` defaults to 1 on CPU and to one per GPU when ``gpus`` (e.g. ["0", "1"])
         is given; with more workers than GPUs they share the GPUs in turn. ``memory_limit_mb``
-        caps what each CPU worker may map beyond its loaded model (None: no cap)."""
+        caps what each CPU worker may map beyond its loaded model (None: no cap). ``pid_dir``
+        (created if missing) holds a pid file per worker; at start, workers that an earlier
+        pool on the same directory left running are ended."""
         gpus = list(gpus or [])
         workers = workers if workers is not None else max(1, len(gpus))
         if workers < 1:
@@ -258,32 +256,29 @@ class EnginePool:
         self.preview_interval = preview_interval
         self.progress_interval = progress_interval
         self.memory_limit_mb = memory_limit_mb
+        self.pid_dir = None if pid_dir is None else Path(pid_dir)
         self._context = multiprocessing.get_context("spawn")
         # CPU workers split the cores between them instead of each using them all.
         self._cpu_threads = (
             None if gpus or workers == 1 else max(1, (os.cpu_count() or 1) // workers)
         )
-        self._slots = [
-            _Slot(i, gpus[i % len(gpus)] if gpus else None, self._context.RawValue("q", 0))
-            for i in range(workers)
-        ]
+        self._slots = [_Slot(i, gpus[i % len(gpus)] if gpus else None) for i in range(workers)]
         self._queue: collections.deque[JobHandle] = collections.deque()
         self._running: dict[int, JobHandle] = {}
         self._tickets = itertools.count(1)
         # Background tasks: one per running job, and one per worker being replaced.
         self._jobs: set[asyncio.Task[None]] = set()
         self._restarts: set[asyncio.Task[None]] = set()
-        self._manager: Any = None
-        self._events: Any = None
-        self._reader: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # Set while the pool is warm or closed: what `wait_warm` waits for.
+        self._warm_or_closed = asyncio.Event()
         self._started = False
         self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every worker and wait until each has loaded the model.
+        """End workers left over by an earlier pool on ``pid_dir``, start every worker and wait
+        until each has loaded the model.
 
         Raises:
             WeightsError: The weights could not be loaded (the pool is then closed).
@@ -293,15 +288,13 @@ class EnginePool:
         if self._closed:
             raise RuntimeError("this EnginePool has been closed")
         self._started = True
-        self._loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        # Should the interpreter exit with the pool still open, kill the workers first: the
+        # multiprocessing module would otherwise wait for them forever.
+        atexit.register(self._kill_workers)
         try:
-            self._manager = await asyncio.to_thread(self._context.Manager)
-            self._events = await asyncio.to_thread(self._manager.Queue)
-            self._reader = threading.Thread(
-                target=self._read_events, name="nst-pool-events", daemon=True
-            )
-            self._reader.start()
+            if self.pid_dir is not None:
+                await asyncio.to_thread(_end_leftover_workers, self.pid_dir)
             starting = [asyncio.ensure_future(self._start_slot(slot)) for slot in self._slots]
             try:
                 await asyncio.gather(*starting)
@@ -324,6 +317,7 @@ class EnginePool:
         if self._closed:
             return
         self._closed = True
+        self._warm_or_closed.set()
         for handle in list(self._queue):
             self._cancel(handle)
         for handle in list(self._running.values()):
@@ -337,17 +331,13 @@ class EnginePool:
                 log.warning("killing %d worker(s) that did not stop in time", len(late))
                 for slot in self._slots:
                     if slot.job is not None:
-                        _kill(slot)
-                await asyncio.wait(late, timeout=_CLOSE_GRACE)
+                        _kill(slot.process)
+                _, late = await asyncio.wait(late, timeout=_EXIT_STATUS_WAIT + 1)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        await asyncio.gather(*(self._shutdown_slot(slot) for slot in self._slots))
-        if self._manager is not None:
-            if self._reader is not None:
-                await asyncio.to_thread(self._stop_reader)
-            await asyncio.to_thread(self._manager.shutdown)
-        self._manager = self._events = self._reader = None
+        await asyncio.gather(*(self._stop_worker(slot) for slot in self._slots))
+        atexit.unregister(self._kill_workers)
         log.info("engine pool closed")
 
     async def __aenter__(self) -> EnginePool:
@@ -363,6 +353,17 @@ class EnginePool:
     def warm(self) -> bool:
         """True once every worker has loaded the model, until the pool closes."""
         return self._started and not self._closed and all(slot.ready for slot in self._slots)
+
+    async def wait_warm(self) -> None:
+        """Return once every worker is ready (at once if they are now).
+
+        Raises:
+            RuntimeError: The pool closed first.
+        """
+        while not self.warm:
+            if self._closed:
+                raise RuntimeError("this EnginePool has been closed")
+            await self._warm_or_closed.wait()
 
     @property
     def size(self) -> int:
@@ -386,6 +387,13 @@ class EnginePool:
         """Process ids of the workers that are up (for monitoring, and for tests)."""
         return [slot.pid for slot in self._slots if slot.ready and slot.pid is not None]
 
+    def _set_ready(self, slot: _Slot, ready: bool) -> None:
+        slot.ready = ready
+        if self.warm or self._closed:
+            self._warm_or_closed.set()
+        else:
+            self._warm_or_closed.clear()
+
     # -- jobs ------------------------------------------------------------------------------
 
     def submit(self, job: Job) -> JobHandle:
@@ -405,43 +413,33 @@ class EnginePool:
                 return
             handle = self._queue.popleft()
             job = handle.job
-            assert slot.executor is not None
-            try:
-                # Never blocks: the worker process exists, and pickling happens in a thread.
-                future = slot.executor.submit(
-                    worker.run, handle._ticket, job.content, job.styles, job.options, job.timeout
-                )
-            except (BrokenProcessPool, RuntimeError):
-                log.warning(
-                    "worker %d died while idle; job %s waits for another", slot.index, job.job_id
-                )
-                self._queue.appendleft(handle)
-                self._replace(slot)
-                continue
             slot.job = handle
+            slot.answer = asyncio.get_running_loop().create_future()
             handle.state = "running"
             handle.started_at = time.time()
             handle.worker_pid = slot.pid
             self._running[handle._ticket] = handle
+            # Pickling copies the pictures once (milliseconds even for a large photo); the
+            # transport then writes them as the worker reads, without blocking the loop.
+            _send(slot, ("job", handle._ticket, job.content, job.styles, job.options, job.timeout))
             log.info("job %s started on worker %d (pid %s)", job.job_id, slot.index, slot.pid)
-            self._spawn_task(self._run(slot, handle, future), self._jobs)
+            self._spawn_task(self._run(slot, handle, slot.answer), self._jobs)
 
-    async def _run(self, slot: _Slot, handle: JobHandle, future: Future[StyleResult]) -> None:
+    async def _run(self, slot: _Slot, handle: JobHandle, answer: asyncio.Future[Any]) -> None:
         job = handle.job
-        wrapped = asyncio.wrap_future(future)
+        process = slot.process
         died = False
         try:
             limit = None if job.timeout is None else job.timeout + _KILL_GRACE
-            done, _ = await asyncio.wait({wrapped}, timeout=limit)
-            if not done:
+            try:
+                result = await asyncio.wait_for(asyncio.shield(answer), limit)
+            except TimeoutError:
                 log.warning("job %s overran its time limit; killing its worker", job.job_id)
-                _kill(slot)
-                await asyncio.wait({wrapped})
-                wrapped.exception()  # retrieved: the timeout is what the caller hears about
+                _kill(process)
+                with contextlib.suppress(Exception):
+                    await answer  # the timeout is what the caller hears about
                 died = True
-                raise worker.TimedOut("killed")
-            result = wrapped.result()
-            await self._drained(handle)
+                raise worker.TimedOut("killed") from None
             cancelled = result.cancelled and handle._cancel_requested
             handle._finish("cancelled" if cancelled else "done", result=result)
             log.info(
@@ -453,32 +451,31 @@ class EnginePool:
             )
         except BaseException as err:  # noqa: BLE001 - every outcome must reach the caller
             # TensorFlow is not reliable after running out of memory: start that worker afresh.
-            died = died or isinstance(err, OutOfMemory)
-            if isinstance(err, BrokenProcessPool):
-                died = True
-                err = WorkerDied(
+            died = died or isinstance(err, _Gone | OutOfMemory)
+            stopped = isinstance(err, asyncio.CancelledError) or (
+                isinstance(err, _Gone) and self._closed
+            )
+            if stopped:
+                # Cut off by `close` (killed if it overran the grace): not the worker's fault.
+                error: BaseException = JobCancelled(_SHUTDOWN)
+            elif isinstance(err, _Gone):
+                error = WorkerDied(
                     "the worker running this job stopped unexpectedly "
-                    f"({await _exit_description(slot)})"
+                    f"({await _exit_description(process)})"
                 )
-            elif not died and not isinstance(err, asyncio.CancelledError):
-                await self._drained(handle)
-            stopped = isinstance(err, asyncio.CancelledError)
-            handle._finish("cancelled" if stopped else "failed", error=_job_error(err, job))
-            log.info("job %s failed: %s", job.job_id, handle._error)
+            else:
+                error = _job_error(err, job)
+            handle._finish("cancelled" if stopped else "failed", error=error)
+            log.info("job %s failed: %s", job.job_id, error)
             if isinstance(err, asyncio.CancelledError):
                 raise
         finally:
             self._running.pop(handle._ticket, None)
             slot.job = None
+            slot.answer = None
             if died:
                 self._replace(slot)
             self._dispatch()
-
-    async def _drained(self, handle: JobHandle) -> None:
-        try:
-            await asyncio.wait_for(handle._drained.wait(), _DRAIN_TIMEOUT)
-        except TimeoutError:
-            log.warning("job %s: its last progress reports did not arrive", handle.job_id)
 
     def _cancel(self, handle: JobHandle) -> bool:
         if handle.done or handle._cancel_requested:
@@ -494,55 +491,114 @@ class EnginePool:
             return True
         for slot in self._slots:
             if slot.job is handle:
-                slot.stop.value = handle._ticket
+                _send(slot, ("cancel", handle._ticket))
         log.info("job %s: cancel requested while running", handle.job_id)
         return True
 
     # -- workers ---------------------------------------------------------------------------
 
     async def _start_slot(self, slot: _Slot) -> None:
-        slot.executor = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=self._context,
-            initializer=worker.initialize,
-            initargs=(
-                self.weights,
-                self.seed,
-                slot.gpu,
-                self._cpu_threads,
-                self._events,
-                slot.stop,
-                self.preview_interval,
-                self.progress_interval,
-                None if slot.gpu is not None else self.memory_limit_mb,
-            ),
+        config = worker.WorkerConfig(
+            self.weights,
+            self.seed,
+            slot.gpu,
+            self._cpu_threads,
+            self.preview_interval,
+            self.progress_interval,
+            self.memory_limit_mb,
         )
-        # The first submit starts the process (a fork and exec), so it runs off the loop.
-        ping = await asyncio.to_thread(slot.executor.submit, worker.ping)
-        # The executor keeps its process private; the Process object tells how a worker ended.
-        slot.process = next(iter((getattr(slot.executor, "_processes", None) or {}).values()), None)
+        ours, theirs = socket.socketpair()
         try:
-            slot.pid = await asyncio.wrap_future(ping)
-        except BrokenProcessPool as err:
-            how = await _exit_description(slot)
-            raise WorkerDied(
-                f"worker {slot.index} stopped while loading the model ({how})"
-            ) from err
-        except (WeightsError, NSTError):
+            process = self._context.Process(
+                target=worker.main,
+                args=(theirs, os.getpid(), config),
+                name=f"nst-worker-{slot.index}",
+                daemon=True,
+            )
+            # Here, on the event loop's thread, never in a thread pool: the worker's
+            # parent-death signal would fire when that pool thread ends.
+            with _stop_signals_blocked():
+                process.start()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the worker has its copy; ours must not keep its pipe open
+        answer = asyncio.get_running_loop().create_future()
+        slot.process, slot.pid, slot.answer = process, process.pid, answer
+        reader, slot.writer = await asyncio.open_connection(sock=ours)
+        slot.listener = asyncio.create_task(
+            self._listen(slot, process, reader), name=f"nst-worker-{slot.index}-pipe"
+        )
+        if self.pid_dir is not None:
+            await asyncio.to_thread(_write_pid_file, self.pid_dir, process.pid)
+        try:
+            await answer
+        except _Gone:
+            how = await _exit_description(process)
+            message = f"worker {slot.index} stopped while loading the model ({how})"
+            raise WorkerDied(message) from None
+        except NSTError:
             raise
         except Exception as err:
             raise WeightsError(f"worker {slot.index} could not load the model ({err})") from err
-        slot.ready = True
-        log.info("worker %d ready (pid %d%s)", slot.index, slot.pid, _gpu_note(slot))
+        finally:
+            slot.answer = None
+        self._set_ready(slot, True)
+        log.info("worker %d ready (pid %d%s)", slot.index, process.pid, _gpu_note(slot))
+
+    async def _listen(
+        self, slot: _Slot, process: BaseProcess, reader: asyncio.StreamReader
+    ) -> None:
+        """Hand each message from one worker process to its slot until the pipe closes."""
+        try:
+            while True:
+                (size,) = worker.HEADER.unpack(await reader.readexactly(worker.HEADER.size))
+                self._on_message(slot, pickle.loads(await reader.readexactly(size)))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        if slot.process is not process:
+            return
+        if slot.answer is not None and not slot.answer.done():
+            slot.answer.set_exception(_Gone())
+        elif slot.ready and slot.job is None and not self._closed:
+            log.warning(
+                "worker %d (pid %d) stopped while idle (%s); starting another",
+                slot.index,
+                process.pid,
+                await _exit_description(process),
+            )
+            self._replace(slot)
+
+    def _on_message(self, slot: _Slot, message: tuple[Any, ...]) -> None:
+        kind, *rest = message
+        job, answer = slot.job, slot.answer
+        if kind == "progress":
+            ticket, progress = rest
+            if job is not None and job._ticket == ticket:
+                job._publish(progress)
+        elif answer is None or answer.done():
+            log.warning("worker %d sent %r out of turn; ignored", slot.index, kind)
+        elif kind == "ready":
+            answer.set_result(None)
+        elif kind == "broken":
+            answer.set_exception(rest[0])
+        elif kind == "done":
+            answer.set_result(rest[1])
+        elif kind == "error":
+            _, error, text = rest
+            if text:
+                error.__cause__ = _RemoteTraceback(text)
+            answer.set_exception(error)
 
     def _replace(self, slot: _Slot) -> None:
         if not self._closed:
-            slot.ready = False
+            self._set_ready(slot, False)
             self._spawn_task(self._restart_slot(slot), self._restarts)
 
     async def _restart_slot(self, slot: _Slot) -> None:
         while not self._closed:
-            await self._shutdown_slot(slot)
+            await self._stop_worker(slot)
             try:
                 await self._start_slot(slot)
             except Exception:
@@ -552,12 +608,33 @@ class EnginePool:
             self._dispatch()
             return
 
-    async def _shutdown_slot(self, slot: _Slot) -> None:
-        slot.ready = False
-        executor, slot.executor = slot.executor, None
-        slot.pid = slot.process = None
-        if executor is not None:
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+    async def _stop_worker(self, slot: _Slot) -> None:
+        """Close a slot's pipe (an idle worker exits at once on its EOF), wait for its process
+        to exit, killing it if it does not, and forget it."""
+        loading = not slot.ready
+        self._set_ready(slot, False)
+        process, writer, listener = slot.process, slot.writer, slot.listener
+        slot.process = slot.pid = slot.writer = slot.listener = None
+        if writer is not None:
+            writer.close()
+        if process is not None:
+            if loading:
+                _kill(process)  # it reads its pipe only once the model is loaded
+            if await _exit_status(process, _STOP_WAIT) is None:
+                log.warning("worker %d (pid %d) did not exit; killing it", slot.index, process.pid)
+                _kill(process)
+                await _exit_status(process, _EXIT_STATUS_WAIT)
+            if self.pid_dir is not None:
+                await asyncio.to_thread(_remove_pid_file, self.pid_dir, process.pid)
+            if process.exitcode is not None:
+                process.close()  # its sentinel's file descriptor
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    def _kill_workers(self) -> None:
+        for slot in self._slots:
+            _kill(slot.process)
 
     @staticmethod
     def _spawn_task(coro: Any, tasks: set[asyncio.Task[None]]) -> None:
@@ -565,39 +642,24 @@ class EnginePool:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    # -- progress from the workers ---------------------------------------------------------
 
-    def _read_events(self) -> None:
-        """Background thread: move (ticket, Progress | None) items from the workers to the loop."""
-        assert self._loop is not None
-        events, loop = self._events, self._loop
-        while True:
-            try:
-                item = events.get()
-            except (EOFError, OSError):
-                log.warning("the progress channel closed; no more progress reports")
-                return
-            if item is None:
-                return
-            try:
-                loop.call_soon_threadsafe(self._on_event, *item)
-            except RuntimeError:  # the loop has closed
-                return
+def _send(slot: _Slot, message: tuple[Any, ...]) -> None:
+    # A worker that has died is reported by its slot's listener, not here.
+    if slot.writer is not None and not slot.writer.is_closing():
+        slot.writer.writelines(worker.frame(message))
 
-    def _stop_reader(self) -> None:
-        assert self._reader is not None
-        with contextlib.suppress(EOFError, OSError):
-            self._events.put(None)
-        self._reader.join(timeout=5)
 
-    def _on_event(self, ticket: int, progress: Progress | None) -> None:
-        handle = self._running.get(ticket)
-        if handle is None:
-            return
-        if progress is None:
-            handle._drained.set()
-        else:
-            handle._publish(progress)
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Start a worker with SIGTERM and SIGINT blocked (it inherits the mask), so that one sent
+    to the process group while it starts stays pending until the worker ignores it."""
+    # The resource tracker unblocks both when it starts, which would undo this.
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, worker.STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _job_error(err: BaseException, job: Job) -> BaseException:
@@ -609,32 +671,32 @@ def _job_error(err: BaseException, job: Job) -> BaseException:
     if type(err) is ValueError:
         return JobFailed(str(err))
     if isinstance(err, asyncio.CancelledError):
-        return JobCancelled("the job was cancelled because the engine is shutting down")
+        return JobCancelled(_SHUTDOWN)
     log.error("job %s failed unexpectedly", job.job_id, exc_info=err)
     return JobFailed(
         f"the style transfer failed unexpectedly (job {job.job_id}); it has been logged"
     )
 
 
-def _kill(slot: _Slot) -> None:
-    if slot.pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(slot.pid, signal.SIGKILL)
+def _kill(process: BaseProcess | None) -> None:
+    # ValueError: the Process object has been closed, so the process was reaped already.
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        if process is not None and process.exitcode is None:
+            os.kill(process.pid, signal.SIGKILL)
 
 
-async def _exit_description(slot: _Slot) -> str:
-    process = slot.process
-    if process is None:
-        return "exit status unknown"
-    # The executor reaps its dead process in another thread; wait for the status. Its pipe
-    # closes as soon as the process starts to exit, but a killed TensorFlow worker on a busy
-    # host took over 2 s to finish exiting (seen in CI), so allow _EXIT_STATUS_WAIT.
-    code = None
-    deadline = time.monotonic() + _EXIT_STATUS_WAIT
-    while time.monotonic() < deadline:
-        await asyncio.to_thread(process.join, 0.25)
-        if (code := process.exitcode) is not None:
-            break
+async def _exit_status(process: BaseProcess, timeout: float) -> int | None:
+    """The process's exit code once it has exited (negative: the signal), or None after
+    ``timeout`` seconds. Its pipe closes as soon as it starts to exit, but the status comes
+    only once the kernel has torn down its memory."""
+    deadline = time.monotonic() + timeout
+    while (code := process.exitcode) is None and time.monotonic() < deadline:
+        await asyncio.sleep(_POLL)
+    return code
+
+
+async def _exit_description(process: BaseProcess | None) -> str:
+    code = None if process is None else await _exit_status(process, _EXIT_STATUS_WAIT)
     if code is None:
         return "exit status unknown"
     if code < 0:
@@ -647,3 +709,77 @@ async def _exit_description(slot: _Slot) -> str:
 
 def _gpu_note(slot: _Slot) -> str:
     return f", GPU {slot.gpu}" if slot.gpu is not None else ""
+
+
+# -- pid files -----------------------------------------------------------------------------
+# One file per worker, ``worker-PID.pid``, holding JSON: the worker's pid and start time, and
+# its parent's. A pid alone may have been reused by an unrelated process since; a pid with its
+# start time (clock ticks after boot, from /proc/PID/stat) names one process for good.
+
+
+def _write_pid_file(pid_dir: Path, pid: int) -> None:
+    """Record a worker this process started, so that a later pool can end it if we die."""
+    record = {
+        "pid": pid,
+        "started": _start_time(pid),
+        "parent": os.getpid(),
+        "parent_started": _start_time(os.getpid()),
+    }
+    pid_dir.mkdir(parents=True, exist_ok=True)
+    (pid_dir / f"worker-{pid}.pid").write_text(json.dumps(record) + "\n")
+
+
+def _remove_pid_file(pid_dir: Path, pid: int) -> None:
+    (pid_dir / f"worker-{pid}.pid").unlink(missing_ok=True)
+
+
+def _end_leftover_workers(pid_dir: Path) -> None:
+    """SIGKILL each worker recorded in ``pid_dir`` that is still running while the pool that
+    started it is gone, wait until it has exited (so a GPU's memory is free again), and remove
+    every pid file but those of a live pool."""
+    for path in sorted(pid_dir.glob("worker-*.pid")):
+        try:
+            record = json.loads(path.read_text())
+            pid, started = int(record["pid"]), record["started"]
+            parent, parent_started = int(record["parent"]), record["parent_started"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("removing unreadable pid file %s (%s)", path, err)
+            path.unlink(missing_ok=True)
+            continue
+        if started is not None and _start_time(pid) == started and _is_worker(pid):
+            if parent_started is not None and _start_time(parent) == parent_started:
+                log.warning(
+                    "worker pid %d belongs to a pool that is still running (pid %d); "
+                    "not touching it",
+                    pid,
+                    parent,
+                )
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            log.warning("ended worker pid %d left over by an earlier bot", pid)
+            deadline = time.monotonic() + _EXIT_STATUS_WAIT
+            while _start_time(pid) == started and time.monotonic() < deadline:
+                time.sleep(_POLL)
+        path.unlink(missing_ok=True)
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (from /proc), or None if it is not running (a zombie has
+    exited already) or there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name, in parentheses, may hold spaces; the fields after it are plain.
+    fields = stat.rpartition(")")[2].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether ``pid`` runs a process started by multiprocessing's spawn (our workers' kind)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"--multiprocessing-fork" in argv and any(b"spawn_main" in arg for arg in argv)

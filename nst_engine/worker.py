@@ -1,99 +1,197 @@
 """The worker side of `nst_engine.pool`: what runs inside each worker process.
 
-The pool's executor calls `initialize` once when the process starts (it loads VGG19), `ping` to
-learn that the model is ready, and `run` for each job. Progress goes back to the parent as
-``(ticket, Progress)`` tuples on a queue shared by all workers; ``(ticket, None)`` marks the end
-of a job's events. The parent stops a job by writing its ticket into this worker's ``stop`` slot
-(shared memory, no lock), which `run` reads before every step.
+The pool starts `main` in a spawned process and gives it one end of a duplex pipe (a Unix socket
+pair). The worker loads VGG19 once, then runs one job at a time. Messages are pickled tuples,
+each preceded by its length (`HEADER`):
+
+    parent → worker   ("job", ticket, content, styles, options, timeout)
+                      ("cancel", ticket)
+    worker → parent   ("ready",) or ("broken", error)          once, after loading the model
+                      ("progress", ticket, Progress)           throttled; some carry a preview
+                      ("done", ticket, StyleResult)            a job's last message, or
+                      ("error", ticket, error, traceback text)
+
+A ticket names one job, so a late cancel can never stop the next one. The pipe is ordered, so a
+job's result always comes after its last progress report.
+
+A worker never outlives its parent, whatever kills the parent: on Linux the kernel kills it
+(``PR_SET_PDEATHSIG``), and anywhere the end of the pipe (EOF) — read while idle and between two
+steps — makes it exit at once. The parent also closes the pipe to stop an idle worker. Workers
+ignore SIGTERM and SIGINT: a signal to the whole process group (systemd's default, Ctrl-C) is
+for the parent, which lets running jobs finish before it closes the pool.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
+import multiprocessing.connection
 import os
+import pickle
 import signal
+import socket
+import struct
+import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from nst_engine.errors import NSTError
 from nst_engine.model import VGG19Features, quiet_tensorflow
-from nst_engine.options import Progress, StyleOptions, StyleResult
+from nst_engine.options import Progress, StyleOptions
 from nst_engine.transfer import load_model, stylize
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[Progress], None]
 
+# Each message on the pipe: its length as 8 bytes (network order), then its pickle.
+HEADER = struct.Struct("!Q")
+# The signals a worker ignores; the pool starts workers with them blocked until then.
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 # How much lower than the parent's the workers' scheduling priority is.
 _NICENESS = 10
+# prctl(2) option: the signal this process gets when the thread that started it exits.
+_PR_SET_PDEATHSIG = 1
 
 
 class TimedOut(Exception):
-    """Raised by `run` when a job used up its time limit; the pool turns it into `JobTimeout`."""
+    """A job used up its time limit; the pool turns it into `JobTimeout`."""
 
 
-@dataclass
-class _Worker:
-    """What a worker process keeps between jobs."""
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker process is started with."""
 
-    # The loaded network, or None when loading failed (then `error` says why).
-    model: VGG19Features | None
-    error: Exception | None
-    # Manager queue proxy for (ticket, Progress | None) tuples to the parent.
-    events: Any
-    # Shared-memory int: the ticket of the job the parent wants stopped.
-    stop: Any
+    # Passed to `load_model`: "imagenet", a path to the no-top .h5, or "random".
+    weights: str
+    # Seed of the random weights (with weights="random").
+    seed: int
+    # The one GPU this worker may use (CUDA_VISIBLE_DEVICES), or None for the CPU.
+    gpu: str | None
+    # TensorFlow's intra-op threads on CPU, or None for TensorFlow's default (one per core).
+    cpu_threads: int | None
+    # Least seconds between two previews, and between two progress reports.
     preview_interval: float
     progress_interval: float
+    # How much this worker may map beyond its loaded model (None: no cap).
+    memory_limit_mb: int | None = None
 
 
-# The one module global: an executor can only hand a function its arguments, and the model (plus
-# the channels to the parent) must outlive each call, because loading VGG19 costs seconds.
-_worker: _Worker | None = None
+def frame(message: tuple[Any, ...]) -> tuple[bytes, bytes]:
+    """A message as it goes on the pipe: its header, then its pickle."""
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(data)), data
 
 
-def initialize(
-    weights: str,
-    seed: int,
-    gpu: str | None,
-    cpu_threads: int | None,
-    events: Any,
-    stop: Any,
-    preview_interval: float,
-    progress_interval: float,
-    memory_limit_mb: int | None = None,
-) -> None:
-    """Executor initializer: pin the GPU, configure TensorFlow and load the model once."""
-    global _worker
-    # Ctrl-C reaches the whole process group; the parent decides how its workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+class Pipe:
+    """The worker's end of its pipe to the parent; any sign that the parent is gone ends the
+    process (see `_parent_gone`)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(True)
+        self._sock = sock
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        header, data = frame(message)
+        try:
+            self._sock.sendall(header)
+            self._sock.sendall(data)
+        except OSError:
+            _parent_gone()
+
+    def receive(self) -> tuple[Any, ...]:
+        (size,) = HEADER.unpack(self._read(HEADER.size))
+        return pickle.loads(self._read(size))
+
+    def cancelled(self, ticket: int) -> bool:
+        """Whether the parent has asked to stop job ``ticket``, reading only what has arrived."""
+        while multiprocessing.connection.wait([self._sock], timeout=0):
+            if self.receive() == ("cancel", ticket):
+                return True
+        return False
+
+    def _read(self, size: int) -> bytes:
+        data = bytearray(size)
+        view = memoryview(data)
+        while view:
+            try:
+                got = self._sock.recv_into(view)
+            except OSError:
+                got = 0
+            if got == 0:
+                _parent_gone()
+            view = view[got:]
+        return bytes(data)
+
+
+def main(sock: socket.socket, parent_pid: int, config: WorkerConfig) -> None:
+    """The worker process: load the model, say whether that worked, then run jobs until the
+    pipe closes."""
+    _ignore_stop_signals()
+    _exit_with_parent(parent_pid)
+    pipe = Pipe(sock)
     # Below the parent's priority, so the server's event loop gets a core when it needs one.
     os.nice(_NICENESS)
-    if gpu is not None:
-        # Must happen before TensorFlow is imported, or every GPU is already claimed.
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    model: VGG19Features | None = None
-    error: Exception | None = None
     try:
-        _configure_tensorflow(gpu is not None, cpu_threads)
-        model = load_model(weights, seed=seed)
-        if memory_limit_mb:
-            # One tiny job first: TensorFlow's thread pools and first traces map memory that
-            # the cap must not count against pictures.
-            tiny = np.full((64, 64, 3), 128, np.uint8)
-            for precision in ("float32", "auto"):
-                options = StyleOptions(max_size=64, steps=2, precision=precision)
-                stylize(tiny, tiny, options.replace(coarse_fraction=0.5), model=model)
-            _cap_memory(memory_limit_mb)
-    except Exception as err:  # noqa: BLE001 - kept for `ping`, which reports it to the parent
-        # Raising here would break the executor with no message; `ping` re-raises it instead.
-        error = err
-    _worker = _Worker(model, error, events, stop, preview_interval, progress_interval)
+        model = _load(config)
+    except Exception as err:  # noqa: BLE001 - reported to the parent, which refuses to start
+        pipe.send(("broken", _portable(err)))
+        return
+    pipe.send(("ready",))
+    while True:
+        message = pipe.receive()
+        if message[0] == "job":
+            _run(pipe, model, config, *message[1:])
+        # Anything else is a cancel that arrived after its job ended: nothing left to stop.
+
+
+def _ignore_stop_signals() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    # Ignoring a signal drops it if pending, so one sent while this process started is gone too.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process as soon as its parent dies (Linux only; elsewhere the
+    pipe's EOF does it, between two steps)."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            log.warning("no parent-death signal: %s", os.strerror(ctypes.get_errno()))
+    # The parent may have died before that took effect; then this process has a new parent.
+    if os.getppid() != parent_pid:
+        _parent_gone()
+
+
+def _parent_gone() -> NoReturn:
+    """The pipe to the parent closed: the parent is shutting the worker down, or has died.
+    Either way nobody is left to take a result, so exit without TensorFlow's slow teardown."""
+    os._exit(0)
+
+
+def _load(config: WorkerConfig) -> VGG19Features:
+    """Pin the GPU, configure TensorFlow and load the model once."""
+    if config.gpu is not None:
+        # Must happen before TensorFlow is imported, or every GPU is already claimed.
+        os.environ["CUDA_VISIBLE_DEVICES"] = config.gpu
+    _configure_tensorflow(config.gpu is not None, config.cpu_threads)
+    model = load_model(config.weights, seed=config.seed)
+    if config.memory_limit_mb and config.gpu is None:
+        # One tiny job first: TensorFlow's thread pools and first traces map memory that the cap
+        # must not count against pictures.
+        tiny = np.full((64, 64, 3), 128, np.uint8)
+        for precision in ("float32", "auto"):
+            options = StyleOptions(max_size=64, steps=2, precision=precision)
+            stylize(tiny, tiny, options.replace(coarse_fraction=0.5), model=model)
+        _cap_memory(config.memory_limit_mb)
+    return model
 
 
 def _cap_memory(extra_mb: int) -> None:
@@ -108,58 +206,50 @@ def _cap_memory(extra_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (mapped + extra_mb * 2**20, resource.RLIM_INFINITY))
 
 
-def ping() -> int:
-    """This worker's process id once its model is loaded; re-raises the loading error if not."""
-    state = _state()
-    if state.error is not None:
-        raise _portable(state.error)
-    return os.getpid()
-
-
-def run(
+def _run(
+    pipe: Pipe,
+    model: VGG19Features,
+    config: WorkerConfig,
     ticket: int,
     content: np.ndarray,
     styles: Sequence[np.ndarray],
     options: StyleOptions,
     timeout: float | None,
-) -> StyleResult:
-    """Run one job with the worker's model, reporting progress and obeying stop and timeout."""
-    state = _state()
-    if state.model is None:
-        raise _portable(state.error or RuntimeError("the model is not loaded"))
+) -> None:
+    """Run one job, reporting progress and obeying cancel and time limit; answer the parent."""
     deadline = math.inf if timeout is None else time.monotonic() + timeout
-    timed_out = False
+    stop = timed_out = False
 
     def should_stop() -> bool:
-        nonlocal timed_out
-        if time.monotonic() >= deadline:
-            timed_out = True
-        return timed_out or state.stop.value == ticket
+        nonlocal stop, timed_out
+        timed_out = timed_out or time.monotonic() >= deadline
+        stop = stop or pipe.cancelled(ticket)
+        return timed_out or stop
 
     reporter = Reporter(
-        lambda progress: _put(state, (ticket, progress)),
-        preview_interval=state.preview_interval,
-        progress_interval=state.progress_interval,
+        lambda progress: pipe.send(("progress", ticket, progress)),
+        preview_interval=config.preview_interval,
+        progress_interval=config.progress_interval,
     )
     try:
         result = stylize(
             content,
             list(styles),
             options,
-            model=state.model,
+            model=model,
             on_progress=reporter,
             should_stop=should_stop,
         )
         reporter.finish()
-    except (NSTError, ValueError) as err:
-        raise _portable(err) from None
-    except Exception as err:  # noqa: BLE001 - anything else must still cross the process boundary
-        raise _portable(err) from err
-    finally:
-        _put(state, (ticket, None))
+    except Exception as err:  # noqa: BLE001 - every outcome goes back to the parent
+        # The parent logs the traceback of what the engine did not raise on purpose.
+        expected = isinstance(err, NSTError | ValueError)
+        pipe.send(("error", ticket, _portable(err), None if expected else traceback.format_exc()))
+        return
     if timed_out:
-        raise TimedOut(f"stopped after {result.steps} steps")
-    return result
+        pipe.send(("error", ticket, TimedOut(f"stopped after {result.steps} steps"), None))
+    else:
+        pipe.send(("done", ticket, result))
 
 
 class Reporter:
@@ -207,12 +297,6 @@ class Reporter:
             self._pending = None
 
 
-def _state() -> _Worker:
-    if _worker is None:
-        raise RuntimeError("nst_engine.worker.initialize has not run in this process")
-    return _worker
-
-
 def _configure_tensorflow(on_gpu: bool, cpu_threads: int | None) -> None:
     quiet_tensorflow()
     import tensorflow as tf
@@ -226,20 +310,9 @@ def _configure_tensorflow(on_gpu: bool, cpu_threads: int | None) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(cpu_threads)
 
 
-def _put(state: _Worker, item: tuple[int, Progress | None]) -> None:
-    try:
-        state.events.put(item)
-    except Exception:  # noqa: BLE001 - progress is best effort; the result still goes back
-        log.warning("could not send progress to the parent", exc_info=True)
-
-
 def _portable(err: BaseException) -> Exception:
-    """An exception that survives pickling: engine errors as they are, anything else as text.
-
-    Arbitrary exceptions (TensorFlow's, say) may not unpickle in the parent, which would break
-    the executor; their traceback still reaches the parent through the executor's remote
-    traceback, which the pool logs.
-    """
+    """An exception that survives pickling: engine errors as they are, anything else as text
+    (TensorFlow's, say, may not unpickle in the parent); its traceback goes separately."""
     if type(err) is ValueError or (isinstance(err, NSTError) and _pickles(err)):
         return err  # type: ignore[return-value]
     if isinstance(err, ValueError):
@@ -248,8 +321,6 @@ def _portable(err: BaseException) -> Exception:
 
 
 def _pickles(err: BaseException) -> bool:
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(err))
     except Exception:  # noqa: BLE001 - any failure means "send it as text"
