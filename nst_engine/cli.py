@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="preset: steps, precision and schedule chosen by measurement (see README)",
     )
     run.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="arithmetic of the feature network, and the preset made for it: auto picks "
+        "bfloat16 on CPUs with AVX512-BF16/AMX (and bfloat16/float16 on GPUs), float32 elsewhere",
+    )
+    run.add_argument(
         "--steps", type=int, default=None, help="optimisation steps (default: the preset's)"
     )
     run.add_argument(
@@ -162,6 +169,7 @@ def _stylize(args: argparse.Namespace) -> int:
     steps = {} if args.steps is None else {"steps": args.steps}
     options = options_for_quality(
         args.quality,
+        precision=args.precision,
         **steps,
         strength=args.strength,
         max_size=args.size,

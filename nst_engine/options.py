@@ -201,7 +201,7 @@ class StyleOptions:
         remaining, per_level = self.steps, []
         for _ in range(levels - 1):
             # Full size always gets a step, or the picture would come back blurred.
-            coarser = min(round(remaining * self.coarse_fraction), remaining - 1)
+            coarser = max(0, min(round(remaining * self.coarse_fraction), remaining - 1))
             per_level.append(remaining - coarser)
             remaining = coarser
         per_level.append(remaining)

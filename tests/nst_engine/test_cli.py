@@ -116,6 +116,7 @@ def test_help_explains_every_flag_with_its_default(capsys):
         "--tv-weight",
         "--init",
         "--optimizer",
+        "--precision",
         "-o",
     ):
         assert flag in out
@@ -149,3 +150,23 @@ def test_nst_weights_download_failing_offline_is_one_line(capsys, monkeypatch, t
     err = capsys.readouterr().err
     assert err.startswith("error: could not download the VGG19 weights") and err.count("\n") == 1
     assert "NST_WEIGHTS" in err
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_precision_flag_runs_that_arithmetic(pictures, tmp_path, capsys, precision):
+    content, style = pictures
+    out = tmp_path / f"{precision}.png"
+    argv = ["stylize", str(content), str(style), "-o", str(out), "--weights", "random"]
+    code = main([*argv, "--steps", "3", "--size", "48", "--precision", precision])
+    assert code == 0 and out.exists()
+    assert "3 steps" in capsys.readouterr().out
+
+
+def test_a_bad_precision_is_one_error_line(pictures, tmp_path, capsys):
+    content, style = pictures
+    argv = ["stylize", str(content), str(style), "-o", str(tmp_path / "o.png")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--precision", "int8"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "invalid choice: 'int8'" in err and err.count("\n") == 1

@@ -184,3 +184,88 @@ def test_lbfgs_lowers_the_loss_and_can_be_stopped(random_model, content_image, s
         should_stop=lambda: len(seen) >= 2,
     )
     assert stopped.cancelled and stopped.steps == 2
+
+
+def test_three_levels_with_lbfgs_coarse_and_adam_fine_end_at_full_size(
+    random_model, content_image, style_image
+):
+    seen = []
+    options = StyleOptions(
+        max_size=64,
+        steps=12,
+        coarse_fraction=0.5,
+        levels=3,
+        coarse_optimizer="lbfgs",
+        learning_rate=0.03,
+        final_learning_rate=0.005,
+    )
+    content = gradient_image(64, 64, seed=2)
+    result = stylize(content, style_image, options, model=random_model, on_progress=seen.append)
+    assert result.image.shape == (64, 64, 3)
+    # L-BFGS may converge before its iterations are up; Adam's full-size steps always run.
+    assert options.level_steps() == (3, 3, 6) and 6 < result.steps <= 12
+    assert [p.step for p in seen] == list(range(1, result.steps + 1))
+    assert {p.total for p in seen} == {12}
+    full_size = result.history[-6:]
+    assert full_size[-1].total < full_size[0].total
+
+
+def test_cancelled_at_a_coarse_level_still_returns_the_full_size(
+    random_model, content_image, style_image
+):
+    seen = []
+    options = StyleOptions(max_size=48, steps=20, coarse_fraction=0.5, levels=3)
+    result = stylize(
+        content_image,
+        style_image,
+        options,
+        model=random_model,
+        on_progress=seen.append,
+        should_stop=lambda: len(seen) >= 2,
+    )
+    assert result.cancelled and result.steps == 2
+    assert result.image.shape == (32, 48, 3)
+
+
+def test_the_matched_start_takes_the_artworks_colours(random_model, content_image, style_image):
+    from nst_engine.transfer import _colours_like
+
+    art = style_image.astype(np.float32) / 255
+    start = _colours_like(content_image.astype(np.float32) / 255, [art], [1.0])
+    np.testing.assert_allclose(start.reshape(-1, 3).mean(0), art.reshape(-1, 3).mean(0), atol=0.05)
+    options = StyleOptions(**TINY, init="matched")
+    result = stylize(content_image, style_image, options, model=random_model)
+    assert result.image.shape == (32, 48, 3)
+    assert result.history[-1].total < result.history[0].total
+
+
+@pytest.mark.parametrize("precision", ["float32", "auto"])
+def test_presets_run_in_either_precision(random_model, content_image, style_image, precision):
+    from nst_engine.options import options_for_quality
+
+    options = options_for_quality("fast", precision=precision, max_size=48)
+    options = options.replace(steps=min(options.steps, 8))
+    seen = []
+    result = stylize(
+        content_image, style_image, options, model=random_model, on_progress=seen.append
+    )
+    assert result.steps == 8 and seen[-1].step == seen[-1].total == 8
+    assert result.image.shape == (32, 48, 3)
+
+
+def test_the_engine_style_term_is_losses_style_loss(random_model):
+    import tensorflow as tf
+
+    from nst_engine.losses import gram_matrix, style_loss
+    from nst_engine.transfer import _objective
+
+    layers = ("block1_conv1", "block2_conv1", "block5_conv2")
+    extractor = random_model.extractor(layers)
+    image = tf.random.uniform((1, 32, 32, 3), seed=1)
+    other = extractor(tf.random.uniform((1, 32, 32, 3), seed=2))
+    grams = [gram_matrix(f) for f in other[:2]]
+    layer_weights = tf.constant([0.25, 0.75])
+    weights = tf.constant([0.0, 2.0, 0.0])
+    _, style, _ = _objective(extractor, 2, image, grams, other[2:], layer_weights, weights)
+    expected = 2.0 * style_loss(extractor(image)[:2], grams, [0.25, 0.75])
+    assert float(style) == pytest.approx(float(expected), rel=1e-5)

@@ -1,0 +1,106 @@
+"""Presets, precision and the step schedule: plain option arithmetic, no TensorFlow."""
+
+import subprocess
+import sys
+
+import pytest
+
+from nst_engine import options as options_module
+from nst_engine.options import (
+    QUALITY_PRESETS,
+    REDUCED_PRECISION_PRESETS,
+    StyleOptions,
+    options_for_quality,
+    preset_precision,
+)
+
+
+@pytest.fixture
+def cpu_without_bfloat16(monkeypatch):
+    monkeypatch.setattr(options_module, "cpu_has_fast_bfloat16", lambda: False)
+
+
+@pytest.fixture
+def cpu_with_bfloat16(monkeypatch):
+    monkeypatch.setattr(options_module, "cpu_has_fast_bfloat16", lambda: True)
+
+
+@pytest.mark.parametrize("quality", list(QUALITY_PRESETS))
+def test_auto_takes_the_float32_preset_where_bfloat16_is_not_fast(cpu_without_bfloat16, quality):
+    options = options_for_quality(quality, precision="auto")
+    assert preset_precision("auto") == "float32"
+    assert options == StyleOptions(**{**QUALITY_PRESETS[quality], "precision": "auto"})
+
+
+@pytest.mark.parametrize("quality", list(QUALITY_PRESETS))
+def test_auto_takes_the_reduced_precision_preset_where_bfloat16_is_fast(cpu_with_bfloat16, quality):
+    options = options_for_quality(quality)
+    assert preset_precision("auto") == "bfloat16"
+    assert options == StyleOptions(**{**REDUCED_PRECISION_PRESETS[quality], "precision": "auto"})
+
+
+def test_a_named_precision_picks_its_preset_whatever_the_cpu(cpu_with_bfloat16):
+    float32 = options_for_quality("balanced", precision="float32")
+    assert float32.precision == "float32"
+    assert float32.steps == QUALITY_PRESETS["balanced"]["steps"]
+    half = options_for_quality("balanced", precision="float16")
+    assert half.precision == "float16"
+    assert half.steps == REDUCED_PRECISION_PRESETS["balanced"]["steps"]
+
+
+def test_the_bots_call_works_and_a_step_cap_keeps_steps_the_planned_total():
+    options = options_for_quality(
+        "best", strength=7, max_size=256, preserve_colors=True, seed=3, precision="float32"
+    )
+    capped = options.replace(steps=min(options.steps, 50))
+    assert capped.steps == 50 and sum(capped.level_steps()) == 50
+    assert capped.level_steps()[-1] >= 1  # full size always gets steps
+    with pytest.raises(ValueError, match="precision must be auto, float32, bfloat16 or float16"):
+        options_for_quality("fast", precision="int8")
+
+
+def test_presets_need_no_tensorflow():
+    code = (
+        "import sys; from nst_engine.options import options_for_quality as q; "
+        "[q(n, precision=p) for n in ('fast', 'balanced', 'best') for p in ('auto', 'float32')]; "
+        "assert 'tensorflow' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"steps": 300}, (300,)),
+        ({"steps": 240, "coarse_fraction": 0.75}, (180, 60)),
+        ({"steps": 240, "coarse_fraction": 0.75, "levels": 3}, (135, 45, 60)),
+        ({"steps": 100, "coarse_fraction": 0.5, "levels": 1}, (100,)),
+        ({"steps": 1, "coarse_fraction": 0.9, "levels": 3}, (0, 0, 1)),
+        ({"steps": 2, "coarse_fraction": 0.5, "levels": 4}, (0, 0, 1, 1)),
+    ],
+)
+def test_steps_split_over_levels_coarsest_first(changes, expected):
+    per_level = StyleOptions(**changes).level_steps()
+    assert per_level == expected and sum(per_level) == changes["steps"]
+
+
+def test_the_learning_rate_decays_geometrically_within_a_level():
+    options = StyleOptions(learning_rate=0.08, final_learning_rate=0.01)
+    rates = [options.learning_rate_at(i, 4) for i in range(4)]
+    assert rates == pytest.approx([0.08, 0.04, 0.02, 0.01])
+    assert StyleOptions().learning_rate_at(7, 10) == 0.02  # no schedule: constant
+    assert options.learning_rate_at(0, 1) == 0.08
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"levels": 5}, "levels must be between 1 and 4"),
+        ({"final_learning_rate": 0.0}, "final_learning_rate must be above 0"),
+        ({"coarse_optimizer": "sgd"}, "coarse_optimizer must be adam or lbfgs"),
+        ({"init": "zeros"}, "init must be content, noise or matched"),
+    ],
+)
+def test_bad_schedule_options_raise_a_clear_value_error(changes, message):
+    with pytest.raises(ValueError, match=message):
+        StyleOptions(**changes)
