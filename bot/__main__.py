@@ -33,6 +33,7 @@ async def run(settings: Settings) -> None:
         workers=settings.nst_workers,
         gpus=settings.nst_gpus or None,
         memory_limit_mb=settings.nst_worker_memory_mb or None,
+        pid_dir=settings.nst_data_dir / "workers",
     )
     bot = StyleBot(settings, pool, JobStore(settings.nst_data_dir), Metrics())
     async with bot, HealthServer(bot, settings.nst_http_port):
