@@ -1,12 +1,16 @@
-"""``nst-bot``: logging, settings, the engine pool, the health server, then the bot."""
+"""``nst-bot``: logging, settings, the journal, the engine pool, the health server, then the bot."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Awaitable
+from typing import TypeVar
 
+import aiohttp
 import discord
 
 from bot.api_base import use_api_base
@@ -14,15 +18,22 @@ from bot.client import StyleBot
 from bot.logs import setup_logging
 from bot.metrics import Metrics
 from bot.settings import Settings, SettingsError
-from bot.store import JobStore
-from bot.web import HealthServer
+from bot.store import JobStore, JournalError
+from bot.web import HealthServer, HealthServerError
 from nst_engine.errors import WeightsError
 from nst_engine.pool import EnginePool
 
 log = logging.getLogger("bot")
 
+_T = TypeVar("_T")
+# Waits between attempts to reach Discord: 1, 2, 4 … seconds, then every minute.
+FIRST_RETRY = 1.0
+LAST_RETRY = 60.0
+# How long one probe of the API may take before it counts as unreachable.
+PROBE_TIMEOUT = 10.0
 
-async def run(settings: Settings) -> None:
+
+async def run(settings: Settings, store: JobStore) -> None:
     use_api_base(settings.discord_api_base)
     if settings.nst_weights == "random":
         log.warning(
@@ -35,34 +46,103 @@ async def run(settings: Settings) -> None:
         memory_limit_mb=settings.nst_worker_memory_mb or None,
         pid_dir=settings.nst_data_dir / "workers",
     )
-    bot = StyleBot(settings, pool, JobStore(settings.nst_data_dir), Metrics())
+    bot = StyleBot(settings, pool, store, Metrics())
+    stop = _stop_on_signals(bot)
     async with bot, HealthServer(bot, settings.nst_http_port):
         # Log in first, so a rejected token is reported before minutes of model loading.
-        await bot.login(settings.discord_token)
+        if not await _log_in(bot, settings.discord_token, stop):
+            return
         async with pool:
-            await _serve_until_stopped(bot, settings.nst_shutdown_grace)
+            await _serve_until_stopped(bot, settings.nst_shutdown_grace, stop)
 
 
-async def _serve_until_stopped(bot: StyleBot, grace: float) -> None:
-    """Run the gateway until SIGTERM/SIGINT, then let running jobs finish and close cleanly."""
+def _stop_on_signals(bot: StyleBot) -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, which also make the bot refuse new work at once."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    cog = bot.get_cog("Stylize")
 
     def on_signal() -> None:
-        if cog is not None:
-            cog.draining = True  # at once: requests already in flight are refused too
+        bot.stop_accepting()  # at once: requests already in flight are refused too
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
+    return stop
+
+
+async def _log_in(bot: StyleBot, token: str, stop: asyncio.Event) -> bool:
+    """Log in, trying again with backoff while Discord cannot be reached; False if a signal
+    came first. A rejected token raises `discord.LoginFailure` at once."""
+    delay = FIRST_RETRY
+    attempt = 0
+    while True:
+        attempt += 1
+        done, problem = await _unless_stopped(_try_log_in(bot, token), stop)
+        if not done:
+            break
+        if problem is None:
+            if attempt > 1:
+                log.info("reached Discord after %d attempts", attempt)
+            return True
+        log.warning(
+            "cannot reach Discord at %s (attempt %d: %s); trying again in %g s",
+            discord.http.Route.BASE,
+            attempt,
+            problem,
+            delay,
+        )
+        done, _ = await _unless_stopped(asyncio.sleep(delay), stop)
+        if not done:
+            break
+        delay = min(delay * 2, LAST_RETRY)
+    log.info("stopped before Discord could be reached")
+    return False
+
+
+async def _try_log_in(bot: StyleBot, token: str) -> str | None:
+    """One attempt; None once logged in, else why Discord could not be reached."""
+    try:
+        # Probe with a session of our own first: a failed login leaves discord.py's session
+        # unclosed, and a later attempt would make another.
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as session,
+            session.get(f"{discord.http.Route.BASE}/gateway") as response,
+        ):
+            if response.status >= 500:
+                return f"it answered {response.status} {response.reason}"
+        await bot.login(token)
+    except discord.DiscordServerError as err:
+        return f"it answered {err.status}"
+    except TimeoutError:
+        return f"no answer within {PROBE_TIMEOUT:g} s"
+    except (aiohttp.ClientError, OSError) as err:
+        return " ".join(str(err).split()) or type(err).__name__
+    return None
+
+
+async def _unless_stopped(work: Awaitable[_T], stop: asyncio.Event) -> tuple[bool, _T | None]:
+    """(True, its result) once ``work`` is done, or (False, None) if ``stop`` is set first (the
+    work is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False, None
+    return True, task.result()
+
+
+async def _serve_until_stopped(bot: StyleBot, grace: float, stop: asyncio.Event) -> None:
+    """Run the gateway until SIGTERM/SIGINT, then let running jobs finish and close cleanly."""
     connection = asyncio.create_task(bot.connect(), name="gateway")
     stopping = asyncio.create_task(stop.wait(), name="signals")
     await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():
         log.info("stopping: no new jobs; running ones get %g s to finish", grace)
-        if cog is not None:
-            await cog.drain(grace)
+        await bot.drain(grace)
         await bot.close()
     stopping.cancel()
     await connection
@@ -72,24 +152,29 @@ def main() -> int:
     setup_logging()
     try:
         settings = Settings.from_env()
-    except SettingsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        store = JobStore(settings.nst_data_dir)
+        # Before logging in and loading the model: a data folder that can't be used stops here.
+        store.open()
+    except (SettingsError, JournalError) as err:
+        return _error(str(err))
     try:
-        asyncio.run(run(settings))
+        asyncio.run(run(settings, store))
     except discord.LoginFailure:
-        print(
-            "error: Discord rejected DISCORD_TOKEN; copy the bot token again from the "
-            "developer portal",
-            file=sys.stderr,
+        return _error(
+            "Discord rejected DISCORD_TOKEN; copy the bot token again from the developer portal"
         )
-        return 2
-    except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (WeightsError, HealthServerError, JournalError) as err:
+        return _error(str(err))
     except KeyboardInterrupt:
         pass
+    finally:
+        store.close()
     return 0
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

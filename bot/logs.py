@@ -26,7 +26,18 @@ def setup_logging(level: int = logging.INFO) -> None:
     set_library_levels(level)
 
 
+class _NoVoiceWarnings(logging.Filter):
+    """discord.py warns at every start that voice needs PyNaCl and davey; this bot has no voice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
+
+
+_NO_VOICE_WARNINGS = _NoVoiceWarnings()
+
+
 def set_library_levels(level: int) -> None:
     """discord.py's gateway chatter (whole payloads, attachment URLs) only when debugging it."""
     logging.getLogger("discord").setLevel(max(level, logging.INFO))
     logging.getLogger("discord.gateway").setLevel(max(level, logging.WARNING))
+    logging.getLogger("discord.client").addFilter(_NO_VOICE_WARNINGS)  # a set: added once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,10 @@ if TYPE_CHECKING:
     from bot.client import StyleBot
 
 log = logging.getLogger(__name__)
+
+
+class HealthServerError(Exception):
+    """The server cannot listen on NST_HTTP_PORT; the message is one line for the operator."""
 
 
 class HealthServer:
@@ -32,7 +37,20 @@ class HealthServer:
         app.router.add_get("/metrics", self.metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError as err:
+            await self._runner.cleanup()
+            self._runner = None
+            reason = (
+                "it is already in use (another nst-bot?)"
+                if err.errno == errno.EADDRINUSE
+                else (err.strerror or str(err))
+            )
+            raise HealthServerError(
+                f"NST_HTTP_PORT={self.port} cannot be used: {reason}; choose another port, "
+                "or 0 to turn the health and metrics server off"
+            ) from None
         log.info("health and metrics on port %d", self.port)
         return self
 
