@@ -86,3 +86,22 @@ def test_discords_cdn_is_allowed_on_https_and_the_api_base_origin_with_its_port(
     }
     assert ("http", "10.0.0.5", 8080) in allowed_hosts("http://10.0.0.5:8080/api/v10")
     assert ("https", "proxy.example", 443) in allowed_hosts("https://Proxy.Example/api/v10")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_stylize_with_an_attachment_on_another_port_is_refused_in_one_line(world):
+    emu = world.emu
+    async with _file_server() as (other, served):
+        photo = world.photo()
+        base, path = emu.base_url, photo["url"][len(emu.base_url) :]
+        for url in (
+            f"http://127.0.0.1:{other}{path}",  # the emulator's host, another port
+            base.replace("http://", "http://cdn.discordapp.com@") + path,  # the real file
+        ):
+            forged = dict(photo, url=url, proxy_url=url)
+            inter = await emu.invoke_slash(
+                "stylize", {"content": forged, "style": world.painting()}
+            )
+            await inter.wait_for(lambda rec: any(REFUSED in m.content for m in rec.messages))
+            assert next(m for m in inter.messages if REFUSED in m.content).ephemeral
+    assert served == []
