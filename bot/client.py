@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import gc
 import logging
-import uuid
+from typing import Protocol, runtime_checkable
 
 import aiohttp
 import discord
-from discord import app_commands
 from discord.ext import commands
 
 from bot.api_base import use_gateway_of
-from bot.cogs.stylize import StylizeCog
-from bot.cogs.stylize.errors import UserFacingError
-from bot.cogs.stylize.views import JobButton
 from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.store import JobStore
-from nst_engine.errors import NSTError
+from bot.tree import StyleTree
 from nst_engine.pool import EnginePool
 
 log = logging.getLogger(__name__)
+
+# Features, loaded by name; each one's setup() adds its cog and registers its persistent views.
+EXTENSIONS = ("bot.cogs.stylize",)
+
+
+@runtime_checkable
+class Drains(Protocol):
+    """A cog with work in flight that a shutdown should let finish."""
+
+    def stop_accepting(self) -> None: ...
+
+    async def drain(self, grace: float) -> None: ...
 
 
 class StyleBot(commands.Bot):
@@ -30,7 +38,9 @@ class StyleBot(commands.Bot):
     ) -> None:
         # Slash commands need no privileged intents; guilds gives us channels for fallbacks.
         super().__init__(
-            command_prefix=commands.when_mentioned, intents=discord.Intents(guilds=True)
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents(guilds=True),
+            tree_cls=StyleTree,
         )
         self.settings = settings
         self.pool = pool
@@ -38,15 +48,14 @@ class StyleBot(commands.Bot):
         self.metrics = metrics
         self.http_session: aiohttp.ClientSession | None = None
         self._heap_frozen = False
-        self.tree.on_error = self.on_app_command_error
 
     async def setup_hook(self) -> None:
         if self.settings.discord_api_base:
             await use_gateway_of(self)
         self.http_session = aiohttp.ClientSession()
         self.metrics.loop_lag.start()
-        self.add_dynamic_items(JobButton)
-        await self.add_cog(StylizeCog(self))
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
         if self.settings.nst_dev_guild:
             guild = discord.Object(self.settings.nst_dev_guild)
             self.tree.copy_global_to(guild=guild)
@@ -55,6 +64,20 @@ class StyleBot(commands.Bot):
         else:
             await self.tree.sync()
             log.info("commands synced globally (may take up to an hour to appear)")
+
+    def stop_accepting(self) -> None:
+        """Refuse new work from now on (the first thing a SIGTERM does)."""
+        for cog in self._draining_cogs():
+            cog.stop_accepting()
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking work and give what is running up to ``grace`` seconds to finish; the
+        rest stays journaled for the next start."""
+        for cog in self._draining_cogs():
+            await cog.drain(grace)
+
+    def _draining_cogs(self) -> list[Drains]:
+        return [cog for cog in self.cogs.values() if isinstance(cog, Drains)]
 
     async def close(self) -> None:
         await self.metrics.loop_lag.stop()
@@ -75,24 +98,3 @@ class StyleBot(commands.Bot):
             self._heap_frozen = True
             gc.collect()
             gc.freeze()
-
-    async def on_app_command_error(
-        self, interaction: discord.Interaction, error: app_commands.AppCommandError
-    ) -> None:
-        """Known errors become one line for the member; anything else is logged with an id."""
-        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-        if isinstance(cause, (UserFacingError, NSTError)):
-            message = str(cause)
-        elif isinstance(cause, app_commands.CheckFailure):
-            message = "You can't use this command here."
-        else:
-            error_id = uuid.uuid4().hex[:8]
-            log.error("command failed (error id %s)", error_id, exc_info=cause)
-            message = f"Something went wrong on our side (error id `{error_id}`); please try again."
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(message, ephemeral=True)
-            else:
-                await interaction.response.send_message(message, ephemeral=True)
-        except discord.HTTPException:
-            log.warning("could not tell the member about an error: %s", message)

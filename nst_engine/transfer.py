@@ -14,7 +14,7 @@ import numpy as np
 
 from nst_engine.errors import OutOfMemory
 from nst_engine.images import output_size, resize
-from nst_engine.model import VGG19Features
+from nst_engine.model import VGG19Features, resolve_precision
 from nst_engine.options import Losses, Progress, StyleOptions, StyleResult
 from nst_engine.weights import default_weights
 
@@ -101,13 +101,14 @@ def stylize(
     result_losses = history[-1] if history else Losses(0.0, 0.0, 0.0)
     seconds = time.perf_counter() - started
     log.info(
-        "stylized %dx%d in %d steps, %.1fs (loss %.4g, weights %s)",
+        "stylized %dx%d in %d steps, %.1fs (loss %.4g, weights %s, %s)",
         out_w,
         out_h,
         len(history),
         seconds,
         result_losses.total,
         model.label,
+        resolve_precision(options.precision),
     )
     return StyleResult(
         image=_to_uint8(image),
@@ -188,7 +189,7 @@ class _Run:
             def record(losses: Losses, image=level.image, window=window) -> None:
                 history.append(losses)
                 window.append(losses.total)
-                self._report(len(history), losses, image)
+                self._report(len(history), losses, image, max(target_px.shape[:2]))
 
             solver.solve(level, proceed, record)
             image_px = level.image.numpy()[0]
@@ -249,13 +250,15 @@ class _Run:
             blended = grams if blended is None else [a + b for a, b in zip(blended, grams)]
         return blended
 
-    def _report(self, done: int, losses: Losses, image) -> None:
+    def _report(self, done: int, losses: Losses, image, full_side: int) -> None:
         if self.on_progress is None:
             return
         opts = self.options
+        # A preview is never larger than the picture will be (a coarse level is scaled up to it).
+        side = min(opts.preview_size, full_side)
 
         def snapshot() -> np.ndarray:
-            return _to_uint8(_resize_long_side_unit(image.numpy()[0], opts.preview_size))
+            return _to_uint8(_resize_long_side_unit(image.numpy()[0], side))
 
         preview = None
         if opts.preview_every and (done % opts.preview_every == 0 or done == opts.steps):

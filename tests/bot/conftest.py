@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 
 from tests.bot.harness import World, running_bot
@@ -19,3 +20,11 @@ async def world(tmp_path_factory) -> AsyncIterator[World]:
         nst_member_rate=0,
     ) as world:
         yield world
+
+
+@pytest.fixture(autouse=True)
+def _faults_cleared(request):
+    """Faults a test injects into the shared emulator end with the test, pass or fail."""
+    yield
+    if "world" in request.fixturenames:
+        request.getfixturevalue("world").emu.clear_faults()

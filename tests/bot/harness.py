@@ -42,6 +42,27 @@ def png_bytes(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
+def result_png(message) -> Image.Image:
+    """The picture a result message carries."""
+    sent = message.file("stylized.png")
+    image = Image.open(io.BytesIO(sent.data))
+    image.load()
+    return image
+
+
+async def finished(inter, timeout: float = 60):
+    """The follow-up that carries the picture."""
+    await inter.wait_for(
+        lambda rec: any(m.files for m in rec.followups if m is not rec.original), timeout=timeout
+    )
+    return next(m for m in inter.followups if m.files and m is not inter.original)
+
+
+def button(message, label: str) -> dict:
+    """The button labelled ``label`` on a message."""
+    return next(b for b in message.buttons() if b["label"] == label)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -92,8 +113,11 @@ def add_painting(emu: DiscordEmulator, name: str = "painting.png") -> dict:
 
 
 @asynccontextmanager
-async def running_bot(data_dir: Path, **settings: object) -> AsyncIterator[World]:
-    """Emulator, engine pool (seeded random weights), health server and bot, all on loopback."""
+async def running_bot(
+    data_dir: Path, *, pool_options: dict | None = None, **settings: object
+) -> AsyncIterator[World]:
+    """Emulator, engine pool (seeded random weights), health server and bot, all on loopback;
+    ``pool_options`` go to the EnginePool (e.g. its preview interval)."""
     saved = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
     async with DiscordEmulator(token=TOKEN) as emu:
         config = Settings(
@@ -116,6 +140,7 @@ async def running_bot(data_dir: Path, **settings: object) -> AsyncIterator[World
             config.nst_weights,
             workers=config.nst_workers,
             memory_limit_mb=config.nst_worker_memory_mb or None,
+            **(pool_options or {}),
         )
         bot = StyleBot(config, pool, JobStore(data_dir), Metrics())
         logs = LogCapture()

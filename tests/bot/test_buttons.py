@@ -5,14 +5,9 @@ from __future__ import annotations
 import discord
 import pytest
 
-from tests.bot.harness import World
-from tests.bot.test_stylize import finished, result_png
+from tests.bot.harness import World, button, finished, result_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-def button(message, label: str) -> dict:
-    return next(b for b in message.buttons() if b["label"] == label)
 
 
 async def test_a_private_result_is_ephemeral_and_share_posts_it_publicly(world: World) -> None:

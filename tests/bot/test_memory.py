@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bot.harness import png_bytes, running_bot
-from tests.bot.test_stylize import finished
+from tests.bot.harness import finished, png_bytes, running_bot
 from tests.support import gradient_image, stripes_image
 
 pytestmark = pytest.mark.asyncio

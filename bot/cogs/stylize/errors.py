@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from bot.errors import BadOption, UserFacingError
 
-class UserFacingError(Exception):
-    """Shown to the member as it is (ephemerally); never logged with a traceback."""
+__all__ = ["BadOption", "UserFacingError"]
 
 
 class BadAttachment(UserFacingError):
@@ -48,4 +48,24 @@ class TooFast(UserFacingError):
         super().__init__(
             f"Slow down: {who} may start {limit} pictures per {per}; "
             f"try again in {max(1, round(wait))} s."
+        )
+
+
+class TooLate(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__("Too late to cancel: the picture is finished and on its way.")
+
+
+class GalleryGone(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "This server's gallery channel is gone or closed to the bot; "
+            "an admin can choose another with /gallery set."
+        )
+
+
+class NoGallery(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "This server has no gallery channel; an admin can set one with /gallery set."
         )

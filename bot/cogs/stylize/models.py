@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
 
 import discord
 import numpy as np
 
+from bot.cogs.stylize.errors import BadOption
+from bot.cogs.stylize.lifecycle import JobState
 from bot.store import JobRecord
-from nst_engine.pool import JobHandle
 
 Quality = Literal["fast", "balanced", "best"]
-State = Literal["queued", "running", "done", "failed", "cancelled"]
+QUALITIES: tuple[Quality, ...] = ("fast", "balanced", "best")
+# The Stronger / Weaker buttons move the strength by this much.
+STRENGTH_STEP = 2.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,26 @@ class Params:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    def checked(self, *, max_size: int) -> Params:
+        """These choices, with the size capped at ``max_size``; raises BadOption (one line)
+        for a value Discord's own checks should have refused (a forged interaction)."""
+        _require(
+            isinstance(self.strength, (int, float)) and 0 <= self.strength <= 10,
+            "strength",
+            self.strength,
+            "a number from 0 to 10",
+        )
+        _require(self.quality in QUALITIES, "quality", self.quality, "fast, balanced or best")
+        _require(
+            _whole(self.size) and 64 <= self.size <= 2048, "size", self.size, "64 to 2048 pixels"
+        )
+        _require(_whole(self.seed) and 0 <= self.seed < 2**31, "seed", self.seed, "0 to 2147483647")
+        return replace(self, strength=float(self.strength), size=min(self.size, max_size))
+
+    def nudged(self, delta: float) -> Params:
+        """The same choices with the strength moved by ``delta`` (kept within 0–10)."""
+        return replace(self, strength=min(10.0, max(0.0, self.strength + delta)))
 
 
 @dataclass(eq=False)
@@ -53,12 +76,19 @@ class Request:
     # When the interaction was created (epoch seconds).
     created: float
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    state: State = "queued"
-    handle: JobHandle | None = None
+    # The one state field: only `Lifecycle.move` changes it.
+    state: JobState = JobState.QUEUED
+    # The engine's handle while it paints (see nst_engine.backend).
+    handle: Any = None
     queued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     # Set by the Cancel button; the dispatcher and the runner both honour it.
     cancel_requested: bool = False
+    # The status message ("queued…", "painting…"), once Discord has told us its id, so that it
+    # can still be tidied through the channel after the interaction token has expired.
+    status_message_id: int | None = None
+    # Set when Discord refused the interaction token (401): answer in the channel from now on.
+    token_refused: bool = False
     # Percent done while running, for /queue.
     percent: int = 0
     # The queue position the member was last shown (edits only when it changes).
@@ -103,6 +133,8 @@ class Request:
             token=record.interaction_token,
             created=record.interaction_created,
             id=record.id,
+            # A job that was running when the process stopped waits for a worker again.
+            state=JobState.DONE if record.state == JobState.DONE else JobState.QUEUED,
         )
 
     def to_record(self) -> JobRecord:
@@ -124,3 +156,12 @@ class Request:
     @property
     def mention(self) -> str:
         return f"<@{self.user_id}>"
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require(ok: bool, name: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise BadOption(name, value, allowed)

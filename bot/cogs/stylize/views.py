@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Literal
+import types
+from collections.abc import Awaitable, Callable
+from typing import ClassVar, Literal
 
 import discord
-
-if TYPE_CHECKING:
-    from bot.cogs.stylize.cog import StylizeCog
 
 log = logging.getLogger(__name__)
 
 Action = Literal["cancel", "stronger", "weaker", "delete", "share", "gallery"]
+Press = Callable[[discord.Interaction, Action, str], Awaitable[None]]
+
+TEMPLATE = r"nst:(?P<action>cancel|stronger|weaker|delete|share|gallery):(?P<job>[0-9a-f]{8,32})"
 
 _LOOKS: dict[str, tuple[str, discord.ButtonStyle, str | None]] = {
     "cancel": ("Cancel", discord.ButtonStyle.danger, "✖️"),
@@ -26,11 +28,10 @@ _LOOKS: dict[str, tuple[str, discord.ButtonStyle, str | None]] = {
 }
 
 
-class JobButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=r"nst:(?P<action>cancel|stronger|weaker|delete|share|gallery):(?P<job>[0-9a-f]{8,32})",
-):
-    """One of the job's buttons; pressing it hands the action to the cog."""
+class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE):
+    """One of a job's buttons. A press goes to the handler the extension bound with `bound_to`."""
+
+    press: ClassVar[Press | None] = None
 
     def __init__(self, action: Action, job_id: str) -> None:
         label, style, emoji = _LOOKS[action]
@@ -43,24 +44,40 @@ class JobButton(
         self.job_id = job_id
 
     @classmethod
+    def bound_to(cls, press: Press) -> type[JobButton]:
+        """A JobButton class whose presses go to ``press`` (one per loaded extension)."""
+        return types.new_class(
+            "BoundJobButton",
+            (cls,),
+            {"template": TEMPLATE},
+            lambda ns: ns.update(press=staticmethod(press)),
+        )
+
+    @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
     ) -> JobButton:
         return cls(match["action"], match["job"])  # type: ignore[arg-type]
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        cog: StylizeCog | None = interaction.client.get_cog("Stylize")  # type: ignore[union-attr]
-        if cog is None:
+        if self.press is None:
             await interaction.response.send_message(
                 "The bot is restarting; try again soon.", ephemeral=True
             )
             return
-        await cog.on_button(interaction, self.action, self.job_id)
+        await self.press(interaction, self.action, self.job_id)
 
 
-def job_view(job_id: str, *actions: Action) -> discord.ui.View:
-    """A view with the given buttons for a job (timeout None: it outlives this process)."""
-    view = discord.ui.View(timeout=None)
-    for action in actions:
-        view.add_item(JobButton(action, job_id))
-    return view
+class JobViews:
+    """Makes the views of jobs, whose buttons hand their presses to ``press``."""
+
+    def __init__(self, press: Press) -> None:
+        # Registered by the extension's setup() so presses after a restart find it too.
+        self.button_type = JobButton.bound_to(press)
+
+    def __call__(self, job_id: str, *actions: Action) -> discord.ui.View:
+        """A view with the given buttons for a job (timeout None: it outlives this process)."""
+        view = discord.ui.View(timeout=None)
+        for action in actions:
+            view.add_item(self.button_type(action, job_id))
+        return view

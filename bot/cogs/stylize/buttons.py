@@ -1,0 +1,194 @@
+"""What the buttons on status and result messages do, with one check of who may press them."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.cogs.stylize import attachments
+from bot.cogs.stylize.errors import (
+    GalleryGone,
+    Gone,
+    NoGallery,
+    NotYours,
+    TooLate,
+    UserFacingError,
+)
+from bot.cogs.stylize.models import STRENGTH_STEP, Params
+from bot.cogs.stylize.views import Action, JobViews
+from bot.logs import job_id_var
+
+if TYPE_CHECKING:
+    from bot.client import StyleBot
+    from bot.cogs.stylize.delivery import Delivery
+    from bot.cogs.stylize.intake import Intake
+    from bot.cogs.stylize.scheduler import Scheduler
+    from bot.store import StoredJob
+
+log = logging.getLogger(__name__)
+
+# What the member is told they may not do to someone else's picture.
+_VERBS: dict[Action, str] = {
+    "cancel": "cancel",
+    "stronger": "re-run",
+    "weaker": "re-run",
+    "delete": "delete",
+    "share": "share",
+    "gallery": "post",
+}
+
+
+class Buttons:
+    """The handler of every job button; `press` is what `JobButton` calls."""
+
+    def __init__(
+        self,
+        bot: StyleBot,
+        scheduler: Scheduler,
+        intake: Intake,
+        delivery: Delivery,
+        views: JobViews,
+    ) -> None:
+        self.bot = bot
+        self.views = views
+        self.scheduler = scheduler
+        self.intake = intake
+        self.delivery = delivery
+        # Public posts made by Share, by job: a second press links to the first.
+        self._shared: dict[str, str] = {}
+        self._handlers = {
+            "cancel": self._cancel,
+            "stronger": self._stronger,
+            "weaker": self._weaker,
+            "delete": self._delete,
+            "share": self._share,
+            "gallery": self._gallery,
+        }
+
+    async def press(self, interaction: discord.Interaction, action: Action, job_id: str) -> None:
+        job_id_var.set(job_id)
+        try:
+            await self._handlers[action](interaction, job_id)
+        except UserFacingError as err:
+            await reply(interaction, str(err))
+
+    @staticmethod
+    def _check_owner(
+        interaction: discord.Interaction, action: Action, owner: int | None, *, moderators=False
+    ) -> None:
+        """The one rule: only the requester (and, for Delete, moderators) may press."""
+        if interaction.user.id == owner:
+            return
+        if moderators and interaction.permissions.manage_messages:
+            return
+        raise NotYours(_VERBS[action])
+
+    async def _stored(self, job_id: str, *, result: bool = False) -> StoredJob:
+        stored = await self.bot.store.load(job_id)
+        if stored is None or (result and stored.result is None):
+            raise Gone()
+        return stored
+
+    async def _cancel(self, interaction: discord.Interaction, job_id: str) -> None:
+        request = self.scheduler.jobs.get(job_id)
+        if request is None:
+            await reply(interaction, "That picture is no longer queued or painting.")
+            return
+        self._check_owner(interaction, "cancel", request.user_id)
+        try:
+            ended = await self.scheduler.cancel(request)
+        except TooLate:
+            await reply(interaction, str(TooLate()))
+            return
+        if ended:
+            async with request.edit_lock:  # after any position edit already on its way
+                await interaction.response.edit_message(
+                    content="✖️ Cancelled before it started.", view=None
+                )
+            return
+        await interaction.response.edit_message(content="✖️ Cancelling…", view=None)
+
+    async def _stronger(self, interaction: discord.Interaction, job_id: str) -> None:
+        await self._rerun(interaction, job_id, "stronger", +STRENGTH_STEP)
+
+    async def _weaker(self, interaction: discord.Interaction, job_id: str) -> None:
+        await self._rerun(interaction, job_id, "weaker", -STRENGTH_STEP)
+
+    async def _rerun(
+        self, interaction: discord.Interaction, job_id: str, action: Action, delta: float
+    ) -> None:
+        stored = await self._stored(job_id)
+        self._check_owner(interaction, action, stored.record.user_id)
+        self.intake.admit(interaction)
+        params = Params(**stored.record.params).nudged(delta)
+        max_bytes = self.bot.settings.nst_max_attachment_bytes
+
+        async def load():
+            content = await attachments.decode("content", stored.content, max_bytes=max_bytes)
+            style = await attachments.decode("style", stored.style, max_bytes=max_bytes)
+            return content, style, stored.content, stored.style
+
+        await self.intake.take(interaction, params, load)
+
+    async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:
+        stored = await self.bot.store.load(job_id)
+        owner = stored.record.user_id if stored else None
+        self._check_owner(interaction, "delete", owner, moderators=True)
+        await interaction.response.defer()
+        await interaction.delete_original_response()
+
+    async def _share(self, interaction: discord.Interaction, job_id: str) -> None:
+        stored = await self._stored(job_id, result=True)
+        self._check_owner(interaction, "share", stored.record.user_id)
+        if job_id in self._shared:  # once is enough; a later press points at that post
+            link = self._shared[job_id]
+            await reply(
+                interaction,
+                f"You shared this picture already: {link}" if link else "It is being shared now.",
+            )
+            return
+        self._shared[job_id] = None  # claimed before the first await: presses race
+        try:
+            await interaction.response.defer()
+            message = await interaction.followup.send(
+                f"🖼️ Shared by {interaction.user.mention}",
+                file=discord.File(io.BytesIO(stored.result), "stylized.png"),
+                view=self.views(job_id, "stronger", "weaker", "delete"),
+                allowed_mentions=discord.AllowedMentions.none(),
+                wait=True,
+            )
+        except BaseException:
+            del self._shared[job_id]
+            raise
+        self._shared[job_id] = message.jump_url
+
+    async def _gallery(self, interaction: discord.Interaction, job_id: str) -> None:
+        stored = await self._stored(job_id, result=True)
+        self._check_owner(interaction, "gallery", stored.record.user_id)
+        channel_id = await self.delivery.gallery_for(interaction.guild_id)
+        if not channel_id:
+            raise NoGallery()
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        link = interaction.message.jump_url if interaction.message else ""
+        channel = self.bot.get_partial_messageable(channel_id)
+        try:
+            await channel.send(
+                f"🖼️ By {interaction.user.mention} — {link}",
+                file=discord.File(io.BytesIO(stored.result), "stylized.png"),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except (discord.NotFound, discord.Forbidden) as err:
+            log.warning("the gallery channel %s refused the post: %s", channel_id, err.text)
+            raise GalleryGone() from None
+        await interaction.followup.send(f"Posted to <#{channel_id}>.", ephemeral=True)
+
+
+async def reply(interaction: discord.Interaction, message: str) -> None:
+    """An ephemeral answer, whether or not the interaction was answered already."""
+    if interaction.response.is_done():
+        await interaction.followup.send(message, ephemeral=True)
+    else:
+        await interaction.response.send_message(message, ephemeral=True)

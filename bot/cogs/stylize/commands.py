@@ -1,0 +1,223 @@
+"""/stylize, /queue and /gallery: the commands members use. Thin: they parse and check the
+options, then hand over to the intake; the scheduler, delivery and buttons do the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands, tasks
+
+from bot.cogs.stylize import attachments
+from bot.cogs.stylize.buttons import Buttons
+from bot.cogs.stylize.delivery import PROGRESS_EDIT_SECONDS, Delivery
+from bot.cogs.stylize.intake import Intake
+from bot.cogs.stylize.lifecycle import JobState
+from bot.cogs.stylize.models import Params, Quality
+from bot.cogs.stylize.scheduler import Limits, Scheduler
+from bot.cogs.stylize.views import Action, JobViews
+from nst_engine.images import decode_image
+
+if TYPE_CHECKING:
+    from bot.client import StyleBot
+
+log = logging.getLogger(__name__)
+
+
+class StylizeCog(commands.Cog, name="Stylize"):
+    """Repaint a photo in the style of an artwork."""
+
+    def __init__(self, bot: StyleBot) -> None:
+        self.bot = bot
+        settings = bot.settings
+        # This extension's persistent buttons; `setup` registers their type.
+        self.views = JobViews(self._press)
+        self.delivery = Delivery(bot, self.views)
+        max_bytes = settings.nst_max_attachment_bytes
+
+        async def decode(data: bytes):
+            return await asyncio.to_thread(decode_image, data, max_bytes=max_bytes)
+
+        self.scheduler = Scheduler(
+            bot.pool,
+            bot.store,
+            bot.metrics,
+            self.delivery,
+            Limits(settings.nst_max_steps, settings.nst_job_timeout, settings.nst_precision),
+            queue_limit=settings.nst_queue_limit,
+            member_limit=settings.nst_user_limit,
+            decode=decode,
+        )
+        self.intake = Intake(bot, self.scheduler, self.delivery)
+        self.buttons = Buttons(bot, self.scheduler, self.intake, self.delivery, self.views)
+        self._hosts = attachments.allowed_hosts(settings.discord_api_base)
+        bot.metrics.track(
+            queued=lambda: len(self.scheduler.queue), running=lambda: len(self.scheduler.running)
+        )
+
+    async def cog_load(self) -> None:
+        self.scheduler.start()
+        self.show_positions.start()
+        self.prune.change_interval(seconds=min(3600.0, max(self._keep_seconds / 4, 1.0)))
+        self.prune.start()
+        await self.scheduler.recover()
+
+    async def cog_unload(self) -> None:
+        self.show_positions.cancel()
+        self.prune.cancel()
+        await self.scheduler.close()
+
+    async def _press(self, interaction: discord.Interaction, action: Action, job_id: str) -> None:
+        await self.buttons.press(interaction, action, job_id)
+
+    # The bot's shutdown (see bot.client.StyleBot.drain).
+    def stop_accepting(self) -> None:
+        self.scheduler.stop_accepting()
+
+    async def drain(self, grace: float) -> None:
+        await self.scheduler.drain(grace)
+
+    # ---- commands -------------------------------------------------------------------------
+
+    @app_commands.command(name="stylize")
+    @app_commands.describe(
+        content="The photo to repaint",
+        style="The artwork whose style to use",
+        strength="0 = barely styled … 10 = style dominates (default 5)",
+        quality="fast, balanced (default) or best: more steps take longer",
+        size="Longest side of the result in pixels (default 512)",
+        preserve_colors="Keep the photo's colours and transfer only the texture (default off)",
+        seed="Any number; the same inputs and seed give the same picture (default 0)",
+        private="Only you see the result (default off)",
+    )
+    async def stylize(
+        self,
+        interaction: discord.Interaction,
+        content: discord.Attachment,
+        style: discord.Attachment,
+        strength: app_commands.Range[float, 0.0, 10.0] = 5.0,
+        quality: Quality = "balanced",
+        size: app_commands.Range[int, 64, 2048] = 512,
+        preserve_colors: bool = False,
+        seed: app_commands.Range[int, 0, 2**31 - 1] = 0,
+        private: bool = False,
+    ) -> None:
+        """Repaint a photo in the style of an artwork."""
+        self.intake.admit(interaction)
+        settings = self.bot.settings
+        params = Params(strength, quality, size, preserve_colors, seed, private).checked(
+            max_size=settings.nst_max_size
+        )
+        max_bytes = settings.nst_max_attachment_bytes
+        # What Discord tells us is checked at once, so the member hears about it within seconds.
+        attachments.check_metadata("content", content, max_bytes=max_bytes)
+        attachments.check_metadata("style", style, max_bytes=max_bytes)
+
+        async def load():
+            raw = []
+            for which, attachment in (("content", content), ("style", style)):
+                data = await attachments.fetch(
+                    self.bot.http_session,
+                    which,
+                    attachment,
+                    max_bytes=max_bytes,
+                    hosts=self._hosts,
+                    timeout=settings.nst_download_timeout,
+                )
+                attachments.check_bytes(which, attachment, data)
+                raw.append(data)
+            images = [
+                await attachments.decode(which, data, max_bytes=max_bytes)
+                for which, data in zip(("content", "style"), raw)
+            ]
+            return images[0], images[1], raw[0], raw[1]
+
+        await self.intake.take(interaction, params, load)
+
+    @app_commands.command(name="queue")
+    async def queue_command(self, interaction: discord.Interaction) -> None:
+        """Show where your pictures stand."""
+        scheduler = self.scheduler
+        mine = [r for r in scheduler.jobs.values() if r.user_id == interaction.user.id]
+        if not mine:
+            await interaction.response.send_message(
+                "You have no pictures queued or painting.", ephemeral=True
+            )
+            return
+        lines = []
+        for request in sorted(mine, key=lambda r: r.queued_at):
+            if request.state is JobState.QUEUED:
+                position = scheduler.queue.position(request)
+                lines.append(
+                    f"• `{request.id}` queued, position {position} of {len(scheduler.queue)}"
+                )
+            else:
+                lines.append(f"• `{request.id}` painting, {request.percent}% done")
+        total = f"{len(scheduler.queue)} waiting and {len(scheduler.running)} painting in all."
+        await interaction.response.send_message("\n".join(lines + [total]), ephemeral=True)
+
+    gallery = app_commands.Group(
+        name="gallery",
+        description="Choose where members can cross-post their pictures",
+        default_permissions=discord.Permissions(manage_guild=True),
+        guild_only=True,
+    )
+
+    @gallery.command(name="set")
+    @app_commands.describe(channel="The channel that collects shared pictures")
+    async def gallery_set(
+        self, interaction: discord.Interaction, channel: discord.TextChannel
+    ) -> None:
+        """Make a channel this server's gallery."""
+        await self.bot.store.set_gallery_channel(interaction.guild_id, channel.id)
+        await interaction.response.send_message(
+            f"Pictures can now be posted to {channel.mention}.", ephemeral=True
+        )
+
+    @gallery.command(name="clear")
+    async def gallery_clear(self, interaction: discord.Interaction) -> None:
+        """Stop offering a gallery in this server."""
+        await self.bot.store.set_gallery_channel(interaction.guild_id, None)
+        await interaction.response.send_message(
+            "This server no longer has a gallery.", ephemeral=True
+        )
+
+    # ---- periodic work --------------------------------------------------------------------
+
+    @tasks.loop(seconds=PROGRESS_EDIT_SECONDS)
+    async def show_positions(self) -> None:
+        """Keep each waiting member's position line true without flooding Discord: one pass of
+        edits when the queue has moved, at most one pass every PROGRESS_EDIT_SECONDS."""
+        if not self.scheduler.moved.is_set():  # never wait here: edits stay 3 s apart
+            return
+        self.scheduler.moved.clear()
+        running = len(self.scheduler.running)
+        outcomes = await asyncio.gather(
+            *(
+                self.delivery.queued(request, position, running)
+                for request, position in self.scheduler.waiting()
+            ),
+            return_exceptions=True,
+        )
+        for error in outcomes:
+            if isinstance(error, Exception):  # one failed edit must not end the updates
+                log.error("showing a queue position failed", exc_info=error)
+
+    @property
+    def _keep_seconds(self) -> float:
+        return self.bot.settings.nst_keep_hours * 3600
+
+    @tasks.loop(hours=1)
+    async def prune(self) -> None:
+        """Remove finished jobs' rows and files once they are older than NST_KEEP_HOURS."""
+        try:
+            removed = await self.bot.store.prune(self._keep_seconds)
+        except Exception:  # noqa: BLE001 - pruning again later is fine
+            log.exception("pruning the data directory failed")
+            return
+        if removed:
+            hours = self._keep_seconds / 3600
+            log.info("removed %d finished job(s) older than %g h", removed, hours)

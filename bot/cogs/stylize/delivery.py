@@ -1,0 +1,245 @@
+"""What members see of a job: its status message, its progress, the picture and the fallbacks
+when the interaction can no longer be used. The Discord side of `scheduler.Notifier`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.cogs.stylize.lifecycle import JobState
+from bot.cogs.stylize.models import Request
+from bot.cogs.stylize.scheduler import Undeliverable
+from bot.cogs.stylize.views import Action, JobViews
+from nst_engine.images import encode_image
+from nst_engine.options import Progress, StyleResult
+
+if TYPE_CHECKING:
+    from bot.client import StyleBot
+
+log = logging.getLogger(__name__)
+
+# Discord allows about five edits of a message per few seconds; one every few seconds is polite.
+PROGRESS_EDIT_SECONDS = 3.0
+# An interaction token works for 15 minutes; after that we answer in the channel.
+TOKEN_LIFETIME = 15 * 60 - 30
+# Discord's answer to a webhook call with a stale interaction token.
+_INVALID_TOKEN = 401
+
+
+class Delivery:
+    """Tells members about their jobs through the interaction while its token lives, and through
+    the channel (or a DM, for private pictures) once it has expired."""
+
+    def __init__(self, bot: StyleBot, views: JobViews) -> None:
+        self.bot = bot
+        self.views = views
+        self._last_edit: dict[str, float] = {}
+
+    # ---- scheduler.Notifier ------------------------------------------------------------------
+
+    async def queued(self, request: Request, position: int | None, running: int) -> None:
+        async with request.edit_lock:
+            # Looked up under the lock: a job that started meanwhile keeps its "painting…".
+            if request.state is not JobState.QUEUED or position == request.shown_position:
+                return
+            request.shown_position = position
+            await self.edit_status(request, queued_text(request, position, running), cancel=True)
+
+    async def started(self, request: Request) -> None:
+        self._last_edit[request.id] = 0.0
+        async with request.edit_lock:
+            await self.edit_status(request, f"🎨 {request.mention}, painting… 0%", cancel=True)
+
+    async def progress(self, request: Request, progress: Progress) -> None:
+        now = time.monotonic()
+        last = self._last_edit.get(request.id, 0.0)
+        if now - last < PROGRESS_EDIT_SECONDS or progress.step >= progress.total:
+            return
+        self._last_edit[request.id] = now
+        eta = progress.eta
+        eta_text = f", about {clock(eta)} left" if eta is not None else ""
+        text = (
+            f"🎨 {request.mention}, painting… {request.percent}% "
+            f"(step {progress.step}/{progress.total}{eta_text})"
+        )
+        preview = None
+        if progress.preview is not None:
+            preview = await asyncio.to_thread(encode_image, progress.preview, "png")
+        async with request.edit_lock:
+            await self.edit_status(request, text, cancel=True, preview=preview)
+
+    async def deliver(self, request: Request, png: bytes, result: StyleResult | None) -> None:
+        self._last_edit.pop(request.id, None)
+        actions: list[Action] = ["stronger", "weaker"]
+        if request.params.private:
+            actions.append("share")
+        elif await self.gallery_for(request.guild_id):
+            actions.append("gallery")
+        actions.append("delete")
+        embed = params_embed(self.bot, request)
+        if result is not None:
+            h, w = result.image.shape[:2]
+            embed = params_embed(self.bot, request, size=f"{w}×{h}")
+            embed.add_field(name="Time", value=f"{result.seconds:.1f} s, {result.steps} steps")
+        text = f"{request.mention}, here is your picture."
+        try:
+            await self._send(request, text, png, embed, self.views(request.id, *actions))
+        except (discord.Forbidden, discord.NotFound) as err:
+            # The channel is gone, the bot may not post there, or the member's DMs are closed:
+            # no retry will reach them, so the job ends here instead of at every restart.
+            raise Undeliverable(f"{err.status} {err.text}") from None
+        async with request.edit_lock:
+            if self._token_alive(request) and request.interaction is not None:
+                with contextlib.suppress(discord.HTTPException):
+                    await request.interaction.delete_original_response()
+            else:
+                await self._settle_status(request, "✅ Finished: the picture is below.")
+
+    async def ended(self, request: Request, text: str) -> None:
+        self._last_edit.pop(request.id, None)
+        async with request.edit_lock:
+            if await self.edit_status(request, text, cancel=False):
+                return
+            if await self._settle_status(request, text):
+                return
+        await self._send(request, text, None, None, None)
+
+    # ---- helpers the commands and buttons share ---------------------------------------------
+
+    async def gallery_for(self, guild_id: int | None) -> int | None:
+        if guild_id is None:
+            return None
+        stored = await self.bot.store.gallery_channel(guild_id)
+        return stored or self.bot.settings.nst_gallery_channel
+
+    def _token_alive(self, request: Request) -> bool:
+        return (
+            request.token is not None
+            and not request.token_refused
+            and time.time() - request.created < TOKEN_LIFETIME
+        )
+
+    async def edit_status(
+        self, request: Request, text: str, *, cancel: bool, preview: bytes | None = None
+    ) -> bool:
+        """Edit the status message through the interaction (the caller holds its edit lock).
+        True if it was edited; a lost edit (expired token, deleted message) is not fatal."""
+        if request.interaction is None or not self._token_alive(request):
+            return False
+        extra = {}
+        if preview is not None:  # no new preview: keep the one the member is looking at
+            extra["attachments"] = [discord.File(io.BytesIO(preview), "preview.png")]
+        try:
+            message = await request.interaction.edit_original_response(
+                content=text,
+                view=self.views(request.id, "cancel") if cancel else None,
+                allowed_mentions=discord.AllowedMentions.none(),
+                **extra,
+            )
+        except discord.HTTPException as err:
+            if err.status == _INVALID_TOKEN:
+                request.token_refused = True
+            log.debug("status edit failed: %s", err)
+            return False
+        if not request.params.private:
+            request.status_message_id = message.id
+        return True
+
+    async def _settle_status(self, request: Request, text: str) -> bool:
+        """Once the token is gone, edit the status message through the channel, so it no longer
+        says "painting…" with a live Cancel button. True if it was edited."""
+        if request.status_message_id is None or request.channel_id is None:
+            return False
+        channel = self.bot.get_partial_messageable(request.channel_id)
+        try:
+            await channel.get_partial_message(request.status_message_id).edit(
+                content=text, view=None, attachments=[]
+            )
+        except discord.HTTPException as err:
+            log.debug("could not tidy the status message: %s", err)
+            return False
+        return True
+
+    async def _send(self, request: Request, text, png, embed, view) -> None:
+        """Through the interaction while its token lives, else in the channel (or a DM).
+
+        Raises discord.Forbidden / NotFound when the member can't be reached at all."""
+
+        def extras() -> dict[str, object]:  # a fresh file each time: a send consumes it
+            if png is None:
+                return {}
+            return {
+                "file": discord.File(io.BytesIO(png), "stylized.png"),
+                "embed": embed,
+                "view": view,
+            }
+
+        mentions = discord.AllowedMentions(
+            users=[discord.Object(request.user_id)], everyone=False, roles=False
+        )
+        if self._token_alive(request):
+            webhook = (
+                request.interaction.followup
+                if request.interaction is not None
+                else discord.Webhook.partial(request.application_id, request.token, client=self.bot)
+            )
+            try:
+                await webhook.send(
+                    text, ephemeral=request.params.private, allowed_mentions=mentions, **extras()
+                )
+                return
+            except discord.NotFound:
+                # The interaction's webhook is gone (the app was re-added, the token revoked).
+                log.warning("the interaction's webhook is gone; answering in the channel")
+            except discord.HTTPException as err:
+                if err.status != _INVALID_TOKEN:
+                    raise
+                request.token_refused = True
+                log.info("the interaction token has expired; answering in the channel")
+        if request.params.private:
+            user = self.bot.get_user(request.user_id) or await self.bot.fetch_user(request.user_id)
+            await user.send(text, **extras())
+            return
+        channel = self.bot.get_channel(request.channel_id) or await self.bot.fetch_channel(
+            request.channel_id
+        )
+        await channel.send(text, allowed_mentions=mentions, **extras())
+
+
+def queued_text(request: Request, position: int | None, running: int) -> str:
+    ahead = (position or 1) - 1 + running
+    if ahead == 0:
+        return f"🎨 {request.mention}, your picture is next: starting now."
+    return (
+        f"🕒 {request.mention}, your picture is queued at position {position} "
+        f"({running} painting now)."
+    )
+
+
+def params_embed(bot: StyleBot, request: Request, size: str | None = None) -> discord.Embed:
+    """The member's options, and a loud label when the weights are random."""
+    p = request.params
+    embed = discord.Embed(title="Stylized", colour=discord.Colour.blurple())
+    embed.set_image(url="attachment://stylized.png")
+    embed.add_field(name="Strength", value=f"{p.strength:g}")
+    embed.add_field(name="Quality", value=p.quality)
+    embed.add_field(name="Size", value=size or f"up to {p.size}")
+    embed.add_field(name="Colours", value="photo's" if p.preserve_colors else "artwork's")
+    embed.add_field(name="Seed", value=str(p.seed))
+    footer = f"job {request.id}"
+    if bot.settings.nst_weights == "random":
+        footer += " · random VGG19 weights: NOT a real style transfer (test mode)"
+    embed.set_footer(text=footer)
+    return embed
+
+
+def clock(seconds: float) -> str:
+    """``m:ss`` for an ETA."""
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes}:{secs:02d}"

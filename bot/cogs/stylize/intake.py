@@ -1,0 +1,123 @@
+"""Taking a request in: admission (shutdown, rates, caps), the download and checks, and the
+journal write that makes it a job. Shared by /stylize and the Stronger / Weaker buttons."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs.stylize.delivery import Delivery, queued_text
+from bot.cogs.stylize.errors import TooFast, UserFacingError
+from bot.cogs.stylize.models import Params, Request
+from bot.cogs.stylize.scheduler import Scheduler
+from bot.logs import job_id_var
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from bot.client import StyleBot
+
+log = logging.getLogger(__name__)
+
+# What a request loads once its place is held: the two images and their bytes as uploaded.
+Inputs = tuple["np.ndarray", "np.ndarray", bytes, bytes]
+
+RATE_WINDOW = 60.0
+
+
+class Rates:
+    """Requests a member and a server may start per minute (discord.py's cooldown buckets).
+
+    Only accepted work counts: `check` before anything is done, `spend` once a job is queued."""
+
+    def __init__(self, per_member: int, per_guild: int) -> None:
+        self._buckets = [
+            (_mapping(per_member), lambda i: i.user.id, "you"),
+            (_mapping(per_guild), lambda i: i.guild_id, "this server"),
+        ]
+
+    def check(self, interaction: discord.Interaction) -> None:
+        """Raises TooFast when the member or their server has used up this minute's starts."""
+        for mapping, key, who in self._buckets:
+            if mapping is None or key(interaction) is None:
+                continue
+            bucket = mapping.get_bucket(key(interaction))
+            if wait := bucket.get_retry_after():
+                raise TooFast(who, bucket.rate, "minute", wait)
+
+    def spend(self, interaction: discord.Interaction) -> None:
+        for mapping, key, _who in self._buckets:
+            if mapping is not None and key(interaction) is not None:
+                mapping.get_bucket(key(interaction)).update_rate_limit()
+
+
+def _mapping(rate: int) -> commands.CooldownMapping | None:
+    if not rate:
+        return None
+    return commands.CooldownMapping(app_commands.Cooldown(rate, RATE_WINDOW), lambda key: key)
+
+
+class Intake:
+    """Admits, checks and journals requests, then hands them to the scheduler."""
+
+    def __init__(self, bot: StyleBot, scheduler: Scheduler, delivery: Delivery) -> None:
+        self.bot = bot
+        self.scheduler = scheduler
+        self.delivery = delivery
+        settings = bot.settings
+        self.rates = Rates(settings.nst_member_rate, settings.nst_guild_rate)
+
+    def admit(self, interaction: discord.Interaction) -> None:
+        """Refuse new work while shutting down, or past a member's or a server's rate."""
+        self.scheduler.admit()
+        self.rates.check(interaction)
+
+    async def take(
+        self,
+        interaction: discord.Interaction,
+        params: Params,
+        load: Callable[[], Awaitable[Inputs]],
+    ) -> None:
+        """Hold the member's place, answer "thinking…", load the inputs and queue the job; a
+        problem with the inputs is told to the member in one line and nothing is queued."""
+        queue = self.scheduler.queue
+        # Hold the member's place while we download, so a burst can't slip past the caps.
+        queue.reserve(interaction.user.id)
+        try:
+            await interaction.response.defer(thinking=True, ephemeral=params.private)
+            content, style, content_raw, style_raw = await load()
+        except UserFacingError as err:
+            queue.release(interaction.user.id)
+            await self._refuse_after_defer(interaction, str(err))
+            return
+        except BaseException:
+            queue.release(interaction.user.id)
+            raise
+        request = Request.from_interaction(interaction, params, content, style)
+        job_id_var.set(request.id)
+        # Journaled before the member hears it is queued: a restart will still run it.
+        try:
+            await self.bot.store.add(request.to_record(), content_raw, style_raw)
+        except BaseException:
+            queue.release(interaction.user.id)
+            raise
+        self.rates.spend(interaction)
+        position = self.scheduler.enqueue(request)
+        log.info("queued for user %s at position %s: %s", interaction.user.id, position, params)
+        async with request.edit_lock:
+            await self.delivery.edit_status(
+                request, queued_text(request, position, len(self.scheduler.running)), cancel=True
+            )
+
+    async def _refuse_after_defer(self, interaction: discord.Interaction, message: str) -> None:
+        """Replace the public 'thinking…' with an error only the member sees."""
+        self.bot.metrics.rejected.inc()
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+        await interaction.followup.send(message, ephemeral=True)

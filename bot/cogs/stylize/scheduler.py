@@ -1,0 +1,399 @@
+"""The scheduler: the fair queue, the dispatcher, restart recovery and the drain on shutdown.
+
+It knows no Discord types: it hands jobs to the engine backend, moves them through their
+`Lifecycle`, and tells a `Notifier` (the Discord side, `delivery.py`) what members should see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from bot.cogs.stylize.errors import ShuttingDown, TooLate
+from bot.cogs.stylize.fair_queue import FairQueue
+from bot.cogs.stylize.lifecycle import JobState, Lifecycle
+from bot.cogs.stylize.models import Request
+from bot.logs import job_id_var
+from nst_engine.errors import NSTError
+from nst_engine.images import encode_image
+from nst_engine.options import Progress, StyleOptions, StyleResult, options_for_quality
+from nst_engine.pool import Job, JobTimeout, WorkerDied
+
+log = logging.getLogger(__name__)
+
+# A job that was running when the process died this many times is not tried again.
+MAX_ATTEMPTS = 2
+
+
+class Undeliverable(Exception):
+    """The member can't be reached at all (channel gone, no permission, DMs closed)."""
+
+
+class Notifier(Protocol):
+    """What members see of their jobs; implemented by `delivery.Delivery`."""
+
+    async def queued(self, request: Request, position: int | None, running: int) -> None: ...
+
+    async def started(self, request: Request) -> None: ...
+
+    async def progress(self, request: Request, progress: Progress) -> None: ...
+
+    async def deliver(self, request: Request, png: bytes, result: StyleResult | None) -> None:
+        """Post the picture; raises Undeliverable when no way to the member is left."""
+
+    async def ended(self, request: Request, text: str) -> None: ...
+
+
+class Backend(Protocol):
+    """The engine, as the scheduler uses it (`nst_engine.pool.EnginePool`)."""
+
+    size: int
+
+    def submit(self, job: Job) -> Any: ...
+
+    async def wait_warm(self) -> None: ...
+
+
+class Journal(Protocol):
+    async def pending(self) -> list: ...
+
+    async def load(self, job_id: str) -> Any: ...
+
+    async def set_state(self, job_id: str, state: str, *, attempt: bool = False) -> None: ...
+
+    async def save_result(self, job_id: str, png: bytes) -> None: ...
+
+    async def requeue(self, job_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the operator's settings allow every job."""
+
+    # Cap on the steps of any preset.
+    max_steps: int
+    # Seconds a job may run.
+    job_timeout: float
+    # Arithmetic of the feature network (auto | float32 | bfloat16 | float16).
+    precision: str = "auto"
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How a run ended: the state to move to, and the line for the member (or the result)."""
+
+    state: JobState
+    text: str = ""
+    result: StyleResult | None = None
+
+
+def engine_options(request: Request, limits: Limits) -> StyleOptions:
+    """The engine's options for a request (raises ValueError for impossible ones)."""
+    p = request.params
+    options = options_for_quality(
+        p.quality,
+        strength=p.strength,
+        max_size=p.size,
+        preserve_colors=p.preserve_colors,
+        seed=p.seed,
+        precision=limits.precision,
+    )
+    if options.steps > limits.max_steps:
+        options = options.replace(steps=limits.max_steps)
+    return options
+
+
+class Scheduler:
+    """Runs accepted jobs on the engine, fairly, and sees every one of them to an ending."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        journal: Journal,
+        metrics: Any,
+        notifier: Notifier,
+        limits: Limits,
+        *,
+        queue_limit: int,
+        member_limit: int,
+        decode: Callable[[bytes], Awaitable[np.ndarray]],
+    ) -> None:
+        self.backend = backend
+        self.journal = journal
+        self.notifier = notifier
+        self.limits = limits
+        self.queue: FairQueue[Request] = FairQueue(
+            total_limit=queue_limit, owner_limit=member_limit
+        )
+        self.lifecycle = Lifecycle(self.queue, journal, metrics)
+        self._decode = decode
+        # Set on SIGTERM: new requests are refused while running jobs finish.
+        self.draining = False
+        # Set whenever the queue order changed, for the position refresher.
+        self.moved = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._dispatcher: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- what the commands and buttons use -------------------------------------------------
+
+    @property
+    def running(self) -> set[Request]:
+        return self.lifecycle.running
+
+    @property
+    def jobs(self) -> dict[str, Request]:
+        return self.lifecycle.jobs
+
+    def admit(self) -> None:
+        """Raises ShuttingDown while draining."""
+        if self.draining:
+            raise ShuttingDown()
+
+    def enqueue(self, request: Request) -> int:
+        """Queue a journaled request whose place was reserved; its position (1 = next)."""
+        position = self.queue.push(request.user_id, request, reserved=True)
+        request.queued_at = time.monotonic()  # after the journal write: waiting starts now
+        request.shown_position = position
+        self.lifecycle.track(request)
+        return position
+
+    def waiting(self) -> list[tuple[Request, int]]:
+        """Queued requests and their positions, next first."""
+        out = []
+        for request in list(self.jobs.values()):
+            if request.state is JobState.QUEUED:
+                position = self.queue.position(request)
+                if position is not None:
+                    out.append((request, position))
+        return sorted(out, key=lambda pair: pair[1])
+
+    async def cancel(self, request: Request) -> bool:
+        """Cancel a job: True if it was still queued (it has ended), False if it was running
+        (it ends between two steps). Raises TooLate once it has painted."""
+        if request.state is JobState.DONE:
+            raise TooLate()
+        request.cancel_requested = True
+        if request.state is JobState.QUEUED and self.queue.remove(request):
+            await self.lifecycle.move(request, JobState.CANCELLED)
+            self.moved.set()
+            return True
+        if request.handle is not None:
+            request.handle.cancel()
+        return False
+
+    # ---- lifecycle of the scheduler itself -------------------------------------------------
+
+    def start(self) -> None:
+        self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="nst-dispatcher")
+
+    async def close(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+        for request in list(self.running):
+            if request.handle is not None:
+                request.handle.cancel()
+
+    def stop_accepting(self) -> None:
+        self.draining = True
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking requests and give running jobs up to ``grace`` seconds to finish.
+
+        Whatever is still queued or running stays in the journal and runs after a restart.
+        """
+        self.draining = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        self.lifecycle.stopping = True
+        for request in list(self.running):
+            await self.lifecycle.move(request, JobState.QUEUED)
+        log.info(
+            "shutting down with %d running and %d queued job(s) journaled",
+            len(self.running),
+            len(self.queue),
+        )
+
+    async def recover(self) -> None:
+        """Run again, or deliver, the jobs a stopped process had accepted."""
+        for record in await self.journal.pending():
+            job_id_var.set(record.id)
+            try:
+                await self._recover_one(record)
+            except Exception:  # noqa: BLE001 - one bad job must not stop the others
+                log.exception("a journaled job could not be recovered")
+        job_id_var.set("-")
+        self.lifecycle.changed.set()
+
+    async def _recover_one(self, record) -> None:
+        stored = await self.journal.load(record.id)
+        if stored is None:
+            return
+        try:
+            content = await self._decode(stored.content)
+            style = await self._decode(stored.style)
+        except NSTError as err:
+            log.warning("journaled job cannot be recovered: %s", err)
+            await self.journal.set_state(record.id, JobState.FAILED.value)
+            return
+        request = Request.from_record(record, content, style)
+        self.lifecycle.track(request)
+        if request.state is JobState.DONE:
+            if stored.result is None:
+                self.lifecycle.abandon(request)
+                await self.journal.set_state(record.id, JobState.FAILED.value)
+                return
+            log.info("delivering a result finished before the restart")
+            await self._deliver(request, stored.result, None)
+            return
+        if record.attempts >= MAX_ATTEMPTS:
+            await self.lifecycle.move(request, JobState.FAILED)
+            await self._tell(
+                request,
+                f"❌ {request.mention}, your picture stopped the bot {record.attempts} times; "
+                "try a smaller size or other images.",
+            )
+            return
+        log.info("re-queued after a restart (was %s)", record.state)
+        self.queue.push(record.user_id, request, force=True)
+
+    # ---- the dispatcher ----------------------------------------------------------------------
+
+    async def _dispatch_forever(self) -> None:
+        # The bot logs in (and recovers journaled jobs) before the engine has loaded its model.
+        await self.backend.wait_warm()
+        changed = self.lifecycle.changed
+        while True:
+            await changed.wait()
+            changed.clear()
+            while len(self.running) < self.backend.size and (popped := self.queue.pop()):
+                _owner, request = popped
+                request.started_at = time.monotonic()
+                await self.lifecycle.move(request, JobState.RUNNING)
+                self._idle.clear()
+                task = asyncio.create_task(self._run(request), name=f"nst-job-{request.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            self.moved.set()
+
+    async def _run(self, request: Request) -> None:
+        """One job from a worker slot to its ending; whatever happens, it ends and frees the
+        slot exactly once."""
+        job_id_var.set(request.id)
+        try:
+            outcome = await self._outcome(request)
+            if self.lifecycle.stopping and request.state is not JobState.RUNNING:
+                log.info("stopped by the shutdown; it stays journaled for the next start")
+            elif outcome.result is not None:
+                png = await asyncio.to_thread(encode_image, outcome.result.image, "png")
+                await self.lifecycle.move(
+                    request,
+                    JobState.DONE,
+                    png=png,
+                    seconds=outcome.result.seconds,
+                    steps=outcome.result.steps,
+                )
+                await self._deliver(request, png, outcome.result)
+            else:
+                await self.lifecycle.move(request, outcome.state)
+                await self._tell(request, outcome.text)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a bug must never leak the slot
+            log.exception("ending the job failed")
+        finally:
+            if request.id in self.jobs:
+                # Still tracked after an unexpected error: free its slot; the journal keeps
+                # the job for the next start.
+                self.lifecycle.abandon(request)
+            if not self.running:
+                self._idle.set()
+
+    async def _outcome(self, request: Request) -> _Outcome:
+        """Paint the request; every exception becomes an ending with a line for the member."""
+        try:
+            options = engine_options(request, self.limits)
+            result = await self._paint_retrying(request, options)
+        except JobTimeout as err:
+            log.warning("job timed out: %s", err)
+            return _Outcome(JobState.TIMED_OUT, f"⏱️ {request.mention}, that took too long: {err}")
+        except (NSTError, ValueError) as err:
+            log.warning("job failed: %s", err)
+            return _Outcome(JobState.FAILED, f"❌ {request.mention}, that didn't work: {err}")
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - logged with an id the member can quote
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("job crashed (error id %s)", error_id)
+            return _Outcome(
+                JobState.FAILED,
+                f"❌ {request.mention}, something went wrong on our side (error id `{error_id}`).",
+            )
+        if result.cancelled:
+            return _Outcome(
+                JobState.CANCELLED,
+                f"✖️ Cancelled after {result.steps} of {options.steps} steps.",
+            )
+        return _Outcome(JobState.DONE, result=result)
+
+    async def _paint_retrying(self, request: Request, options: StyleOptions) -> StyleResult:
+        try:
+            return await self._paint(request, options)
+        except WorkerDied as err:
+            # A crashed worker may be bad luck (another job's memory, a host hiccup).
+            log.warning("%s; retrying once on a fresh worker", err)
+            try:
+                return await self._paint(request, options)
+            except WorkerDied as again:
+                raise WorkerDied(
+                    f"{again}, twice; if the picture is large, try a smaller size"
+                ) from None
+
+    async def _paint(self, request: Request, options: StyleOptions) -> StyleResult:
+        handle = self.backend.submit(
+            Job(
+                request.content,
+                (request.style,),
+                options,
+                job_id=request.id,
+                timeout=self.limits.job_timeout,
+            )
+        )
+        request.handle = handle
+        if request.cancel_requested:
+            handle.cancel()
+        await self.notifier.started(request)
+        async for progress in handle.events():
+            request.percent = int(100 * progress.step / progress.total)
+            await self.notifier.progress(request, progress)
+        return await handle.result()
+
+    async def _deliver(self, request: Request, png: bytes, result: StyleResult | None) -> None:
+        try:
+            await self.notifier.deliver(request, png, result)
+        except Undeliverable as err:
+            log.warning("the picture could not be delivered (%s)", err)
+            await self.lifecycle.move(request, JobState.UNDELIVERABLE)
+            return
+        except Exception:  # noqa: BLE001 - journaled as done: the next start delivers it
+            log.exception("delivering the picture failed; it is kept for the next start")
+            self.lifecycle.abandon(request)
+            return
+        await self.lifecycle.move(request, JobState.DELIVERED)
+        if result is not None:
+            log.info("delivered %d steps in %.1fs", result.steps, result.seconds)
+
+    async def _tell(self, request: Request, text: str) -> None:
+        try:
+            await self.notifier.ended(request, text)
+        except Exception as err:  # noqa: BLE001 - the job has ended either way
+            log.warning("could not tell the member how their job ended: %s", err)
