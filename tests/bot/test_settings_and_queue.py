@@ -120,18 +120,36 @@ async def test_a_rejected_token_stops_nst_bot_with_one_line(tmp_path):
     assert "Traceback" not in text and "a-wrong-token" not in text
 
 
-def test_a_member_past_the_rate_is_told_when_to_try_again():
-    from bot.cogs.stylize.errors import TooFast
-    from bot.cogs.stylize.rate_limit import RateLimit
+def test_a_member_or_server_past_the_rate_is_told_when_to_try_again(monkeypatch):
+    import time
+    from types import SimpleNamespace
 
-    limit = RateLimit(2, "you", "minute")
-    limit.hit("alice", 0.0)
-    limit.hit("alice", 10.0)
-    limit.hit("bob", 10.0)
+    from bot.cogs.stylize.errors import TooFast
+    from bot.cogs.stylize.intake import Rates
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])  # discord.py's cooldowns read this clock
+
+    def request(user: int, guild: int = 7) -> SimpleNamespace:
+        return SimpleNamespace(user=SimpleNamespace(id=user), guild_id=guild)
+
+    rates = Rates(per_member=2, per_guild=3)
+    alice, bob = request(1), request(2)
+    for _ in range(5):
+        rates.check(alice)  # a refused or abandoned request costs nothing
+    rates.spend(alice)
+    now[0] += 10
+    rates.spend(alice)
+    rates.check(bob)
     with pytest.raises(TooFast, match="you may start 2 pictures per minute; try again in 50 s"):
-        limit.hit("alice", 10.0)
-    limit.hit("alice", 60.5)  # the first hit has left the window
-    RateLimit(0, "you", "minute").hit("alice", 0.0)  # 0 = unlimited
+        rates.check(alice)
+    rates.spend(bob)  # the server's third this minute
+    with pytest.raises(TooFast, match="this server may start 3 pictures per minute"):
+        rates.check(request(3))
+    rates.check(request(3, guild=8))  # another server has its own budget
+    now[0] += 50.5  # the first start has left the window
+    rates.check(alice)
+    Rates(per_member=0, per_guild=0).check(alice)  # 0 = unlimited
 
 
 async def test_the_journal_keeps_pending_jobs_and_prunes_old_finished_ones(tmp_path):
