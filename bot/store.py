@@ -5,6 +5,11 @@ interaction token; the images sit beside it, one folder per job. A job is writte
 the member is told it is queued, so a restart can run it again and deliver it. Rows and files
 older than the retention time are removed by `prune`. All file and database work runs in a thread.
 
+The same database keeps what each server chose: its saved styles (`add_style`, `style`,
+`styles`, `remove_style`), its settings and channel allow-list (`guild_settings`,
+`update_guild_settings`, `add_channel`, `remove_channel`), and each member's pictures per UTC
+day (`pictures_today`). Tables are only ever added, so an older journal keeps working.
+
 Another program may hold the database's write lock for a while (an operator's ``sqlite3``
 session, a backup tool): every operation waits for it, up to ``busy_wait`` seconds, and then
 raises `JournalUnavailable`. A journal that cannot be used at all (a data folder that cannot be
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -25,9 +31,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+
+from bot.errors import UserFacingError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +66,45 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS galleries (guild_id INTEGER PRIMARY KEY, channel_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS styles (
+    guild_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    created REAL NOT NULL,
+    sha256 TEXT NOT NULL,
+    image BLOB NOT NULL,
+    PRIMARY KEY (guild_id, key)
+);
+CREATE TABLE IF NOT EXISTS guild_settings (
+    guild_id INTEGER PRIMARY KEY,
+    max_size INTEGER,
+    default_quality TEXT,
+    daily_limit INTEGER,
+    role_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS guild_channels (
+    guild_id INTEGER NOT NULL,
+    channel_id INTEGER NOT NULL,
+    PRIMARY KEY (guild_id, channel_id)
+);
+CREATE TABLE IF NOT EXISTS daily_use (
+    guild_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    pictures INTEGER NOT NULL,
+    PRIMARY KEY (guild_id, user_id, day)
+);
 """
+# Our tables, each checked against what an existing file holds before anything is written.
+_TABLES = ("jobs", "galleries", "styles", "guild_settings", "guild_channels", "daily_use")
+
+# Saved styles: names are 1-32 characters (spaces collapsed), unique per server whatever
+# their case, at most MAX_STYLES per server.
+STYLE_NAME_LENGTH = 32
+MAX_STYLES = 100
+# What `update_guild_settings` may change; None clears a setting.
+GUILD_SETTINGS = ("max_size", "default_quality", "daily_limit", "role_id")
 
 
 class JournalError(Exception):
@@ -66,6 +113,29 @@ class JournalError(Exception):
 
 class JournalUnavailable(JournalError):
     """Another program held the journal's lock for longer than the store may wait."""
+
+
+class BadStyleName(UserFacingError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"A style name must be 1 to {STYLE_NAME_LENGTH} characters, not {len(name)}."
+        )
+
+
+class StyleExists(UserFacingError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"This server already has a style called {name!r}; names are unique whatever "
+            "their case, so pick another or remove that one with /styles remove."
+        )
+
+
+class TooManyStyles(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__(
+            f"This server already has {MAX_STYLES} saved styles, the most allowed; "
+            "remove one with /styles remove first."
+        )
 
 
 @dataclass(frozen=True)
@@ -92,6 +162,42 @@ class StoredJob:
     content: bytes
     style: bytes
     result: bytes | None
+    # The second artwork of a two-style blend; None for one style.
+    style2: bytes | None = None
+
+
+@dataclass(frozen=True)
+class SavedStyle:
+    """An artwork a server saved under a name."""
+
+    guild_id: int
+    # As the member typed it (spaces collapsed); looked up whatever its case.
+    name: str
+    # The member who saved it (who may remove it, besides Manage Server).
+    user_id: int
+    # Unix time it was saved.
+    created: float
+    # PNG, at most 512 px on its longest side (the cog re-encodes what members upload).
+    image: bytes
+    # Hex SHA-256 of ``image``.
+    sha256: str
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """What a server chose; None means the bot-wide default (the environment's caps still
+    apply above whatever a server sets)."""
+
+    # Longest side of results in pixels.
+    max_size: int | None = None
+    # Quality preset when a member doesn't choose one: fast, balanced or best.
+    default_quality: str | None = None
+    # Pictures per member per UTC day; None: no limit.
+    daily_limit: int | None = None
+    # A role a member must have to use the bot; None: everyone.
+    role_id: int | None = None
+    # Channels the bot may be used in; empty: everywhere.
+    channels: frozenset[int] = field(default_factory=frozenset)
 
 
 class JobStore:
@@ -169,7 +275,7 @@ class JobStore:
         or an older bot's), before anything is written to it."""
         with contextlib.closing(sqlite3.connect(":memory:")) as ours:
             ours.executescript(_SCHEMA)
-            expected = {table: _columns(ours, table) for table in ("jobs", "galleries")}
+            expected = {table: _columns(ours, table) for table in _TABLES}
         for table, wanted in expected.items():
             columns = _columns(db, table)
             if columns and columns != wanted:
@@ -250,17 +356,30 @@ class JobStore:
 
     # ---- jobs ---------------------------------------------------------------------------
 
-    async def add(self, record: JobRecord, content: bytes, style: bytes) -> None:
-        """Journal an accepted job with its inputs (files first, then the row)."""
-        await self._run(self._add, record, content, style)
+    async def add(
+        self, record: JobRecord, content: bytes, style: bytes, style2: bytes | None = None
+    ) -> None:
+        """Journal an accepted job with its inputs (files first, then the row), and count it
+        towards its member's pictures of the day."""
+        await self._run(self._add, record, content, style, style2)
 
-    def _add(self, record: JobRecord, content: bytes, style: bytes) -> None:
+    def _add(self, record: JobRecord, content: bytes, style: bytes, style2: bytes | None) -> None:
         folder = self._dir(record.id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "content.bin").write_bytes(content)
         (folder / "style.bin").write_bytes(style)
+        if style2 is not None:
+            (folder / "style2.bin").write_bytes(style2)
         now = time.time()
         with self._conn() as db:
+            if record.guild_id is not None:
+                # Counted with the row, in one transaction; a count kept apart from the jobs
+                # table survives `prune`, which may remove today's rows (NST_KEEP_HOURS < 24).
+                db.execute(
+                    "INSERT INTO daily_use VALUES (?,?,?,1) ON CONFLICT(guild_id, user_id, day) "
+                    "DO UPDATE SET pictures=pictures+1",
+                    (record.guild_id, record.user_id, _utc_day(now)),
+                )
             db.execute(
                 "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -331,11 +450,13 @@ class JobStore:
         folder = self._dir(job_id)
         try:
             result = folder / "result.png"
+            style2 = folder / "style2.bin"
             return StoredJob(
                 record=record,
                 content=(folder / "content.bin").read_bytes(),
                 style=(folder / "style.bin").read_bytes(),
                 result=result.read_bytes() if result.exists() else None,
+                style2=style2.read_bytes() if style2.exists() else None,
             )
         except OSError:
             return None
@@ -386,6 +507,7 @@ class JobStore:
                     )
                 ]
                 db.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in ids])
+                db.execute("DELETE FROM daily_use WHERE day < ?", (_utc_day(time.time()),))
             for job_id in ids:
                 shutil.rmtree(self._dir(job_id), ignore_errors=True)
             return len(ids)
@@ -416,6 +538,207 @@ class JobStore:
                     )
 
         await self._run(update)
+
+    async def guild_settings(self, guild_id: int) -> GuildSettings:
+        """The server's settings; every field None (and no channels) if it chose none."""
+
+        def query() -> GuildSettings:
+            db = self._conn()
+            row = db.execute(
+                "SELECT * FROM guild_settings WHERE guild_id=?", (guild_id,)
+            ).fetchone()
+            channels = frozenset(
+                r[0]
+                for r in db.execute(
+                    "SELECT channel_id FROM guild_channels WHERE guild_id=?", (guild_id,)
+                )
+            )
+            chosen = {name: row[name] for name in GUILD_SETTINGS} if row else {}
+            return GuildSettings(**chosen, channels=channels)
+
+        return await self._run(query)
+
+    async def update_guild_settings(self, guild_id: int, **changes: Any) -> GuildSettings:
+        """Set the named settings (a value of None clears one); the others stay as they were.
+        Raises TypeError for a name not in GUILD_SETTINGS."""
+        unknown = sorted(set(changes) - set(GUILD_SETTINGS))
+        if unknown:
+            raise TypeError(f"unknown server settings: {', '.join(unknown)}")
+        if changes:
+            names = list(changes)
+            updates = ", ".join(f"{name}=excluded.{name}" for name in names)
+
+            def update() -> None:
+                with self._conn() as db:
+                    db.execute(
+                        f"INSERT INTO guild_settings (guild_id, {', '.join(names)}) "
+                        f"VALUES (?{', ?' * len(names)}) "
+                        f"ON CONFLICT(guild_id) DO UPDATE SET {updates}",
+                        (guild_id, *changes.values()),
+                    )
+
+            await self._run(update)
+        return await self.guild_settings(guild_id)
+
+    async def add_channel(self, guild_id: int, channel_id: int) -> bool:
+        """Allow the bot in a channel; False if it was allowed already."""
+
+        def update() -> bool:
+            with self._conn() as db:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO guild_channels VALUES (?, ?)", (guild_id, channel_id)
+                )
+                return cursor.rowcount > 0
+
+        return await self._run(update)
+
+    async def remove_channel(self, guild_id: int, channel_id: int) -> bool:
+        """Take a channel off the allow-list; False if it was not on it."""
+
+        def update() -> bool:
+            with self._conn() as db:
+                cursor = db.execute(
+                    "DELETE FROM guild_channels WHERE guild_id=? AND channel_id=?",
+                    (guild_id, channel_id),
+                )
+                return cursor.rowcount > 0
+
+        return await self._run(update)
+
+    async def pictures_today(self, guild_id: int, user_id: int) -> int:
+        """Jobs the member had accepted in this server since 00:00 UTC, whatever became of
+        them (cancelled and failed ones count too)."""
+
+        def query() -> int:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT pictures FROM daily_use WHERE guild_id=? AND user_id=? AND day=?",
+                    (guild_id, user_id, _utc_day(time.time())),
+                )
+                .fetchone()
+            )
+            return row[0] if row else 0
+
+        return await self._run(query)
+
+    # ---- saved styles -------------------------------------------------------------------
+
+    async def add_style(self, guild_id: int, name: str, user_id: int, image: bytes) -> SavedStyle:
+        """Save ``image`` (PNG, already bounded in size) under ``name``. Raises BadStyleName,
+        StyleExists or TooManyStyles, each one line a member may see."""
+        name = style_name(name)
+        saved = SavedStyle(
+            guild_id=guild_id,
+            name=name,
+            user_id=user_id,
+            created=time.time(),
+            image=image,
+            sha256=hashlib.sha256(image).hexdigest(),
+        )
+
+        def insert() -> None:
+            with self._conn() as db:
+                count = db.execute(
+                    "SELECT COUNT(*) FROM styles WHERE guild_id=?", (guild_id,)
+                ).fetchone()[0]
+                if db.execute(
+                    "SELECT 1 FROM styles WHERE guild_id=? AND key=?", (guild_id, _key(name))
+                ).fetchone():
+                    raise StyleExists(name)
+                if count >= MAX_STYLES:
+                    raise TooManyStyles()
+                db.execute(
+                    "INSERT INTO styles VALUES (?,?,?,?,?,?,?)",
+                    (guild_id, _key(name), name, user_id, saved.created, saved.sha256, image),
+                )
+
+        await self._run(insert)
+        return saved
+
+    async def style(self, guild_id: int, name: str) -> SavedStyle | None:
+        """The server's style of that name, whatever its case; None if there is none."""
+
+        def query() -> SavedStyle | None:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT * FROM styles WHERE guild_id=? AND key=?",
+                    (guild_id, _key(_collapse(name))),
+                )
+                .fetchone()
+            )
+            return _saved_style(row) if row else None
+
+        return await self._run(query)
+
+    async def styles(self, guild_id: int) -> list[SavedStyle]:
+        """All the server's styles with their images, ordered by name (case ignored)."""
+
+        def query() -> list[SavedStyle]:
+            rows = self._conn().execute(
+                "SELECT * FROM styles WHERE guild_id=? ORDER BY key", (guild_id,)
+            )
+            return [_saved_style(row) for row in rows.fetchall()]
+
+        return await self._run(query)
+
+    async def style_names(self, guild_id: int) -> list[str]:
+        """The server's style names, ordered as `styles` orders them, without reading the
+        images (for autocomplete)."""
+
+        def query() -> list[str]:
+            rows = self._conn().execute(
+                "SELECT name FROM styles WHERE guild_id=? ORDER BY key", (guild_id,)
+            )
+            return [row[0] for row in rows.fetchall()]
+
+        return await self._run(query)
+
+    async def remove_style(self, guild_id: int, name: str) -> bool:
+        """Forget the server's style of that name; False if there was none."""
+
+        def delete() -> bool:
+            with self._conn() as db:
+                cursor = db.execute(
+                    "DELETE FROM styles WHERE guild_id=? AND key=?",
+                    (guild_id, _key(_collapse(name))),
+                )
+                return cursor.rowcount > 0
+
+        return await self._run(delete)
+
+
+def style_name(name: str) -> str:
+    """``name`` with runs of spaces collapsed; BadStyleName unless it is 1-32 characters."""
+    collapsed = _collapse(name)
+    if not 1 <= len(collapsed) <= STYLE_NAME_LENGTH:
+        raise BadStyleName(collapsed)
+    return collapsed
+
+
+def _collapse(name: str) -> str:
+    return " ".join(name.split())
+
+
+def _key(name: str) -> str:
+    """What makes two names the same name: case folded (Unicode-aware, unlike SQLite's NOCASE)."""
+    return name.casefold()
+
+
+def _saved_style(row: sqlite3.Row) -> SavedStyle:
+    return SavedStyle(
+        guild_id=row["guild_id"],
+        name=row["name"],
+        user_id=row["user_id"],
+        created=row["created"],
+        image=bytes(row["image"]),
+        sha256=row["sha256"],
+    )
+
+
+def _utc_day(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
 
 
 def _record(row: sqlite3.Row) -> JobRecord:

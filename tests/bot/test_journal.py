@@ -1,8 +1,10 @@
-"""The job journal when another program holds its lock, or when its file or a row is damaged."""
+"""The job journal when another program holds its lock, or when its file or a row is damaged;
+and what servers keep beside it: saved styles, settings, pictures per day, a second style."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import sqlite3
 import sys
@@ -11,7 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import JobRecord, JobStore, JournalError, JournalUnavailable
+from bot.errors import UserFacingError
+from bot.store import (
+    _SCHEMA,
+    MAX_STYLES,
+    BadStyleName,
+    GuildSettings,
+    JobRecord,
+    JobStore,
+    JournalError,
+    JournalUnavailable,
+    StyleExists,
+    TooManyStyles,
+)
 
 IDS = ("aaaaaaaa0001", "aaaaaaaa0002", "aaaaaaaa0003")
 
@@ -122,3 +136,136 @@ def test_a_jobs_table_of_another_schema_is_refused_in_one_line(tmp_path):
     assert "set NST_DATA_DIR to another folder" in message and "\n" not in message
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:  # left as it was
         assert db.execute("SELECT * FROM jobs").fetchall() == [(1, "backup", "ok")]
+
+
+# ---- what servers keep in the same database ---------------------------------------------
+
+
+async def test_a_second_style_is_journaled_and_loaded_back_and_one_style_jobs_have_none(tmp_path):
+    store = JobStore(tmp_path)
+    await store.add(_record(IDS[0]), b"content", b"style", b"style two")
+    await store.add(_record(IDS[1]), b"content", b"style")
+    store.close()
+    reopened = JobStore(tmp_path)  # as after a restart
+    blend = await reopened.load(IDS[0])
+    assert (blend.content, blend.style, blend.style2) == (b"content", b"style", b"style two")
+    assert (await reopened.load(IDS[1])).style2 is None
+    reopened.close()
+
+
+async def test_saved_styles_are_unique_per_server_whatever_their_case(tmp_path):
+    store = JobStore(tmp_path)
+    saved = await store.add_style(1, "  Starry   Night ", 7, b"png bytes")
+    assert saved.name == "Starry Night"
+    assert saved.sha256 == hashlib.sha256(b"png bytes").hexdigest()
+    with pytest.raises(StyleExists) as info:
+        await store.add_style(1, "STARRY night", 8, b"other")
+    assert "already has a style called 'STARRY night'" in str(info.value)
+    await store.add_style(2, "starry night", 8, b"other")  # another server's names are its own
+    await store.add_style(1, "Été", 7, b"a")
+    with pytest.raises(StyleExists):  # case folded beyond ASCII, unlike SQLite's NOCASE
+        await store.add_style(1, "éTÉ", 7, b"a")
+    await store.add_style(1, "bauhaus", 7, b"b")
+    await store.add_style(1, "Ant", 7, b"c")
+    names = ["Ant", "bauhaus", "Starry Night", "Été"]  # case ignored, then code points
+    assert [s.name for s in await store.styles(1)] == names
+    assert await store.style_names(1) == names
+    found = await store.style(1, "starry NIGHT")
+    assert (found.name, found.user_id, found.image) == ("Starry Night", 7, b"png bytes")
+    assert await store.style(1, "nope") is None
+    assert await store.remove_style(1, "STARRY NIGHT") is True
+    assert await store.remove_style(1, "starry night") is False
+    assert await store.style(1, "Starry Night") is None
+    assert (await store.style(2, "Starry Night")).user_id == 8
+    store.close()
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 33])
+async def test_a_style_name_outside_1_to_32_characters_is_refused_in_one_line(tmp_path, name):
+    store = JobStore(tmp_path)
+    with pytest.raises(BadStyleName) as info:
+        await store.add_style(1, name, 7, b"png")
+    assert str(info.value).startswith("A style name must be 1 to 32 characters")
+    assert isinstance(info.value, UserFacingError) and "\n" not in str(info.value)
+    assert await store.styles(1) == []
+    store.close()
+
+
+async def test_the_101st_style_of_a_server_is_refused(tmp_path):
+    store = JobStore(tmp_path)
+    for n in range(MAX_STYLES):
+        await store.add_style(1, f"style {n}", 7, b"png")
+    with pytest.raises(TooManyStyles) as info:
+        await store.add_style(1, "one more", 7, b"png")
+    assert "already has 100 saved styles" in str(info.value) and "\n" not in str(info.value)
+    assert len(await store.styles(1)) == 100
+    await store.remove_style(1, "style 0")
+    await store.add_style(1, "one more", 7, b"png")  # room again
+    store.close()
+
+
+async def test_server_settings_start_empty_and_change_only_what_is_named(tmp_path):
+    store = JobStore(tmp_path)
+    assert await store.guild_settings(1) == GuildSettings()
+    await store.update_guild_settings(1, max_size=256, daily_limit=5)
+    changed = await store.update_guild_settings(1, default_quality="fast", role_id=99)
+    assert changed == GuildSettings(256, "fast", 5, 99, frozenset())
+    await store.update_guild_settings(1, role_id=None)
+    assert await store.add_channel(1, 10) and await store.add_channel(1, 11)
+    assert not await store.add_channel(1, 10)
+    assert await store.remove_channel(1, 11) and not await store.remove_channel(1, 11)
+    store.close()
+    reopened = JobStore(tmp_path)
+    assert await reopened.guild_settings(1) == GuildSettings(256, "fast", 5, None, frozenset({10}))
+    assert await reopened.guild_settings(2) == GuildSettings()
+    with pytest.raises(TypeError, match="unknown server settings: colour"):
+        await reopened.update_guild_settings(1, colour="red")
+    reopened.close()
+
+
+async def test_pictures_today_counts_accepted_jobs_since_midnight_utc_even_once_pruned(tmp_path):
+    store = JobStore(tmp_path)
+    for job_id in IDS:  # _record: user 1 in guild 3
+        await store.add(_record(job_id), b"content", b"style")
+    await store.set_state(IDS[1], "cancelled")
+    other = JobRecord("bbbbbbbb0001", "queued", 2, 2, 3, 4, None, time.time(), {}, 0, 0.0)
+    await store.add(other, b"content", b"style")
+    assert await store.pictures_today(3, 1) == 3
+    assert await store.pictures_today(3, 2) == 1
+    assert await store.pictures_today(4, 1) == 0
+    for job_id in IDS:
+        await store.set_state(job_id, "delivered")
+    assert await store.prune(-1) == 3  # short retention removes today's rows…
+    assert await store.pictures_today(3, 1) == 3  # …but not what they count
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:  # yesterday's count no longer applies
+        db.execute("UPDATE daily_use SET day='2000-01-01'")
+    assert await store.pictures_today(3, 1) == 0
+    await store.prune(3600)
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM daily_use").fetchone()[0] == 0
+    store.close()
+
+
+def test_a_journal_from_before_saved_styles_gains_the_new_tables_and_keeps_its_jobs(tmp_path):
+    old_schema = _SCHEMA.split("CREATE TABLE IF NOT EXISTS styles")[0]
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        db.executescript(old_schema)
+        db.execute(
+            "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (IDS[0], "queued", 1, 2, 3, 4, None, 0.0, "{}", 0, 0.0, 0.0),
+        )
+    store = JobStore(tmp_path)
+    store.open()
+    store.close()
+    assert _states(tmp_path) == {IDS[0]: "queued"}
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert {"styles", "guild_settings", "guild_channels", "daily_use"} <= tables
+
+
+def test_a_styles_table_of_another_schema_is_refused_in_one_line(tmp_path):
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        db.execute("CREATE TABLE styles (id INTEGER PRIMARY KEY, css TEXT)")
+    with pytest.raises(JournalError) as info:
+        JobStore(tmp_path).open()
+    assert "has a table 'styles' that is not nst-bot's (columns: id, css)" in str(info.value)
