@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import run_load
+from tests.bot.burst import run_load
 from tests.bot.emulator import DiscordEmulator
 from tests.bot.harness import TOKEN, free_port, ready_bot
 
