@@ -50,12 +50,15 @@ class StyleBot(commands.Bot):
         self._heap_frozen = False
 
     async def setup_hook(self) -> None:
+        # Runs again when nst-bot retries a login that failed part-way (Discord out of reach).
         if self.settings.discord_api_base:
             await use_gateway_of(self)
-        self.http_session = aiohttp.ClientSession()
+        if self.http_session is None:
+            self.http_session = aiohttp.ClientSession()
         self.metrics.loop_lag.start()
         for extension in EXTENSIONS:
-            await self.load_extension(extension)
+            if extension not in self.extensions:
+                await self.load_extension(extension)
         if self.settings.nst_dev_guild:
             guild = discord.Object(self.settings.nst_dev_guild)
             self.tree.copy_global_to(guild=guild)

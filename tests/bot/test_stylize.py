@@ -328,3 +328,12 @@ async def test_rest_429_and_500_on_the_answers_are_retried_and_the_picture_arriv
     result = await finished(inter, timeout=60)
     assert result_png(result).size == (64, 48)
     assert limited.hits == 2 and broken.hits == 1
+
+
+async def test_setup_can_run_again_after_a_login_retry(world: World) -> None:
+    # nst-bot retries a login that failed part-way; discord.py then runs setup_hook again.
+    session = world.bot.http_session
+    await world.bot.setup_hook()
+    assert list(world.bot.extensions) == ["bot.cogs.stylize"]
+    assert world.bot.http_session is session
+    assert result_png(await finished(await world.stylize(quality="fast"))).size == (64, 48)
