@@ -20,7 +20,7 @@ from nst_engine.pool import EnginePool
 log = logging.getLogger(__name__)
 
 # Features, loaded by name; each one's setup() adds its cog and registers its persistent views.
-EXTENSIONS = ("bot.cogs.stylize",)
+EXTENSIONS = ("bot.cogs.stylize", "bot.cogs.server")
 
 
 @runtime_checkable
