@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from nst_engine import ImageError, StyleOptions, WeightsError
+from nst_engine.backend import Backend, Handle
 from nst_engine.images import output_size
 from nst_engine.options import Losses, Progress
 from nst_engine.pool import (
@@ -56,6 +57,7 @@ async def pool():
 
 @on_pool_loop
 async def test_many_jobs_finish_with_the_right_sizes_and_the_loop_stays_responsive(pool):
+    await pool.wait_warm()  # at once: warm already
     assert pool.warm and pool.size == 2 and pool.free_workers == 2
     sizes = [(48, 32), (32, 48), (40, 40), (48, 48), (20, 30), (47, 33), (36, 44), (64, 16)]
     loop = asyncio.get_running_loop()
@@ -100,6 +102,7 @@ async def test_progress_arrives_in_order_and_carries_previews(pool):
     previews = [p.preview for p in events if p.preview is not None]
     assert previews and all(p.dtype == np.uint8 and max(p.shape[:2]) == 24 for p in previews)
     assert handle.progress == events[-1]
+    assert isinstance(pool, Backend) and isinstance(handle, Handle)
     # A late listener gets the newest report, then the end.
     assert [p async for p in handle.events()] == [events[-1]]
 
@@ -179,9 +182,7 @@ async def test_a_killed_worker_fails_only_its_own_job_and_is_replaced(pool):
     assert (await bystander.result()).steps == 40
     assert (await pool.submit(tiny_job()).result()).steps == 4
 
-    deadline = time.monotonic() + 60
-    while not pool.warm and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await asyncio.wait_for(pool.wait_warm(), 60)
     assert pool.warm and len(set(pool.worker_pids()) - old_pids) == 1
     both = [pool.submit(tiny_job()), pool.submit(tiny_job())]
     assert pool.free_workers == 0
@@ -201,6 +202,8 @@ async def test_close_stops_work_and_leaves_no_processes_behind(pool):
     with pytest.raises(JobCancelled):
         await queued.result()
     assert not pool.warm and pool.running == pool.queued == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        await pool.wait_warm()
     with pytest.raises(RuntimeError):
         pool.submit(tiny_job())
     assert_no_children(pids)
@@ -245,7 +248,7 @@ def assert_no_children(old_pids: list[int]) -> None:
     """No worker, manager or thread of a pool is left (multiprocessing's own shared resource
     tracker, started once per interpreter, may stay)."""
     assert multiprocessing.active_children() == []
-    assert not [t for t in threading.enumerate() if t.name == "nst-pool-events"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("nst-")]
     mine = str(os.getpid())
     for proc in Path("/proc").glob("[0-9]*"):
         try:
