@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from pathlib import Path
 from typing import NoReturn
 
+from nst_engine import provenance
 from nst_engine.errors import NSTError
 from nst_engine.options import (
     DEFAULT_QUALITY,
@@ -134,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_stylize)
 
+    info = commands.add_parser("info", help="print how a PNG made by nst or the bot was made")
+    info.add_argument("image", type=Path, help="a PNG written by nst stylize or the bot")
+    info.set_defaults(handler=_info)
+
     weights = commands.add_parser("weights", help="obtain the VGG19 weights ahead of time")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True)
     download = weights_commands.add_parser(
@@ -202,13 +208,38 @@ def _stylize(args: argparse.Namespace) -> int:
     bar = ProgressBar(sys.stderr)
     result = stylize(content, styles, options, model=model, on_progress=bar.update)
     bar.close()
-    size = save_image(result.image, args.output)
+    made = provenance.parameters(
+        options,
+        quality=args.quality,
+        size=args.size,
+        styles=[provenance.artwork_label(path.read_bytes()) for path in args.style],
+        weights=result.weights,
+        blend=None,
+    )
+    if args.style_blend:
+        made["style_blend"] = list(args.style_blend)
+    size = save_image(result.image, args.output, parameters=made)
     h, w = result.image.shape[:2]
     label = "" if result.is_real_style_transfer else " [random weights: not a real style transfer]"
     print(
         f"wrote {args.output} ({w}×{h}, {_human_bytes(size)}) in "
         f"{time.perf_counter() - started:.1f} s, {result.steps} steps{label}"
     )
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    """Print the parameters a PNG carries, as JSON, or say it has none."""
+    from nst_engine.images import read_parameters
+
+    try:
+        data = args.image.read_bytes()
+    except OSError as err:
+        _fail(f"cannot read {args.image}: {err.strerror or err}")
+    made = read_parameters(data)
+    if made is None:
+        _fail(f"{args.image} carries no parameters (not made by nst or the bot)")
+    print(json.dumps(made, indent=2, sort_keys=True))
     return 0
 
 

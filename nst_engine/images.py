@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import codecs
 import io
+import json
 import logging
 import math
 import os
 import threading
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError, features
 
 from nst_engine.errors import ImageError
 
 log = logging.getLogger(__name__)
 
+# The PNG text chunk that holds how a picture was made (JSON).
+PARAMETERS_KEY = "parameters"
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 MIN_SIDE = 32
@@ -241,13 +245,21 @@ def resize(image: RGBImage, width: int, height: int) -> RGBImage:
     return np.array(pil.resize((width, height), Image.Resampling.LANCZOS))
 
 
-def encode_image(image: RGBImage, fmt: str = "png", *, quality: int = 92) -> bytes:
+def encode_image(
+    image: RGBImage,
+    fmt: str = "png",
+    *,
+    quality: int = 92,
+    parameters: Mapping[str, object] | None = None,
+) -> bytes:
     """Encode an RGB image as PNG, JPEG or WebP.
 
     Args:
         image: ``uint8`` array of shape ``(H, W, 3)``, values 0-255.
         fmt: ``'png'``, ``'jpeg'`` (or ``'jpg'``) or ``'webp'``, any case.
         quality: 1-100, for JPEG and WebP; PNG is lossless and ignores it.
+        parameters: how the picture was made; a PNG carries them as JSON in a ``parameters``
+            text chunk (`read_parameters` reads them back). Other formats ignore them.
 
     Returns:
         The encoded file.
@@ -270,12 +282,40 @@ def encode_image(image: RGBImage, fmt: str = "png", *, quality: int = 92) -> byt
     pil = Image.fromarray(np.ascontiguousarray(image))
     buffer = io.BytesIO()
     if pil_format == "PNG":
-        pil.save(buffer, "PNG", optimize=False, compress_level=6)
+        info = None
+        if parameters is not None:
+            info = PngImagePlugin.PngInfo()
+            info.add_text(PARAMETERS_KEY, json.dumps(dict(parameters), sort_keys=True))
+        pil.save(buffer, "PNG", optimize=False, compress_level=6, pnginfo=info)
     elif pil_format == "JPEG":
         pil.save(buffer, "JPEG", quality=quality, optimize=True)
     else:
         pil.save(buffer, "WEBP", quality=quality, method=4)
     return buffer.getvalue()
+
+
+def read_parameters(data: bytes) -> dict[str, object] | None:
+    """The parameters a PNG written by `encode_image` carries, or None if it has none.
+
+    Raises:
+        ImageError: The bytes are not a PNG, or its ``parameters`` chunk is not a JSON object.
+    """
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ImageError("not a PNG file")
+    try:
+        with Image.open(io.BytesIO(data)) as png:
+            raw = png.text.get(PARAMETERS_KEY)  # type: ignore[attr-defined]
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"the PNG could not be read ({err})") from None
+    if raw is None:
+        return None
+    try:
+        parameters = json.loads(raw)
+    except ValueError:
+        parameters = None
+    if not isinstance(parameters, dict):
+        raise ImageError("its parameters chunk is not a JSON object")
+    return parameters
 
 
 def save_image(
@@ -284,6 +324,7 @@ def save_image(
     fmt: str | None = None,
     *,
     quality: int = 92,
+    parameters: Mapping[str, object] | None = None,
 ) -> int:
     """Encode an RGB image and write it to ``path``.
 
@@ -293,6 +334,7 @@ def save_image(
         fmt: As for :func:`encode_image`; ``None`` means infer it from the suffix
             (``.png``, ``.jpg``, ``.jpeg``, ``.webp``, any case).
         quality: As for :func:`encode_image`.
+        parameters: As for :func:`encode_image` (kept in a PNG only).
 
     Returns:
         The number of bytes written.
@@ -309,7 +351,7 @@ def save_image(
                 f"cannot tell the image format from the suffix {path.suffix!r}; "
                 f"use one of {allowed}"
             )
-    data = encode_image(image, fmt, quality=quality)
+    data = encode_image(image, fmt, quality=quality, parameters=parameters)
     path.write_bytes(data)
     log.debug("wrote %d bytes to %s", len(data), path)
     return len(data)

@@ -74,6 +74,9 @@ class StyleOptions:
     init: Init = "content"
     # Seeds the noise start; the same inputs, options and seed repeat on the same machine.
     seed: int = 0
+    # Seeded uniform noise of this amplitude (± on the 0–1 scale) added to a content or matched
+    # start, so that each seed gives its own variation of the picture; 0: none (the plain loop).
+    start_noise: float = 0.0
     # Keep the content's colours: transfer on luminance only, then restore the content's chroma.
     preserve_colors: bool = False
     # One weight per style image (normalised to sum to 1). None: equal weights.
@@ -134,6 +137,10 @@ class StyleOptions:
         _check(
             self.init in ("content", "noise", "matched"),
             f"init must be content, noise or matched, not {self.init}",
+        )
+        _check(
+            0.0 <= self.start_noise <= 0.5,
+            f"start_noise must be between 0 and 0.5, not {self.start_noise}",
         )
         _check(
             self.final_learning_rate is None or 0 < self.final_learning_rate <= 1,
@@ -234,6 +241,9 @@ REDUCED_PRECISION_PRESETS: dict[str, dict[str, object]] = {
     "best": {"steps": 450, "coarse_fraction": 0.5},
 }
 DEFAULT_QUALITY = "balanced"
+# Every preset starts from the photo plus seeded noise of this amplitude, so that the seed picks
+# one of many variations (the Variation button); small enough to leave the photo's shapes alone.
+PRESET_START_NOISE = 0.08
 
 
 def options_for_quality(
@@ -248,7 +258,8 @@ def options_for_quality(
         raise ValueError(f"quality must be one of {', '.join(QUALITY_PRESETS)}, not {quality}")
     reduced = preset_precision(precision) != "float32"
     preset = (REDUCED_PRECISION_PRESETS if reduced else QUALITY_PRESETS)[quality]
-    return StyleOptions(**{**preset, "precision": precision, **changes})  # type: ignore[arg-type]
+    values = {"start_noise": PRESET_START_NOISE, **preset, "precision": precision, **changes}
+    return StyleOptions(**values)  # type: ignore[arg-type]
 
 
 def preset_precision(precision: str) -> str:

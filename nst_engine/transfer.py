@@ -203,12 +203,16 @@ class _Run:
     def _start(self, target_px: np.ndarray) -> np.ndarray:
         """The starting image at full size, float32 H×W×3 in [0, 1]."""
         opts = self.options
+        rng = np.random.default_rng(opts.seed)
         if opts.init == "noise":
-            rng = np.random.default_rng(opts.seed)
             return rng.uniform(0, 1, target_px.shape).astype(np.float32)
+        start = target_px
         if opts.init == "matched":
-            return _colours_like(target_px, self.styles_px, self.blend)
-        return target_px
+            start = _colours_like(target_px, self.styles_px, self.blend)
+        if opts.start_noise:
+            noise = rng.uniform(-opts.start_noise, opts.start_noise, target_px.shape)
+            start = np.clip(start + noise, 0.0, 1.0).astype(np.float32)
+        return start
 
     def _compiled(self, make, extractor, n_style: int, size: tuple[int, int]):
         """One traced tf.function per loaded model, layer choice and image size, reused by

@@ -15,7 +15,13 @@ async def test_a_private_result_is_ephemeral_and_share_posts_it_publicly(world: 
     inter = await world.stylize(private=True)
     result = await finished(inter)
     assert result.ephemeral
-    assert [b["label"] for b in result.buttons()] == ["Stronger", "Weaker", "Share", "Delete"]
+    assert [b["label"] for b in result.buttons()] == [
+        "Stronger",
+        "Weaker",
+        "Variation",
+        "Share",
+        "Delete",
+    ]
     press = await emu.press_button(result, button(result, "Share")["custom_id"], user=inter.user)
     await press.wait_for(lambda rec: any(m.files and not m.ephemeral for m in rec.followups))
     shared = next(m for m in press.followups if m.files)

@@ -26,7 +26,7 @@ async def test_stylize_defers_shows_progress_and_posts_the_picture(world: World)
     assert fields["Strength"] == "5" and fields["Quality"] == "fast" and fields["Size"] == "64×48"
     assert "NOT a real style transfer" in embed["footer"]["text"]
     labels = [b["label"] for b in result.buttons()]
-    assert labels == ["Stronger", "Weaker", "Delete"]
+    assert labels == ["Stronger", "Weaker", "Variation", "Delete"]
     # The status message went through queued/painting states before it was cleared away.
     texts = [v.content for v in inter.original.history]
     assert any("painting" in t or "next" in t for t in texts), texts
@@ -280,7 +280,7 @@ async def test_a_vanished_webhook_falls_back_to_the_channel_and_an_unreachable_m
         lambda m: mention in m.content and bool(m.files), timeout=60
     )
     assert result_png(message).size == (64, 48)
-    assert [b["label"] for b in message.buttons()] == ["Stronger", "Weaker", "Delete"]
+    assert [b["label"] for b in message.buttons()] == ["Stronger", "Weaker", "Variation", "Delete"]
 
     # Nor may the bot post in the channel: the job ends with one warning, no traceback.
     emu.fail_next("POST /webhooks/*", status=404)
@@ -334,6 +334,6 @@ async def test_setup_can_run_again_after_a_login_retry(world: World) -> None:
     # nst-bot retries a login that failed part-way; discord.py then runs setup_hook again.
     session = world.bot.http_session
     await world.bot.setup_hook()
-    assert list(world.bot.extensions) == ["bot.cogs.stylize"]
+    assert sorted(world.bot.extensions) == ["bot.cogs.server", "bot.cogs.stylize"]
     assert world.bot.http_session is session
     assert result_png(await finished(await world.stylize(quality="fast"))).size == (64, 48)

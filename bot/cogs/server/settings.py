@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.server import access
+from bot import access
 from bot.cogs.server.errors import NothingToChange
 from bot.errors import BadOption
 from bot.store import MAX_STYLES, GuildSettings

@@ -13,7 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image, ImageDraw
 
-from bot.cogs.server import access
+from bot import access
 from bot.cogs.server.errors import NotYourStyle, UnknownStyle
 from bot.cogs.stylize import attachments
 from bot.store import MAX_STYLES, STYLE_NAME_LENGTH, SavedStyle, StyleExists, TooManyStyles

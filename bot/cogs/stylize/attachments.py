@@ -36,6 +36,11 @@ DISCORD_CDN = frozenset(
 DOWNLOAD_ATTEMPTS = 3
 
 
+def is_image(attachment: discord.Attachment) -> bool:
+    """Whether Discord says the attachment is an image of a kind we accept."""
+    return (attachment.content_type or "").split(";")[0].strip().lower() in CONTENT_TYPES
+
+
 def check_metadata(which: str, attachment: discord.Attachment, *, max_bytes: int) -> None:
     """What Discord tells us about an attachment, checked before anything is downloaded."""
     content_type = (attachment.content_type or "").split(";")[0].strip().lower()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 from typing import TYPE_CHECKING
 
 import discord
@@ -17,6 +18,7 @@ from bot.cogs.stylize.errors import (
     TooLate,
     UserFacingError,
 )
+from bot.cogs.stylize.intake import Inputs
 from bot.cogs.stylize.models import STRENGTH_STEP, Params
 from bot.cogs.stylize.views import Action, JobViews
 from bot.logs import job_id_var
@@ -35,6 +37,7 @@ _VERBS: dict[Action, str] = {
     "cancel": "cancel",
     "stronger": "re-run",
     "weaker": "re-run",
+    "variation": "re-run",
     "delete": "delete",
     "share": "share",
     "gallery": "post",
@@ -63,6 +66,7 @@ class Buttons:
             "cancel": self._cancel,
             "stronger": self._stronger,
             "weaker": self._weaker,
+            "variation": self._variation,
             "delete": self._delete,
             "share": self._share,
             "gallery": self._gallery,
@@ -117,19 +121,41 @@ class Buttons:
     async def _weaker(self, interaction: discord.Interaction, job_id: str) -> None:
         await self._rerun(interaction, job_id, "weaker", -STRENGTH_STEP)
 
+    async def _variation(self, interaction: discord.Interaction, job_id: str) -> None:
+        await self._rerun(interaction, job_id, "variation", seed=random.randrange(2**31))
+
     async def _rerun(
-        self, interaction: discord.Interaction, job_id: str, action: Action, delta: float
+        self,
+        interaction: discord.Interaction,
+        job_id: str,
+        action: Action,
+        delta: float = 0.0,
+        seed: int | None = None,
     ) -> None:
+        """The same photo and artworks again (from the journal), stronger, weaker or varied."""
         stored = await self._stored(job_id)
         self._check_owner(interaction, action, stored.record.user_id)
-        self.intake.admit(interaction)
-        params = Params(**stored.record.params).nudged(delta)
+        await self.intake.admit(interaction)
+        params = Params.from_dict(stored.record.params).nudged(delta)
+        if seed is not None:
+            params = params.varied(seed)
         max_bytes = self.bot.settings.nst_max_attachment_bytes
 
-        async def load():
-            content = await attachments.decode("content", stored.content, max_bytes=max_bytes)
-            style = await attachments.decode("style", stored.style, max_bytes=max_bytes)
-            return content, style, stored.content, stored.style
+        async def load() -> Inputs:
+            async def decode(which: str, data: bytes | None):
+                if data is None:
+                    return None
+                return await attachments.decode(which, data, max_bytes=max_bytes)
+
+            return Inputs(
+                await decode("content", stored.content),
+                await decode("style", stored.style),
+                stored.content,
+                stored.style,
+                await decode("style2", stored.style2),
+                stored.style2,
+                artworks=params.artworks,
+            )
 
         await self.intake.take(interaction, params, load)
 
@@ -156,7 +182,7 @@ class Buttons:
             message = await interaction.followup.send(
                 f"🖼️ Shared by {interaction.user.mention}",
                 file=discord.File(io.BytesIO(stored.result), "stylized.png"),
-                view=self.views(job_id, "stronger", "weaker", "delete"),
+                view=self.views(job_id, "stronger", "weaker", "variation", "delete"),
                 allowed_mentions=discord.AllowedMentions.none(),
                 wait=True,
             )

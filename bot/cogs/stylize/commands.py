@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
@@ -14,11 +15,14 @@ from discord.ext import commands, tasks
 from bot.cogs.stylize import attachments
 from bot.cogs.stylize.buttons import Buttons
 from bot.cogs.stylize.delivery import PROGRESS_EDIT_SECONDS, Delivery
-from bot.cogs.stylize.intake import Intake
+from bot.cogs.stylize.errors import ArtworkChoice, NoImage, NoSavedStyles, UnknownStyle
+from bot.cogs.stylize.intake import Inputs, Intake
 from bot.cogs.stylize.lifecycle import JobState
 from bot.cogs.stylize.models import Params, Quality
 from bot.cogs.stylize.scheduler import Limits, Scheduler
-from bot.cogs.stylize.views import Action, JobViews
+from bot.cogs.stylize.views import Action, JobViews, StylePicker
+from bot.store import GuildSettings, SavedStyle
+from nst_engine import provenance
 from nst_engine.images import decode_image
 
 if TYPE_CHECKING:
@@ -54,11 +58,14 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self.intake = Intake(bot, self.scheduler, self.delivery)
         self.buttons = Buttons(bot, self.scheduler, self.intake, self.delivery, self.views)
         self._hosts = attachments.allowed_hosts(settings.discord_api_base)
+        self.menu = app_commands.ContextMenu(name="Stylize", callback=self.stylize_message)
         bot.metrics.track(
             queued=lambda: len(self.scheduler.queue), running=lambda: len(self.scheduler.running)
         )
 
     async def cog_load(self) -> None:
+        # Context menus can't be declared in a cog; this one is added to the tree by hand.
+        self.bot.tree.add_command(self.menu)
         self.scheduler.start()
         self.show_positions.start()
         self.prune.change_interval(seconds=min(3600.0, max(self._keep_seconds / 4, 1.0)))
@@ -66,6 +73,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         await self.scheduler.recover()
 
     async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
         self.show_positions.cancel()
         self.prune.cancel()
         await self.scheduler.close()
@@ -85,9 +93,12 @@ class StylizeCog(commands.Cog, name="Stylize"):
     @app_commands.command(name="stylize")
     @app_commands.describe(
         content="The photo to repaint",
-        style="The artwork whose style to use",
+        style="The artwork whose style to use (or give style_name)",
+        style_name="A style saved in this server with /styles add (instead of style)",
+        style2="A second artwork to blend with the first (optional)",
+        blend="How much of the second artwork: 0 … 1 (default 0.5)",
         strength="0 = barely styled … 10 = style dominates (default 5)",
-        quality="fast, balanced (default) or best: more steps take longer",
+        quality="fast, balanced or best (default: the server's choice, else balanced)",
         size="Longest side of the result in pixels (default 512)",
         preserve_colors="Keep the photo's colours and transfer only the texture (default off)",
         seed="Any number; the same inputs and seed give the same picture (default 0)",
@@ -97,45 +108,159 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self,
         interaction: discord.Interaction,
         content: discord.Attachment,
-        style: discord.Attachment,
+        style: discord.Attachment | None = None,
+        style_name: app_commands.Range[str, 1, 32] | None = None,
+        style2: discord.Attachment | None = None,
+        blend: app_commands.Range[float, 0.0, 1.0] = 0.5,
         strength: app_commands.Range[float, 0.0, 10.0] = 5.0,
-        quality: Quality = "balanced",
+        quality: Quality | None = None,
         size: app_commands.Range[int, 64, 2048] = 512,
         preserve_colors: bool = False,
         seed: app_commands.Range[int, 0, 2**31 - 1] = 0,
         private: bool = False,
     ) -> None:
         """Repaint a photo in the style of an artwork."""
-        self.intake.admit(interaction)
-        settings = self.bot.settings
-        params = Params(strength, quality, size, preserve_colors, seed, private).checked(
-            max_size=settings.nst_max_size
+        rules = await self.intake.admit(interaction)
+        if (style is None) == (style_name is None):
+            raise ArtworkChoice()
+        saved = await self._saved_style(interaction, style_name) if style_name else None
+        params = self._params(
+            rules,
+            strength=strength,
+            quality=quality,
+            size=size,
+            preserve_colors=preserve_colors,
+            seed=seed,
+            private=private,
+            blend=blend,
+            style_name=style_name,
         )
-        max_bytes = settings.nst_max_attachment_bytes
+        max_bytes = self.bot.settings.nst_max_attachment_bytes
         # What Discord tells us is checked at once, so the member hears about it within seconds.
-        attachments.check_metadata("content", content, max_bytes=max_bytes)
-        attachments.check_metadata("style", style, max_bytes=max_bytes)
+        given = {"content": content, "style": style, "style2": style2}
+        for which, attachment in given.items():
+            if attachment is not None:
+                attachments.check_metadata(which, attachment, max_bytes=max_bytes)
 
-        async def load():
-            raw = []
-            for which, attachment in (("content", content), ("style", style)):
-                data = await attachments.fetch(
-                    self.bot.http_session,
-                    which,
-                    attachment,
-                    max_bytes=max_bytes,
-                    hosts=self._hosts,
-                    timeout=settings.nst_download_timeout,
-                )
-                attachments.check_bytes(which, attachment, data)
-                raw.append(data)
-            images = [
-                await attachments.decode(which, data, max_bytes=max_bytes)
-                for which, data in zip(("content", "style"), raw)
-            ]
-            return images[0], images[1], raw[0], raw[1]
+        async def load() -> Inputs:
+            content_raw = await self._download("content", content)
+            style_raw = saved.image if saved else await self._download("style", style)
+            style2_raw = await self._download("style2", style2) if style2 else None
+            return await self._decode(
+                content_raw, style_raw, style2_raw, saved_name=saved.name if saved else None
+            )
 
         await self.intake.take(interaction, params, load)
+
+    @stylize.autocomplete("style_name")
+    async def _style_names(
+        self, interaction: discord.Interaction, typed: str
+    ) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        names = await self.bot.store.style_names(interaction.guild_id)
+        typed = typed.casefold()
+        matches = [n for n in names if typed in n.casefold()]
+        return [app_commands.Choice(name=n, value=n) for n in matches[:25]]
+
+    async def stylize_message(
+        self, interaction: discord.Interaction, message: discord.Message
+    ) -> None:
+        """Stylize: the message's first image in the style of its second, or of a saved style."""
+        rules = await self.intake.admit(interaction)
+        images = [a for a in message.attachments if attachments.is_image(a)]
+        if not images:
+            raise NoImage()
+        params = self._params(rules)
+        max_bytes = self.bot.settings.nst_max_attachment_bytes
+        for which, attachment in zip(("content", "style"), images[:2]):
+            attachments.check_metadata(which, attachment, max_bytes=max_bytes)
+        if len(images) >= 2:
+
+            async def load() -> Inputs:
+                content_raw = await self._download("content", images[0])
+                style_raw = await self._download("style", images[1])
+                return await self._decode(content_raw, style_raw, None)
+
+            await self.intake.take(interaction, params, load)
+            return
+        names = []
+        if interaction.guild_id is not None:
+            names = await self.bot.store.style_names(interaction.guild_id)
+        if not names:
+            raise NoSavedStyles()
+        picker = StylePicker(self, interaction.user.id, images[0], names[:25], params)
+        await interaction.response.send_message(
+            "Which saved style should the photo get?", view=picker, ephemeral=True
+        )
+
+    async def stylize_with_saved(
+        self,
+        interaction: discord.Interaction,
+        photo: discord.Attachment,
+        style_name: str,
+        params: Params,
+    ) -> None:
+        """The context menu's second half: a member picked a saved style for a photo."""
+        await self.intake.admit(interaction)
+        saved = await self._saved_style(interaction, style_name)
+        params = replace(params, style_name=saved.name)
+
+        async def load() -> Inputs:
+            content_raw = await self._download("content", photo)
+            return await self._decode(content_raw, saved.image, None, saved_name=saved.name)
+
+        await self.intake.take(interaction, params, load)
+
+    def _params(self, rules: GuildSettings, **chosen) -> Params:
+        """The member's choices under the server's defaults and the bot-wide caps."""
+        cap = self.bot.settings.nst_max_size
+        if rules.max_size:
+            cap = min(cap, rules.max_size)
+        quality = chosen.pop("quality", None) or rules.default_quality or "balanced"
+        return Params(quality=quality, **chosen).checked(max_size=cap)
+
+    async def _saved_style(self, interaction: discord.Interaction, name: str) -> SavedStyle:
+        saved = None
+        if interaction.guild_id is not None:
+            saved = await self.bot.store.style(interaction.guild_id, name)
+        if saved is None:
+            raise UnknownStyle(name)
+        return saved
+
+    async def _download(self, which: str, attachment: discord.Attachment) -> bytes:
+        settings = self.bot.settings
+        data = await attachments.fetch(
+            self.bot.http_session,
+            which,
+            attachment,
+            max_bytes=settings.nst_max_attachment_bytes,
+            hosts=self._hosts,
+            timeout=settings.nst_download_timeout,
+        )
+        attachments.check_bytes(which, attachment, data)
+        return data
+
+    async def _decode(
+        self,
+        content_raw: bytes,
+        style_raw: bytes,
+        style2_raw: bytes | None,
+        *,
+        saved_name: str | None = None,
+    ) -> Inputs:
+        max_bytes = self.bot.settings.nst_max_attachment_bytes
+        content = await attachments.decode("content", content_raw, max_bytes=max_bytes)
+        style = await attachments.decode("style", style_raw, max_bytes=max_bytes)
+        style2 = None
+        if style2_raw is not None:
+            style2 = await attachments.decode("style2", style2_raw, max_bytes=max_bytes)
+        labels = [f"saved:{saved_name}" if saved_name else provenance.artwork_label(style_raw)]
+        if style2_raw is not None:
+            labels.append(provenance.artwork_label(style2_raw))
+        return Inputs(
+            content, style, content_raw, style_raw, style2, style2_raw, artworks=tuple(labels)
+        )
 
     @app_commands.command(name="queue")
     async def queue_command(self, interaction: discord.Interaction) -> None:

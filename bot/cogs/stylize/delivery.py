@@ -76,7 +76,7 @@ class Delivery:
 
     async def deliver(self, request: Request, png: bytes, result: StyleResult | None) -> None:
         self._last_edit.pop(request.id, None)
-        actions: list[Action] = ["stronger", "weaker"]
+        actions: list[Action] = ["stronger", "weaker", "variation"]
         if request.params.private:
             actions.append("share")
         elif await self.gallery_for(request.guild_id):
@@ -232,6 +232,10 @@ def params_embed(bot: StyleBot, request: Request, size: str | None = None) -> di
     embed.add_field(name="Size", value=size or f"up to {p.size}")
     embed.add_field(name="Colours", value="photo's" if p.preserve_colors else "artwork's")
     embed.add_field(name="Seed", value=str(p.seed))
+    if p.style_name:
+        embed.add_field(name="Style", value=p.style_name)
+    if request.style2 is not None:
+        embed.add_field(name="Blend", value=f"{1 - p.blend:g} first, {p.blend:g} second")
     footer = f"job {request.id}"
     if bot.settings.nst_weights == "random":
         footer += " · random VGG19 weights: NOT a real style transfer (test mode)"

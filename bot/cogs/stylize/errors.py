@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.errors import BadOption, UserFacingError
+from bot.errors import BadOption, UnknownStyle, UserFacingError
 
-__all__ = ["BadOption", "UserFacingError"]
+__all__ = ["BadOption", "UnknownStyle", "UserFacingError"]
 
 
 class BadAttachment(UserFacingError):
@@ -68,4 +68,32 @@ class NoGallery(UserFacingError):
     def __init__(self) -> None:
         super().__init__(
             "This server has no gallery channel; an admin can set one with /gallery set."
+        )
+
+
+class DailyLimit(UserFacingError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You have made {limit} pictures today, this server's daily limit; "
+            "try again after 00:00 UTC."
+        )
+
+
+class ArtworkChoice(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Give exactly one artwork: either style (an image) or style_name (a saved style)."
+        )
+
+
+class NoImage(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__("That message has no image; Stylize needs a photo (and an artwork).")
+
+
+class NoSavedStyles(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "That message has one image and this server has no saved styles yet: post the photo "
+            "and the artwork together, or save an artwork with /styles add."
         )

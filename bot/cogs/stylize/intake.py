@@ -6,27 +6,42 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import discord
+import numpy as np
 from discord import app_commands
 from discord.ext import commands
 
+from bot import access
 from bot.cogs.stylize.delivery import Delivery, queued_text
-from bot.cogs.stylize.errors import TooFast, UserFacingError
+from bot.cogs.stylize.errors import DailyLimit, TooFast, UserFacingError
 from bot.cogs.stylize.models import Params, Request
 from bot.cogs.stylize.scheduler import Scheduler
 from bot.logs import job_id_var
+from bot.store import GuildSettings
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from bot.client import StyleBot
 
 log = logging.getLogger(__name__)
 
-# What a request loads once its place is held: the two images and their bytes as uploaded.
-Inputs = tuple["np.ndarray", "np.ndarray", bytes, bytes]
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a request loads once its place is held: the images, and their bytes as uploaded
+    (journaled, so re-runs and restarts need no download)."""
+
+    content: np.ndarray
+    style: np.ndarray
+    content_raw: bytes
+    style_raw: bytes
+    style2: np.ndarray | None = None
+    style2_raw: bytes | None = None
+    # What each artwork was, for the picture's parameters (see nst_engine.provenance).
+    artworks: tuple[str, ...] = ()
+
 
 RATE_WINDOW = 60.0
 
@@ -73,10 +88,20 @@ class Intake:
         settings = bot.settings
         self.rates = Rates(settings.nst_member_rate, settings.nst_guild_rate)
 
-    def admit(self, interaction: discord.Interaction) -> None:
-        """Refuse new work while shutting down, or past a member's or a server's rate."""
+    async def admit(self, interaction: discord.Interaction) -> GuildSettings:
+        """Refuse new work while shutting down, past a member's or a server's rate, or against
+        the server's own rules (channels, role, pictures a day); the server's settings."""
         self.scheduler.admit()
         self.rates.check(interaction)
+        if interaction.guild_id is None:
+            return GuildSettings()
+        rules = await self.bot.store.guild_settings(interaction.guild_id)
+        access.require_may_use(interaction, rules)
+        if rules.daily_limit:
+            made = await self.bot.store.pictures_today(interaction.guild_id, interaction.user.id)
+            if made >= rules.daily_limit:
+                raise DailyLimit(rules.daily_limit)
+        return rules
 
     async def take(
         self,
@@ -91,7 +116,7 @@ class Intake:
         queue.reserve(interaction.user.id)
         try:
             await interaction.response.defer(thinking=True, ephemeral=params.private)
-            content, style, content_raw, style_raw = await load()
+            inputs = await load()
         except UserFacingError as err:
             queue.release(interaction.user.id)
             await self._refuse_after_defer(interaction, str(err))
@@ -99,11 +124,16 @@ class Intake:
         except BaseException:
             queue.release(interaction.user.id)
             raise
-        request = Request.from_interaction(interaction, params, content, style)
+        params = replace(params, artworks=inputs.artworks)
+        request = Request.from_interaction(
+            interaction, params, inputs.content, inputs.style, inputs.style2
+        )
         job_id_var.set(request.id)
         # Journaled before the member hears it is queued: a restart will still run it.
         try:
-            await self.bot.store.add(request.to_record(), content_raw, style_raw)
+            await self.bot.store.add(
+                request.to_record(), inputs.content_raw, inputs.style_raw, inputs.style2_raw
+            )
         except BaseException:
             queue.release(interaction.user.id)
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 import discord
@@ -31,6 +31,21 @@ class Params:
     preserve_colors: bool = False
     seed: int = 0
     private: bool = False
+    # The share of the second artwork when there is one (0 = only the first, 1 = only it).
+    blend: float = 0.5
+    # The server's saved style used as the artwork, if one was named.
+    style_name: str | None = None
+    # What each artwork was (``saved:NAME`` or a hash of its bytes), for the picture's parameters.
+    artworks: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> Params:
+        """Choices as the journal keeps them (fields it doesn't know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in values.items() if k in known}
+        if "artworks" in kept:
+            kept["artworks"] = tuple(kept["artworks"])  # type: ignore[arg-type]
+        return cls(**kept)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -49,11 +64,26 @@ class Params:
             _whole(self.size) and 64 <= self.size <= 2048, "size", self.size, "64 to 2048 pixels"
         )
         _require(_whole(self.seed) and 0 <= self.seed < 2**31, "seed", self.seed, "0 to 2147483647")
-        return replace(self, strength=float(self.strength), size=min(self.size, max_size))
+        _require(
+            isinstance(self.blend, (int, float)) and 0 <= self.blend <= 1,
+            "blend",
+            self.blend,
+            "a number from 0 to 1",
+        )
+        return replace(
+            self,
+            strength=float(self.strength),
+            blend=float(self.blend),
+            size=min(self.size, max_size),
+        )
 
     def nudged(self, delta: float) -> Params:
         """The same choices with the strength moved by ``delta`` (kept within 0–10)."""
         return replace(self, strength=min(10.0, max(0.0, self.strength + delta)))
+
+    def varied(self, seed: int) -> Params:
+        """The same choices with another seed: a variation of the same picture."""
+        return replace(self, seed=seed)
 
 
 @dataclass(eq=False)
@@ -75,6 +105,8 @@ class Request:
     token: str | None
     # When the interaction was created (epoch seconds).
     created: float
+    # A second artwork, blended in by `params.blend`; None: one artwork.
+    style2: np.ndarray | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # The one state field: only `Lifecycle.move` changes it.
     state: JobState = JobState.QUEUED
@@ -104,6 +136,7 @@ class Request:
         params: Params,
         content: np.ndarray,
         style: np.ndarray,
+        style2: np.ndarray | None = None,
     ) -> Request:
         return cls(
             interaction,
@@ -116,14 +149,21 @@ class Request:
             application_id=interaction.application_id,
             token=interaction.token,
             created=interaction.created_at.timestamp(),
+            style2=style2,
         )
 
     @classmethod
-    def from_record(cls, record: JobRecord, content: np.ndarray, style: np.ndarray) -> Request:
+    def from_record(
+        cls,
+        record: JobRecord,
+        content: np.ndarray,
+        style: np.ndarray,
+        style2: np.ndarray | None = None,
+    ) -> Request:
         """A journaled job, recovered after a restart (no live interaction)."""
         return cls(
             None,
-            Params(**record.params),
+            Params.from_dict(record.params),
             content,
             style,
             user_id=record.user_id,
@@ -132,6 +172,7 @@ class Request:
             application_id=record.application_id,
             token=record.interaction_token,
             created=record.interaction_created,
+            style2=style2,
             id=record.id,
             # A job that was running when the process stopped waits for a worker again.
             state=JobState.DONE if record.state == JobState.DONE else JobState.QUEUED,

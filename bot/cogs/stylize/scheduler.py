@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,6 +23,7 @@ from bot.cogs.stylize.fair_queue import FairQueue
 from bot.cogs.stylize.lifecycle import JobState, Lifecycle
 from bot.cogs.stylize.models import Request
 from bot.logs import job_id_var
+from nst_engine import provenance
 from nst_engine.errors import NSTError
 from nst_engine.images import encode_image
 from nst_engine.options import Progress, StyleOptions, StyleResult, options_for_quality
@@ -93,6 +95,8 @@ class _Outcome:
     state: JobState
     text: str = ""
     result: StyleResult | None = None
+    # The PNG's parameters (with a result).
+    parameters: dict | None = None
 
 
 def engine_options(request: Request, limits: Limits) -> StyleOptions:
@@ -108,7 +112,22 @@ def engine_options(request: Request, limits: Limits) -> StyleOptions:
     )
     if options.steps > limits.max_steps:
         options = options.replace(steps=limits.max_steps)
+    if request.style2 is not None:
+        options = options.replace(style_blend=(1.0 - p.blend, p.blend))
     return options
+
+
+def picture_parameters(request: Request, options: StyleOptions, weights: str) -> dict:
+    """What the picture's PNG says about how it was made."""
+    p = request.params
+    return provenance.parameters(
+        options,
+        quality=p.quality,
+        size=p.size,
+        styles=list(p.artworks),
+        weights=weights,
+        blend=p.blend if request.style2 is not None else None,
+    )
 
 
 class Scheduler:
@@ -241,11 +260,12 @@ class Scheduler:
         try:
             content = await self._decode(stored.content)
             style = await self._decode(stored.style)
+            style2 = None if stored.style2 is None else await self._decode(stored.style2)
         except NSTError as err:
             log.warning("journaled job cannot be recovered: %s", err)
             await self.journal.set_state(record.id, JobState.FAILED.value)
             return
-        request = Request.from_record(record, content, style)
+        request = Request.from_record(record, content, style, style2)
         self.lifecycle.track(request)
         if request.state is JobState.DONE:
             if stored.result is None:
@@ -294,7 +314,11 @@ class Scheduler:
             if self.lifecycle.stopping and request.state is not JobState.RUNNING:
                 log.info("stopped by the shutdown; it stays journaled for the next start")
             elif outcome.result is not None:
-                png = await asyncio.to_thread(encode_image, outcome.result.image, "png")
+                png = await asyncio.to_thread(
+                    partial(encode_image, parameters=outcome.parameters),
+                    outcome.result.image,
+                    "png",
+                )
                 await self.lifecycle.move(
                     request,
                     JobState.DONE,
@@ -343,7 +367,10 @@ class Scheduler:
                 JobState.CANCELLED,
                 f"✖️ Cancelled after {result.steps} of {options.steps} steps.",
             )
-        return _Outcome(JobState.DONE, result=result)
+        weights = result.weights
+        return _Outcome(
+            JobState.DONE, result=result, parameters=picture_parameters(request, options, weights)
+        )
 
     async def _paint_retrying(self, request: Request, options: StyleOptions) -> StyleResult:
         try:
@@ -362,7 +389,7 @@ class Scheduler:
         handle = self.backend.submit(
             Job(
                 request.content,
-                (request.style,),
+                (request.style,) if request.style2 is None else (request.style, request.style2),
                 options,
                 job_id=request.id,
                 timeout=self.limits.job_timeout,

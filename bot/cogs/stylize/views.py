@@ -13,15 +13,19 @@ import discord
 
 log = logging.getLogger(__name__)
 
-Action = Literal["cancel", "stronger", "weaker", "delete", "share", "gallery"]
+Action = Literal["cancel", "stronger", "weaker", "variation", "delete", "share", "gallery"]
 Press = Callable[[discord.Interaction, Action, str], Awaitable[None]]
 
-TEMPLATE = r"nst:(?P<action>cancel|stronger|weaker|delete|share|gallery):(?P<job>[0-9a-f]{8,32})"
+TEMPLATE = (
+    r"nst:(?P<action>cancel|stronger|weaker|variation|delete|share|gallery)"
+    r":(?P<job>[0-9a-f]{8,32})"
+)
 
 _LOOKS: dict[str, tuple[str, discord.ButtonStyle, str | None]] = {
     "cancel": ("Cancel", discord.ButtonStyle.danger, "✖️"),
     "stronger": ("Stronger", discord.ButtonStyle.primary, "➕"),
     "weaker": ("Weaker", discord.ButtonStyle.secondary, "➖"),
+    "variation": ("Variation", discord.ButtonStyle.secondary, "🎲"),
     "delete": ("Delete", discord.ButtonStyle.secondary, "🗑️"),
     "share": ("Share", discord.ButtonStyle.success, "📣"),
     "gallery": ("Post to gallery", discord.ButtonStyle.success, "🖼️"),
@@ -81,3 +85,34 @@ class JobViews:
         for action in actions:
             view.add_item(self.button_type(action, job_id))
         return view
+
+
+class StylePicker(discord.ui.View):
+    """An ephemeral menu of the server's saved styles, for the Stylize context menu on a
+    message with one image; only the member who asked may pick."""
+
+    def __init__(self, cog, user_id: int, photo: discord.Attachment, names, params) -> None:
+        super().__init__(timeout=300)
+        self.cog = cog
+        self.user_id = user_id
+        self.photo = photo
+        self.params = params
+        self.choice.options = [discord.SelectOption(label=name, value=name) for name in names]
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id == self.user_id:
+            return True
+        await interaction.response.send_message(
+            "Only the member who opened this menu can pick from it.", ephemeral=True
+        )
+        return False
+
+    @discord.ui.select(placeholder="Pick a saved style", min_values=1, max_values=1)
+    async def choice(self, interaction: discord.Interaction, select: discord.ui.Select) -> None:
+        self.stop()
+        await self.cog.stylize_with_saved(interaction, self.photo, select.values[0], self.params)
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, item) -> None:
+        await interaction.client.tree.on_error(  # the same error ladder as the commands
+            interaction, discord.app_commands.CommandInvokeError(None, error)
+        )

@@ -39,7 +39,8 @@ MANAGE_MESSAGES = 1 << 13
 ATTACH_FILES = 1 << 15
 
 # Which callback types each interaction type accepts.
-_CALLBACKS_FOR = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 5: {4, 5, 6, 7}}
+# Interaction type → the callback types Discord accepts for it (4: autocomplete → 8).
+_CALLBACKS_FOR = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}
 
 
 class RestApi:

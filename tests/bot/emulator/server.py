@@ -423,6 +423,64 @@ class DiscordEmulator:
             data["resolved"] = resolved
         return await self._interact(2, data, user=user, channel=channel, locale=locale)
 
+    async def invoke_message_command(
+        self,
+        name: str,
+        message: MessageRecord,
+        *,
+        user: EmuMember | None = None,
+        channel: EmuChannel | None = None,
+    ) -> InteractionRecord:
+        """A member picks the message command (context menu) ``name`` on ``message``."""
+        channel = channel or self._channel(message.channel_id)
+        guild = self._guild_of(channel)
+        user = user or (self.member if guild is self.guild else guild.members[-1])
+        command = next(
+            (c for c in self.commands_for(guild) if c["name"] == name and c.get("type") == 3),
+            None,
+        )
+        if command is None:
+            raise LookupError(f"no message command {name!r} synced for {guild.name!r}")
+        data: dict[str, Any] = {
+            "id": command["id"],
+            "name": name,
+            "type": 3,
+            "target_id": str(message.id),
+            "resolved": {"messages": {str(message.id): copy.deepcopy(message.payload)}},
+        }
+        if command.get("guild_id"):
+            data["guild_id"] = command["guild_id"]
+        return await self._interact(2, data, user=user, channel=channel)
+
+    async def autocomplete(
+        self,
+        name: str,
+        option: str,
+        typed: str,
+        *,
+        user: EmuMember | None = None,
+        channel: EmuChannel | None = None,
+    ) -> list[dict[str, Any]]:
+        """The choices the bot offers while a member types ``typed`` into ``/name option``."""
+        channel = channel or self.channel
+        guild = self._guild_of(channel)
+        user = user or (self.member if guild is self.guild else guild.members[-1])
+        command = self.command(name, guild=guild)
+        spec = next((o for o in command.get("options", []) if o["name"] == option), None)
+        if spec is None or not spec.get("autocomplete"):
+            raise LookupError(f"/{name} has no autocompleted option {option!r}")
+        data: dict[str, Any] = {
+            "id": command["id"],
+            "name": name,
+            "type": 1,
+            "options": [{"name": option, "type": spec["type"], "value": typed, "focused": True}],
+        }
+        if command.get("guild_id"):
+            data["guild_id"] = command["guild_id"]
+        record = await self._interact(4, data, user=user, channel=channel)
+        await record.wait_for(lambda rec: rec.callback)
+        return list(record.callback.data.get("choices", []))
+
     async def press_button(
         self, message: MessageRecord, custom_id: str, *, user: EmuMember | None = None
     ) -> InteractionRecord:

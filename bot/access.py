@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import discord
 
-from bot.cogs.server.errors import NeedsManageServer, NeedsRole, WrongChannel
+from bot.errors import NeedsManageServer, NeedsRole, WrongChannel
 from bot.store import GuildSettings
 
 

@@ -1,0 +1,47 @@
+"""How a picture was made, in the words a member or a CLI user chose: the JSON that every PNG
+the bot or `nst` writes carries (see `images.encode_image`), and that `nst info` prints."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import metadata
+
+from nst_engine.options import StyleOptions
+
+try:
+    VERSION = metadata.version("nst-discord")
+except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    VERSION = "unknown"
+
+
+def artwork_label(data: bytes) -> str:
+    """Names an artwork by its content: ``sha256:`` and the first 16 hex digits."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+
+
+def parameters(
+    options: StyleOptions,
+    *,
+    quality: str,
+    size: int,
+    styles: list[str],
+    weights: str,
+    blend: float | None = None,
+) -> dict[str, object]:
+    """The parameters of a finished picture: enough to make it again from the same inputs.
+
+    ``styles`` names each artwork (`artwork_label`, or ``saved:NAME`` for a server's saved
+    style); ``weights`` is the result's weights label ("random" says it is not a real transfer).
+    """
+    return {
+        "strength": options.strength,
+        "quality": quality,
+        "size": size,
+        "steps": options.steps,
+        "seed": options.seed,
+        "preserve_colors": options.preserve_colors,
+        "blend": blend,
+        "styles": styles,
+        "weights": weights,
+        "version": VERSION,
+    }
