@@ -16,38 +16,14 @@ from bot.cogs.stylize.lifecycle import (
 )
 from bot.cogs.stylize.models import Params, Request
 from bot.metrics import Metrics
+from tests.bot.fakes import FakeJournal, metric
 
 S = JobState
-
-
-class FakeJournal:
-    """Records every write; `fail` makes the next writes raise, as a locked SQLite would."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, str] = {}
-        self.attempts: dict[str, int] = {}
-        self.fail: Exception | None = None
-
-    async def set_state(self, job_id: str, state: str, *, attempt: bool = False) -> None:
-        if self.fail:
-            raise self.fail
-        self.rows[job_id] = state
-        self.attempts[job_id] = self.attempts.get(job_id, 0) + int(attempt)
-
-    async def save_result(self, job_id: str, png: bytes) -> None:
-        await self.set_state(job_id, "done")
-
-    async def requeue(self, job_id: str) -> None:
-        await self.set_state(job_id, "queued")
 
 
 def request(user_id: int = 1) -> Request:
     image = np.zeros((8, 8, 3), np.uint8)
     return Request(None, Params(), image, image, user_id, 10, 20, 30, "token", 0.0)
-
-
-def metric(m: Metrics, name: str) -> float:
-    return m.registry.get_sample_value(name) or 0.0
 
 
 @pytest.fixture

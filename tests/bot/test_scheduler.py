@@ -18,7 +18,7 @@ from bot.store import JobRecord, StoredJob
 from nst_engine.images import encode_image
 from nst_engine.options import Losses, Progress, StyleResult
 from nst_engine.pool import JobCancelled, WorkerDied
-from tests.bot.test_lifecycle import FakeJournal, metric
+from tests.bot.fakes import FakeJournal, metric
 
 IMAGE = np.full((8, 8, 3), 100, np.uint8)
 
@@ -53,11 +53,13 @@ class FakeEngine:
     scripts: list = field(default_factory=list)
     size: int = 1
     submitted: list = field(default_factory=list)
+    jobs: list = field(default_factory=list)
     warm: asyncio.Event = field(default_factory=asyncio.Event)
 
     def submit(self, job) -> FakeHandle:
         script = self.scripts.pop(0) if self.scripts else paints
         self.submitted.append(job.job_id)
+        self.jobs.append(job)
         return FakeHandle(job, script)
 
     async def wait_warm(self) -> None:
@@ -324,4 +326,22 @@ async def test_recovery_requeues_delivers_or_gives_up_on_journaled_jobs(running)
     scheduler.start()
     await settle(scheduler, scheduler.jobs["aaaaaaaa"])
     assert rows["aaaaaaaa"] == "delivered"
+    await scheduler.close()
+
+
+async def test_a_two_artwork_job_is_recovered_with_both_and_blended_as_asked() -> None:
+    scheduler, engine, member = make()
+    png = encode_image(IMAGE, "png")
+    params = Params(blend=0.25).to_dict()
+    record = JobRecord("dddddddd", "queued", 1, 10, 20, 30, None, 0.0, params, 0, 0)
+    scheduler.journal.stored["dddddddd"] = StoredJob(record, png, png, None, style2=png)
+    await scheduler.recover()
+    engine.warm.set()
+    scheduler.start()
+    job = scheduler.jobs["dddddddd"]
+    await settle(scheduler, job)
+    assert job.style2 is not None
+    assert scheduler.journal.rows["dddddddd"] == "delivered"
+    (submitted,) = engine.jobs
+    assert len(submitted.styles) == 2 and submitted.options.style_blend == (0.75, 0.25)
     await scheduler.close()
