@@ -130,17 +130,12 @@ class SettingsCog(commands.Cog, name="Server settings"):
         self, interaction: discord.Interaction, channel: discord.TextChannel
     ) -> None:
         """Allow the bot in a channel (once any is listed, only listed ones)."""
-        access.require_manage_server(interaction, MANAGE)
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        added = await self.bot.store.add_channel(interaction.guild_id, channel.id)
-        allowed = (await self.bot.store.guild_settings(interaction.guild_id)).channels
-        first = (
-            f"The bot can now be used in {channel.mention}."
-            if added
-            else f"{channel.mention} was already on the list."
-        )
-        await interaction.followup.send(
-            f"{first} Allowed: {_channels(allowed)}.", ephemeral=True, allowed_mentions=NO_PINGS
+        await self._change_channels(
+            interaction,
+            self.bot.store.add_channel,
+            channel,
+            f"The bot can now be used in {channel.mention}.",
+            f"{channel.mention} was already on the list.",
         )
 
     @channels.command(name="remove")
@@ -149,17 +144,24 @@ class SettingsCog(commands.Cog, name="Server settings"):
         self, interaction: discord.Interaction, channel: discord.TextChannel
     ) -> None:
         """Take a channel off the list (an empty list means every channel)."""
+        await self._change_channels(
+            interaction,
+            self.bot.store.remove_channel,
+            channel,
+            f"{channel.mention} is off the list.",
+            f"{channel.mention} was not on the list.",
+        )
+
+    async def _change_channels(self, interaction, change, channel, changed: str, same: str):
+        """Add a channel to the allow-list or take one off, and show the list."""
         access.require_manage_server(interaction, MANAGE)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        removed = await self.bot.store.remove_channel(interaction.guild_id, channel.id)
+        done = await change(interaction.guild_id, channel.id)
         allowed = (await self.bot.store.guild_settings(interaction.guild_id)).channels
-        first = (
-            f"{channel.mention} is off the list."
-            if removed
-            else f"{channel.mention} was not on the list."
-        )
         await interaction.followup.send(
-            f"{first} Allowed: {_channels(allowed)}.", ephemeral=True, allowed_mentions=NO_PINGS
+            f"{changed if done else same} Allowed: {_channels(allowed)}.",
+            ephemeral=True,
+            allowed_mentions=NO_PINGS,
         )
 
     async def _show(self, interaction: discord.Interaction, first: str) -> None:
