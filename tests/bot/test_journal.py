@@ -15,7 +15,6 @@ import pytest
 
 from bot.errors import UserFacingError
 from bot.store import (
-    _SCHEMA,
     MAX_STYLES,
     BadStyleName,
     GuildSettings,
@@ -26,6 +25,7 @@ from bot.store import (
     StyleExists,
     TooManyStyles,
 )
+from bot.store.database import _SCHEMA
 
 IDS = ("aaaaaaaa0001", "aaaaaaaa0002", "aaaaaaaa0003")
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from bot.cogs.stylize.errors import TooLate
+from bot.cogs.stylize.jobs import Limits, Undeliverable
 from bot.cogs.stylize.lifecycle import JobState
 from bot.cogs.stylize.models import Params, Request
-from bot.cogs.stylize.scheduler import Limits, Scheduler, Undeliverable
+from bot.cogs.stylize.scheduler import Scheduler
 from bot.metrics import Metrics
 from bot.store import JobRecord, StoredJob
 from nst_engine.images import encode_image

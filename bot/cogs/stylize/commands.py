@@ -17,9 +17,10 @@ from bot.cogs.stylize.buttons import Buttons
 from bot.cogs.stylize.delivery import PROGRESS_EDIT_SECONDS, Delivery
 from bot.cogs.stylize.errors import ArtworkChoice, NoImage, NoSavedStyles, UnknownStyle
 from bot.cogs.stylize.intake import Inputs, Intake
+from bot.cogs.stylize.jobs import Limits
 from bot.cogs.stylize.lifecycle import JobState
 from bot.cogs.stylize.models import Params, Quality
-from bot.cogs.stylize.scheduler import Limits, Scheduler
+from bot.cogs.stylize.scheduler import Scheduler
 from bot.cogs.stylize.views import Action, JobViews, StylePicker
 from bot.store import GuildSettings, SavedStyle
 from nst_engine import provenance

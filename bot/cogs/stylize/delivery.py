@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.cogs.stylize.jobs import Undeliverable
 from bot.cogs.stylize.lifecycle import JobState
 from bot.cogs.stylize.models import Request
-from bot.cogs.stylize.scheduler import Undeliverable
 from bot.cogs.stylize.views import Action, JobViews
 from nst_engine.images import encode_image
 from nst_engine.options import Progress, StyleResult
