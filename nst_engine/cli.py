@@ -18,6 +18,7 @@ from nst_engine.options import (
     StyleOptions,
     options_for_quality,
 )
+from nst_engine.text import clock, format_bytes
 from nst_engine.weights import IMAGENET, RANDOM, WEIGHTS_ENV, WEIGHTS_FILE, default_weights
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,7 @@ def _stylize(args: argparse.Namespace) -> int:
     h, w = result.image.shape[:2]
     label = "" if result.is_real_style_transfer else " [random weights: not a real style transfer]"
     print(
-        f"wrote {args.output} ({w}×{h}, {_human_bytes(size)}) in "
+        f"wrote {args.output} ({w}×{h}, {format_bytes(size)}) in "
         f"{time.perf_counter() - started:.1f} s, {result.steps} steps{label}"
     )
     return 0
@@ -267,7 +268,7 @@ class ProgressBar:
         text = (
             f"{fraction:4.0%} step {progress.step}/{progress.total} "
             f"loss {losses.total:.3g} (content {losses.content:.3g}, style {losses.style:.3g}, "
-            f"tv {losses.tv:.3g}) ETA {_clock(eta)}"
+            f"tv {losses.tv:.3g}) ETA {clock(eta)}"
         )
         if self.tty:
             filled = int(fraction * self.width)
@@ -281,21 +282,6 @@ class ProgressBar:
     def close(self) -> None:
         if self.tty:
             self.stream.write("\n")
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    return f"{minutes}:{secs:02d}"
-
-
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB"):
-        if n < 1024 or unit == "MB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import codecs
 import io
 import json
 import logging
-import math
 import os
 import threading
 import warnings
@@ -27,6 +26,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError, features
 
 from nst_engine.errors import ImageError
+from nst_engine.text import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def decode_image(
         raise ImageError("the file is empty")
     if size > max_bytes:
         raise ImageError(
-            f"the file is {_format_bytes(size, up=True)}; "
-            f"the limit is {_format_bytes(max_bytes, up=False)}"
+            f"the file is {format_bytes(size, up=True)}; "
+            f"the limit is {format_bytes(max_bytes, up=False)}"
         )
 
     with _PIL_WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
@@ -140,8 +140,8 @@ def load_image(
         size = path.stat().st_size
         if size > max_bytes:
             raise ImageError(
-                f"the file is {_format_bytes(size, up=True)}; "
-                f"the limit is {_format_bytes(max_bytes, up=False)}"
+                f"the file is {format_bytes(size, up=True)}; "
+                f"the limit is {format_bytes(max_bytes, up=False)}"
             )
         with path.open("rb") as f:
             # Read one byte past the limit so a file that grew since stat() is still refused.
@@ -572,22 +572,9 @@ def _check_rgb_array(image: object) -> None:
         raise ValueError(f"image has no pixels: {image.shape}")
 
 
-def _format_bytes(count: int, *, up: bool) -> str:
-    """'31.2 MB', '900 KB', '12 bytes'. Round file sizes up and limits down, so that a file
-    just over the limit never reads as the same number."""
-    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
-        if count >= size:
-            return f"{_one_decimal(count / size, up=up)} {unit}"
-    return f"{count} bytes"
 
 
 def _format_megapixels(pixels: int) -> str:
     """'40', '1.5', '0.004': the image's own size is shown exactly, so rounding is harmless."""
     megapixels = pixels / 1_000_000
     return f"{megapixels:.0f}" if megapixels >= 100 else f"{megapixels:.3g}"
-
-
-def _one_decimal(value: float, *, up: bool) -> str:
-    tenths = math.ceil(value * 10 - 1e-9) if up else math.floor(value * 10 + 1e-9)
-    whole, frac = divmod(tenths, 10)
-    return f"{whole}" if frac == 0 else f"{whole}.{frac}"

@@ -13,6 +13,7 @@ import yarl
 from bot.cogs.stylize.errors import BadAttachment
 from nst_engine.errors import ImageError
 from nst_engine.images import DEFAULT_MAX_PIXELS, decode_image, sniff_image_type
+from nst_engine.text import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def check_metadata(which: str, attachment: discord.Attachment, *, max_bytes: int
         shown = content_type or "of unknown type"
         raise BadAttachment(which, f"it is {shown}, not an image ({ALLOWED} are allowed)")
     if attachment.size > max_bytes:
-        raise BadAttachment(which, f"it is {_mb(attachment.size)}; the limit is {_mb(max_bytes)}")
+        size, limit = format_bytes(attachment.size), format_bytes(max_bytes, up=False)
+        raise BadAttachment(which, f"it is {size}; the limit is {limit}")
     if attachment.width and attachment.height:
         pixels = attachment.width * attachment.height
         if pixels > DEFAULT_MAX_PIXELS:
@@ -131,7 +133,9 @@ async def _download(
         async for chunk in response.content.iter_chunked(64 * 1024):
             received += len(chunk)
             if received > max_bytes:
-                raise BadAttachment(which, f"it is over the limit of {_mb(max_bytes)}")
+                raise BadAttachment(
+                    which, f"it is over the limit of {format_bytes(max_bytes, up=False)}"
+                )
             chunks.append(chunk)
     return b"".join(chunks)
 
@@ -154,7 +158,3 @@ async def decode(which: str, data: bytes, *, max_bytes: int) -> np.ndarray:
         return await asyncio.to_thread(decode_image, data, max_bytes=max_bytes)
     except ImageError as err:
         raise BadAttachment(which, str(err)) from None
-
-
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB"

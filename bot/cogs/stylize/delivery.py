@@ -18,6 +18,7 @@ from bot.cogs.stylize.models import Request
 from bot.cogs.stylize.views import Action, JobViews
 from nst_engine.images import encode_image
 from nst_engine.options import Progress, StyleResult
+from nst_engine.text import clock
 
 if TYPE_CHECKING:
     from bot.client import StyleBot
@@ -241,9 +242,3 @@ def params_embed(bot: StyleBot, request: Request, size: str | None = None) -> di
         footer += " · random VGG19 weights: NOT a real style transfer (test mode)"
     embed.set_footer(text=footer)
     return embed
-
-
-def clock(seconds: float) -> str:
-    """``m:ss`` for an ETA."""
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    return f"{minutes}:{secs:02d}"

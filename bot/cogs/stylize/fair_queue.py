@@ -101,9 +101,6 @@ class FairQueue(Generic[T]):
     def finished(self, owner: Hashable) -> None:
         _decrement(self._running, owner)
 
-    def items_of(self, owner: Hashable) -> list[T]:
-        return list(self._waiting.get(owner, ()))
-
     def _order(self) -> Iterator[T]:
         queues = [list(items) for items in self._waiting.values()]
         depth = max((len(q) for q in queues), default=0)
