@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from bot.cogs.stylize import lifecycle
 from bot.cogs.stylize.models import Request
 from nst_engine import provenance
 from nst_engine.options import Progress, StyleOptions, StyleResult, options_for_quality
@@ -42,16 +43,13 @@ class Backend(Protocol):
     async def wait_warm(self) -> None: ...
 
 
-class Journal(Protocol):
+class Journal(lifecycle.Journal, Protocol):
+    """The part of `bot.store.JobStore` the scheduler uses: the lifecycle's writes, plus
+    reading jobs back for recovery."""
+
     async def pending(self) -> list: ...
 
     async def load(self, job_id: str) -> Any: ...
-
-    async def set_state(self, job_id: str, state: str, *, attempt: bool = False) -> None: ...
-
-    async def save_result(self, job_id: str, png: bytes) -> None: ...
-
-    async def requeue(self, job_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
