@@ -37,7 +37,6 @@ from nst_engine.images import (
     RGBImage,
     _check_aspect,
     _check_rgb_array,
-    _format_bytes,
     _format_megapixels,
     _to_rgb,
     decode_image,
@@ -45,6 +44,7 @@ from nst_engine.images import (
     resize,
     sniff_image_type,
 )
+from nst_engine.text import format_bytes
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,8 @@ def decode_clip(
         raise ImageError("the file is empty")
     if len(data) > max_bytes:
         raise ImageError(
-            f"the file is {_format_bytes(len(data), up=True)}; "
-            f"the limit is {_format_bytes(max_bytes, up=False)}"
+            f"the file is {format_bytes(len(data), up=True)}; "
+            f"the limit is {format_bytes(max_bytes, up=False)}"
         )
     kind = _sniff(data)
     limits = _Limits(max_pixels, max_frames, max_clip_pixels, max_side)
@@ -210,8 +210,8 @@ def load_clip(path, **limits: object) -> Clip:
         size = path.stat().st_size
         if size > max_bytes:
             raise ImageError(
-                f"the file is {_format_bytes(size, up=True)}; "
-                f"the limit is {_format_bytes(max_bytes, up=False)}"
+                f"the file is {format_bytes(size, up=True)}; "
+                f"the limit is {format_bytes(max_bytes, up=False)}"
             )
         data = path.read_bytes()
     except FileNotFoundError:
@@ -610,7 +610,11 @@ def _encode_webp(clip: Clip, quality: int, xmp_text: str | None) -> bytes:
             + (height - 1).to_bytes(3, "little"),
         ),
         # Background white (BGRA), then the loop count (0: forever).
-        _chunk(b"ANIM", b"\xff\xff\xff\xff" + struct.pack("<H", min(clip.loop or 0, 65_535))),
+        _chunk(
+            b"ANIM",
+            b"\xff\xff\xff\xff"
+            + struct.pack("<H", 1 if clip.loop is None else min(clip.loop, 65_535)),
+        ),
     ]
     for frame, duration in zip(clip.frames, clip.durations):
         buffer = io.BytesIO()
