@@ -1,4 +1,5 @@
-"""``nst-bot``: logging, settings, the journal, the engine pool, the health server, then the bot."""
+"""``nst-bot``: logging, settings, the journal, the engine backend (a local pool or Ray), the
+health server, then the bot."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from bot.metrics import Metrics
 from bot.settings import Settings, SettingsError
 from bot.store import JobStore, JournalError
 from bot.web import HealthServer, HealthServerError
+from nst_engine.backend import Backend
 from nst_engine.errors import WeightsError
 from nst_engine.pool import EnginePool
+from nst_engine.ray import RayBackend, RayUnavailable, import_ray
 
 log = logging.getLogger("bot")
 
@@ -39,13 +42,7 @@ async def run(settings: Settings, store: JobStore) -> None:
         log.warning(
             "NST_WEIGHTS=random: results are NOT real style transfers (tests and demos only)"
         )
-    pool = EnginePool(
-        settings.nst_weights,
-        workers=settings.nst_workers,
-        gpus=settings.nst_gpus or None,
-        memory_limit_mb=settings.nst_worker_memory_mb or None,
-        pid_dir=settings.nst_data_dir / "workers",
-    )
+    pool = make_backend(settings)
     bot = StyleBot(settings, pool, store, Metrics())
     stop = _stop_on_signals(bot)
     async with bot, HealthServer(bot, settings.nst_http_port):
@@ -54,6 +51,30 @@ async def run(settings: Settings, store: JobStore) -> None:
             return
         async with pool:
             await _serve_until_stopped(bot, settings.nst_shutdown_grace, stop)
+
+
+def make_backend(settings: Settings) -> Backend:
+    """The engine the settings ask for: worker processes here, or actors on a Ray cluster."""
+    if settings.nst_backend == "ray":
+        for name, value in (
+            ("NST_GPUS", settings.nst_gpus),
+            ("NST_WORKER_MEMORY_MB", settings.nst_worker_memory_mb),
+        ):
+            if value:
+                log.warning("%s is for NST_BACKEND=local; Ray places and sizes its actors", name)
+        return RayBackend(
+            settings.nst_weights,
+            settings.nst_workers,
+            address=settings.nst_ray_address,
+            cpus_per_worker=settings.nst_ray_cpus_per_worker,
+        )
+    return EnginePool(
+        settings.nst_weights,
+        workers=settings.nst_workers,
+        gpus=settings.nst_gpus or None,
+        memory_limit_mb=settings.nst_worker_memory_mb or None,
+        pid_dir=settings.nst_data_dir / "workers",
+    )
 
 
 def _stop_on_signals(bot: StyleBot) -> asyncio.Event:
@@ -157,6 +178,13 @@ def main() -> int:
         store.open()
     except (SettingsError, JournalError) as err:
         return _error(str(err))
+    if settings.nst_backend == "ray":
+        try:
+            # Before logging in: an operator who asked for Ray learns at once that it is missing.
+            import_ray(local=settings.nst_ray_address is None)
+        except RayUnavailable as err:
+            store.close()
+            return _error(f"NST_BACKEND=ray, but {err}")
     try:
         asyncio.run(run(settings, store))
     except discord.LoginFailure:
@@ -165,6 +193,11 @@ def main() -> int:
         )
     except (WeightsError, HealthServerError, JournalError) as err:
         return _error(str(err))
+    except RayUnavailable as err:
+        address = settings.nst_ray_address
+        if address is None:
+            return _error(f"{err}; or set NST_RAY_ADDRESS to a running cluster's address")
+        return _error(f"{err}; check NST_RAY_ADDRESS={address}")
     except KeyboardInterrupt:
         pass
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 from nst_engine.images import DEFAULT_MAX_BYTES
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+BACKENDS = ("local", "ray")
+# A Ray cluster's address: HOST:PORT (its GCS), ray://HOST:PORT (Ray Client), or auto.
+_RAY_ADDRESS = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+):(\d{1,5})")
 
 
 class SettingsError(Exception):
@@ -26,10 +30,19 @@ class Settings:
     discord_api_base: str | None = None
     # VGG19 weights: imagenet (downloaded once and cached), random (tests only), or a file path.
     nst_weights: str = "imagenet"
-    # Engine worker processes on CPU (on GPU hosts: one per visible GPU, see nst_gpus).
-    nst_workers: int = 1
+    # Where the engine runs: local (worker processes on this host) or ray (actors on a Ray
+    # cluster, see nst_ray_address).
+    nst_backend: str = "local"
+    # Engine workers. Local: processes, default 1 on CPU or one per GPU in nst_gpus. Ray: actors,
+    # default one per GPU in the cluster, else one per nst_ray_cpus_per_worker CPUs.
+    nst_workers: int | None = None
     # GPUs to use, comma-separated ids ("0,1"); empty: CPU workers.
     nst_gpus: tuple[str, ...] = ()
+    # With nst_backend ray: the cluster (HOST:PORT, ray://HOST:PORT or auto); None: start a
+    # one-host Ray here, listening on loopback only.
+    nst_ray_address: str | None = None
+    # With nst_backend ray on a cluster without GPUs: CPUs each actor takes (and its threads).
+    nst_ray_cpus_per_worker: int = 2
     # Cap on the output's longest side in pixels, whatever the member asks.
     nst_max_size: int = 512
     # Cap on optimisation steps of any quality preset.
@@ -112,6 +125,7 @@ class Settings:
             ("nst_member_rate", 0, 10_000),
             ("nst_guild_rate", 0, 100_000),
             ("nst_worker_memory_mb", 0, 1_000_000),
+            ("nst_ray_cpus_per_worker", 1, 1024),
         ):
             if (raw := get(name)) is not None:
                 values[name] = _integer(name, raw, low, high)
@@ -135,6 +149,18 @@ class Settings:
                     f"not {raw!r}"
                 )
             values["nst_precision"] = raw.lower()
+        if (raw := get("nst_backend")) is not None:
+            if raw.lower() not in BACKENDS:
+                raise SettingsError(f"NST_BACKEND must be local or ray, not {raw!r}")
+            values["nst_backend"] = raw.lower()
+        if (raw := get("nst_ray_address")) is not None:
+            match = _RAY_ADDRESS.fullmatch(raw)
+            if raw != "auto" and (match is None or not 1 <= int(match[3]) <= 65535):
+                raise SettingsError(
+                    "NST_RAY_ADDRESS must be HOST:PORT (the head's port, 6379 by default), "
+                    f"ray://HOST:PORT or auto, not {raw!r}"
+                )
+            values["nst_ray_address"] = raw
         return cls(**values)  # type: ignore[arg-type]
 
 

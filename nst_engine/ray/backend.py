@@ -186,13 +186,12 @@ class RayBackend:
     def _connect(self) -> dict[str, float]:
         """Join the cluster (in a thread: it takes seconds) and read its resources."""
         ray = self._ray
-        if ray.is_initialized():
-            raise RuntimeError("Ray is already initialised in this process")
-        where = "on this host" if self.address is None else f"at {self.address}"
-        # ray.init sets a SIGTERM handler from the main thread only; the bot has its own.
-        logging.getLogger("ray._private.worker").addFilter(_NoSigtermNotice())
         if self.address not in (None, "auto"):
             _probe(self.address)
+        if ray.is_initialized():
+            raise RuntimeError("Ray is already initialised in this process")
+        # ray.init sets a SIGTERM handler from the main thread only; the bot has its own.
+        logging.getLogger("ray._private.worker").addFilter(_NoSigtermNotice())
         try:
             if self.address is None:
                 ray.init(
@@ -206,7 +205,10 @@ class RayBackend:
                     address=self.address, namespace=self.namespace, logging_level=logging.WARNING
                 )
         except Exception as err:  # noqa: BLE001 - Ray raises many kinds; one line for the operator
-            message = f"the Ray cluster {where} cannot be reached ({_line(err)})"
+            if self.address is None:
+                message = f"Ray could not be started on this host ({_line(err)})"
+            else:
+                message = f"the Ray cluster at {self.address} cannot be reached ({_line(err)})"
             raise RayUnavailable(message) from err
         self._connected = True
         return ray.cluster_resources()

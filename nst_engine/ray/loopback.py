@@ -100,24 +100,34 @@ class LoopbackHead:
         return self
 
     def pids(self) -> list[int]:
-        """Every running process of this cluster: its process group, and anything started with
-        its temporary folder on its command line."""
-        group = None if self._process is None else self._process.pid
-        marker = None if self.temp_dir is None else str(self.temp_dir).encode()
-        found = []
+        """Every running process of this cluster: the head's process group and everything
+        descended from it (Ray's workers start sessions of their own)."""
+        if self._process is None:
+            return []
+        parents: dict[int, int] = {}
+        groups: dict[int, int] = {}
         for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                pid = int(entry.name)
-                if (group is not None and os.getpgid(pid) == group) or (
-                    marker is not None and marker in (entry / "cmdline").read_bytes()
-                ):
-                    found.append(pid)
-        return found
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                    if fields[0] not in ("Z", "X"):
+                        parents[int(entry.name)] = int(fields[1])
+                        groups[int(entry.name)] = int(fields[2])
+        head = self._process.pid
+        found = {pid for pid, group in groups.items() if group == head}
+        if head in parents:
+            found.add(head)
+        grew = True
+        while grew:
+            more = {pid for pid, parent in parents.items() if parent in found} - found
+            found |= more
+            grew = bool(more)
+        return sorted(found)
 
     def stop(self) -> None:
-        """End the head's process group (SIGTERM, then SIGKILL) and remove its folder."""
+        """End the head's processes (SIGTERM to its group, then SIGKILL to whatever of the
+        cluster is left) and remove its folder."""
+        cluster = {pid: _start_time(pid) for pid in self.pids()}
         process, self._process = self._process, None
         if process is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -128,9 +138,10 @@ class LoopbackHead:
                 os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(_STOP_WAIT)
-        for pid in self.pids():  # any that left the group but named our folder
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        for pid, started in cluster.items():  # any worker the raylet left behind
+            if started is not None and _start_time(pid) == started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
@@ -156,3 +167,13 @@ def _accepts(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1.0)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks after boot), or None if it is not running: a
+    pid with its start time names one process, even if the pid is reused later."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]

@@ -25,8 +25,26 @@ def test_settings_read_every_variable_and_hide_the_token():
     assert settings.nst_dev_guild == 123456789012345678 and settings.nst_download_timeout == 5
     assert settings.nst_queue_limit == 50 and settings.nst_weights == "imagenet"
     assert settings.nst_precision == "bfloat16"
-    assert Settings.from_env({"DISCORD_TOKEN": "t"}).nst_precision == "auto"
+    defaults = Settings.from_env({"DISCORD_TOKEN": "t"})
+    assert defaults.nst_precision == "auto" and defaults.nst_backend == "local"
+    assert defaults.nst_workers is None  # one CPU worker, or one per GPU / per Ray resources
+    assert defaults.nst_ray_address is None and defaults.nst_ray_cpus_per_worker == 2
     assert "secret-token" not in repr(settings)
+
+
+@pytest.mark.parametrize("address", ["auto", "10.0.0.5:6379", "ray://ray-head:10001", "[::1]:6379"])
+def test_the_ray_settings_are_read(address):
+    settings = Settings.from_env(
+        {
+            "DISCORD_TOKEN": "t",
+            "NST_BACKEND": "Ray",
+            "NST_RAY_ADDRESS": address,
+            "NST_RAY_CPUS_PER_WORKER": "4",
+            "NST_WORKERS": "8",
+        }
+    )
+    assert settings.nst_backend == "ray" and settings.nst_ray_address == address
+    assert settings.nst_ray_cpus_per_worker == 4 and settings.nst_workers == 8
 
 
 @pytest.mark.parametrize(
@@ -44,6 +62,21 @@ def test_settings_read_every_variable_and_hide_the_token():
             {"DISCORD_TOKEN": "t", "NST_PRECISION": "half"},
             "NST_PRECISION must be auto, float32, bfloat16 or float16, not 'half'",
         ),
+        (
+            {"DISCORD_TOKEN": "t", "NST_BACKEND": "k8s"},
+            "NST_BACKEND must be local or ray, not 'k8s'",
+        ),
+        (
+            {"DISCORD_TOKEN": "t", "NST_RAY_ADDRESS": "ray-head"},
+            "NST_RAY_ADDRESS must be HOST:PORT (the head's port, 6379 by default), "
+            "ray://HOST:PORT or auto, not 'ray-head'",
+        ),
+        ({"DISCORD_TOKEN": "t", "NST_RAY_ADDRESS": "http://ray-head:8265"}, "NST_RAY_ADDRESS must"),
+        ({"DISCORD_TOKEN": "t", "NST_RAY_ADDRESS": "ray-head:70000"}, "NST_RAY_ADDRESS must"),
+        (
+            {"DISCORD_TOKEN": "t", "NST_RAY_CPUS_PER_WORKER": "0"},
+            "NST_RAY_CPUS_PER_WORKER must be a whole number from 1 to 1024, not '0'",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable_and_what_is_allowed(env, message):
@@ -59,6 +92,22 @@ def test_nst_bot_without_a_token_stops_with_one_line(monkeypatch, capsys):
     assert main() == 2
     err = capsys.readouterr().err
     assert err.startswith("error: DISCORD_TOKEN is not set") and err.count("\n") == 1
+
+
+def test_nst_bot_on_ray_without_ray_installed_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from bot.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    monkeypatch.setenv("DISCORD_TOKEN", "t")
+    monkeypatch.setenv("NST_BACKEND", "ray")
+    monkeypatch.setenv("NST_DATA_DIR", str(tmp_path))
+    assert main() == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: NST_BACKEND=ray, but Ray is not installed; install it with pip install '.[ray]'\n"
+    )
 
 
 def test_the_queue_serves_members_round_robin():

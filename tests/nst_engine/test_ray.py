@@ -1,0 +1,245 @@
+"""The Ray backend on a real one-host Ray that listens on loopback only (`LoopbackHead`), with
+one CPU actor, seeded random weights, tiny images and few steps.
+
+Starting the head and loading an actor's model cost seconds, so the tests share one head and
+one backend on a module-scoped event loop; the last test closes them and checks that nothing of
+the cluster is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from nst_engine.ray.loopback import ENV, LoopbackHead
+
+# Before anything imports Ray: every Ray process, this driver included, on 127.0.0.1 only.
+os.environ.update(ENV)
+
+import ray  # noqa: E402
+
+from nst_engine import StyleOptions  # noqa: E402
+from nst_engine.backend import Backend, Job, JobCancelled, JobTimeout, WorkerDied  # noqa: E402
+from nst_engine.ray import RayBackend, RayUnavailable  # noqa: E402
+from tests.support import gradient_image, stripes_image  # noqa: E402
+
+on_ray_loop = pytest.mark.asyncio(loop_scope="module")
+STYLE = stripes_image(32, 32)
+# Long enough to still be running when a test cancels, kills or times it out.
+LONG = StyleOptions(max_size=32, steps=5000)
+
+
+def tiny_job(steps: int = 4, **options: object) -> Job:
+    return Job(
+        gradient_image(64, 48, seed=3), (STYLE,), StyleOptions(max_size=64, steps=steps, **options)
+    )
+
+
+def long_job(**fields: object) -> Job:
+    return Job(gradient_image(32, 32), (STYLE,), LONG, **fields)
+
+
+async def first_event(handle):
+    return await anext(aiter(handle.events()))
+
+
+@pytest.fixture(scope="module")
+def head():
+    with LoopbackHead(cpus=2) as head:
+        yield head
+    assert head.pids() == []
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def backend(head):
+    backend = RayBackend(
+        "random",
+        1,
+        address=head.address,
+        cpus_per_worker=1,
+        preview_interval=0.2,
+        progress_interval=0,
+    )
+    async with backend:
+        yield backend
+
+
+def listening_sockets(pids: list[int]) -> list[tuple[str, str]]:
+    """(protocol, local address) of every TCP socket listening and every UDP socket bound by
+    ``pids``, read from /proc."""
+    inodes = set()
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        for fd in fds.iterdir() if fds.exists() else ():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for protocol in ("tcp", "tcp6", "udp", "udp6"):
+        lines = Path(f"/proc/net/{protocol}").read_text().splitlines()[1:]
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if inode in inodes and (protocol.startswith("udp") or state == "0A"):
+                found.append((protocol, _address(local.split(":")[0])))
+    return found
+
+
+def _address(hex_ip: str) -> str:
+    # /proc/net shows each 32-bit word of the address in host (little-endian) order.
+    raw = b"".join(bytes.fromhex(hex_ip[i : i + 8])[::-1] for i in range(0, len(hex_ip), 8))
+    address = ipaddress.ip_address(raw)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
+
+
+@on_ray_loop
+async def test_the_cluster_and_its_actors_listen_on_loopback_only(head, backend):
+    assert isinstance(backend, Backend)
+    nodes = ray.nodes()
+    assert [node["NodeManagerAddress"] for node in nodes] == ["127.0.0.1"]
+    assert backend.worker_nodes() == ["127.0.0.1"] and backend.size == 1 and backend.warm
+    sockets = listening_sockets(head.pids() + [os.getpid()])
+    assert sockets, "found none of the cluster's sockets"
+    assert {address for _, address in sockets} <= {"127.0.0.1", "::1"}, sockets
+
+
+@on_ray_loop
+async def test_progress_streams_with_previews_then_one_result(backend):
+    handle = backend.submit(tiny_job(steps=8, preview_size=24))
+    events = [progress async for progress in handle.events()]
+    result = await handle.result()
+
+    assert [p.step for p in events] == list(range(1, 9)) and result.steps == 8
+    assert all(p.total == 8 and p.snapshot is None for p in events)
+    previews = [p.preview for p in events if p.preview is not None]
+    assert previews and all(p.dtype == np.uint8 and max(p.shape[:2]) == 24 for p in previews)
+    assert result.image.shape == (48, 64, 3) and result.image.dtype == np.uint8
+    assert handle.state == "done" and not result.cancelled
+
+
+@on_ray_loop
+async def test_cancel_stops_a_running_job_within_a_step_and_drops_a_queued_one(backend):
+    running = backend.submit(long_job())
+    waiting = backend.submit(tiny_job())
+    assert waiting.state == "queued" and backend.queued == 1
+    assert waiting.cancel() and not waiting.cancel()
+    with pytest.raises(JobCancelled, match="cancelled before it started"):
+        await waiting.result()
+
+    seen = (await first_event(running)).step
+    assert running.worker_pid == backend.worker_pids()[0] != os.getpid()
+    asked = time.monotonic()
+    assert running.cancel()
+    result = await running.result()
+    assert time.monotonic() - asked < 5
+    assert result.cancelled and running.state == "cancelled"
+    assert seen <= result.steps <= seen + 20 < LONG.steps
+
+
+@on_ray_loop
+async def test_a_job_past_its_time_limit_fails_with_job_timeout(backend):
+    handle = backend.submit(long_job(timeout=1.0))
+    started = time.monotonic()
+    with pytest.raises(JobTimeout, match=r"time limit of 1 s"):
+        await handle.result()
+    assert 0.9 <= time.monotonic() - started < 10 and handle.state == "failed"
+
+
+@on_ray_loop
+async def test_a_sigkilled_actor_fails_its_job_with_worker_died_and_ray_restarts_it(backend):
+    handle = backend.submit(long_job())
+    await first_event(handle)
+    (old,) = backend.worker_pids()
+    os.kill(old, signal.SIGKILL)
+    with pytest.raises(WorkerDied, match="stopped unexpectedly") as info:
+        await handle.result()
+    assert "\n" not in str(info.value)
+    assert not backend.warm  # no actor alive: the bot's /healthz says 503
+
+    await asyncio.wait_for(backend.wait_warm(), 120)
+    (new,) = backend.worker_pids()
+    assert new != old
+    assert (await backend.submit(tiny_job()).result()).steps == 4
+
+
+def test_actors_end_with_the_bot_that_owns_them(head, tmp_path):
+    """A driver killed with SIGKILL (say, by the OOM killer) leaves no actor holding a model."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from nst_engine.ray import RayBackend
+
+        async def main():
+            backend = RayBackend("random", 1, address={head.address!r}, cpus_per_worker=1)
+            await backend.start()
+            print(*backend.worker_pids(), flush=True)
+            await asyncio.sleep(600)
+
+        asyncio.run(main())
+        """
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, **ENV},
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "driver.log").open("wb"),
+    )
+    try:
+        line = driver.stdout.readline()
+        assert line.strip(), (tmp_path / "driver.log").read_text()[-2000:]
+        actor = int(line)
+        assert Path(f"/proc/{actor}").exists()
+    finally:
+        driver.kill()
+        driver.wait()
+    deadline = time.monotonic() + 30
+    while _running(actor) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(actor), "the dead driver's actor is still running"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@on_ray_loop
+async def test_an_unreachable_cluster_fails_in_one_line_naming_its_address(head):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    with pytest.raises(RayUnavailable) as info:
+        await RayBackend("random", 1, address=address).start()
+    assert str(info.value) == f"the Ray cluster at {address} cannot be reached (Connection refused)"
+
+
+@on_ray_loop
+async def test_closing_ends_the_actors_and_leaves_the_cluster(head, backend):
+    pids = backend.worker_pids()
+    await backend.close()
+    assert not backend.warm and not ray.is_initialized()
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert not any(_running(pid) for pid in pids)
