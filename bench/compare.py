@@ -73,13 +73,14 @@ def main() -> None:
 
 
 def _measure(args: argparse.Namespace) -> tuple[list[dict], str]:
-    from nst_engine.options import preset_precision
+    quiet_tensorflow()
+    from nst_engine.model import resolve_precision
 
     work = Path(tempfile.mkdtemp(prefix="nst-bench-"))
     _prepare(work, args.size)
     runs = {TUTORIAL: ""}
     for preset in args.presets:
-        for precision in dict.fromkeys(preset_precision(p) for p in args.precisions):
+        for precision in dict.fromkeys(resolve_precision(p) for p in args.precisions):
             runs[f"{preset}/{precision}"] = f"quality={preset},precision={precision}"
     runs.update(c.split(":", 1) for c in args.config)
     rows = []

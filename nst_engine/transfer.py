@@ -148,7 +148,6 @@ class _Run:
 
         opts = self.options
         layers = tuple(dict.fromkeys((*opts.style_layers, *opts.content_layers)))
-        extractor = self.model.extractor(layers, opts.precision)
         n_style = len(opts.style_layers)
         layer_weights = opts.style_layer_weights or (1.0,) * n_style
         layer_weights = tf.constant(np.array(layer_weights) / sum(layer_weights), tf.float32)
@@ -165,10 +164,14 @@ class _Run:
             h, w = (max(32, n // 2**depth) for n in target_px.shape[:2])
             # At a coarse level the artwork shrinks by the same factor, so its brush strokes
             # keep their size relative to the picture.
+            optimizer = opts.optimizer if depth == 0 else opts.coarse_optimizer or opts.optimizer
+            # L-BFGS's line search compares losses closely and stalls on bfloat16's rounding,
+            # so its levels compute in float32 (cheap at the coarse levels it is used for).
+            precision = opts.precision if optimizer == "adam" else "float32"
+            extractor = self.model.extractor(layers, precision)
             style_grams = self._style_grams(extractor, n_style, h / target_px.shape[0])
             target = tf.image.resize(target_px[None], (h, w))
             content_targets = [tf.cast(f, tf.float32) for f in extractor(target)[n_style:]]
-            optimizer = opts.optimizer if depth == 0 else opts.coarse_optimizer or opts.optimizer
             solver: _Solver = _SOLVERS[optimizer](opts)
             # The step function is traced for this model, these layers and this size once and
             # kept for the next job of the same size.

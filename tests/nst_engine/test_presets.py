@@ -5,47 +5,45 @@ import sys
 
 import pytest
 
-from nst_engine import options as options_module
-from nst_engine.options import (
-    QUALITY_PRESETS,
-    REDUCED_PRECISION_PRESETS,
-    StyleOptions,
-    options_for_quality,
-    preset_precision,
-)
+from nst_engine import model as model_module
+from nst_engine.options import QUALITY_PRESETS, StyleOptions, options_for_quality
 
 
 @pytest.fixture
-def cpu_without_bfloat16(monkeypatch):
-    monkeypatch.setattr(options_module, "cpu_has_fast_bfloat16", lambda: False)
+def no_gpu(monkeypatch):
+    import tensorflow as tf
 
-
-@pytest.fixture
-def cpu_with_bfloat16(monkeypatch):
-    monkeypatch.setattr(options_module, "cpu_has_fast_bfloat16", lambda: True)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
 
 
 @pytest.mark.parametrize("quality", list(QUALITY_PRESETS))
-def test_auto_takes_the_float32_preset_where_bfloat16_is_not_fast(cpu_without_bfloat16, quality):
-    options = options_for_quality(quality, precision="auto")
-    assert preset_precision("auto") == "float32"
-    assert options == StyleOptions(**{**QUALITY_PRESETS[quality], "precision": "auto"})
-
-
-@pytest.mark.parametrize("quality", list(QUALITY_PRESETS))
-def test_auto_takes_the_reduced_precision_preset_where_bfloat16_is_fast(cpu_with_bfloat16, quality):
+def test_auto_runs_the_float32_preset_where_bfloat16_is_not_fast(monkeypatch, no_gpu, quality):
+    monkeypatch.setattr(model_module, "cpu_has_fast_bfloat16", lambda: False)
     options = options_for_quality(quality)
-    assert preset_precision("auto") == "bfloat16"
-    assert options == StyleOptions(**{**REDUCED_PRECISION_PRESETS[quality], "precision": "auto"})
+    assert options.precision == "auto"
+    assert all(getattr(options, k) == v for k, v in QUALITY_PRESETS[quality].items())
+    assert model_module.resolve_precision(options.precision) == "float32"
 
 
-def test_a_named_precision_picks_its_preset_whatever_the_cpu(cpu_with_bfloat16):
-    float32 = options_for_quality("balanced", precision="float32")
-    assert float32.precision == "float32"
-    assert float32.steps == QUALITY_PRESETS["balanced"]["steps"]
-    half = options_for_quality("balanced", precision="float16")
-    assert half.precision == "float16"
-    assert half.steps == REDUCED_PRECISION_PRESETS["balanced"]["steps"]
+def test_auto_uses_bfloat16_where_the_cpu_has_it(monkeypatch, no_gpu):
+    monkeypatch.setattr(model_module, "cpu_has_fast_bfloat16", lambda: True)
+    options = options_for_quality("balanced", precision="auto")
+    assert model_module.resolve_precision(options.precision) == "bfloat16"
+
+
+def test_a_named_precision_is_kept_whatever_the_cpu(monkeypatch):
+    monkeypatch.setattr(model_module, "cpu_has_fast_bfloat16", lambda: True)
+    for precision in ("float32", "bfloat16", "float16"):
+        options = options_for_quality("balanced", precision=precision)
+        assert model_module.resolve_precision(options.precision) == precision
+        assert options.steps == QUALITY_PRESETS["balanced"]["steps"]
+
+
+def test_presets_are_the_tested_schedules():
+    for quality, preset in QUALITY_PRESETS.items():
+        options = options_for_quality(quality, precision="float32")
+        assert options.coarse_optimizer == "lbfgs" and options.optimizer == "adam"
+        assert len(options.level_steps()) == 3 and sum(options.level_steps()) == preset["steps"]
 
 
 def test_the_bots_call_works_and_a_step_cap_keeps_steps_the_planned_total():
@@ -61,7 +59,8 @@ def test_the_bots_call_works_and_a_step_cap_keeps_steps_the_planned_total():
 
 def test_presets_need_no_tensorflow():
     code = (
-        "import sys; from nst_engine.options import options_for_quality as q; "
+        "import sys; from nst_engine.options import options_for_quality as q, "
+        "cpu_has_fast_bfloat16 as bf16; bf16(); "
         "[q(n, precision=p) for n in ('fast', 'balanced', 'best') for p in ('auto', 'float32')]; "
         "assert 'tensorflow' not in sys.modules"
     )
