@@ -1,0 +1,194 @@
+"""The emulator's /stylize flow with NST_BACKEND=ray: the real discord.py client, our bot, and
+its engine as one CPU actor on a real one-host Ray that listens on loopback only.
+
+A representative part of tests/bot/test_stylize.py: a picture delivered with progress, Cancel,
+and an actor killed with SIGKILL mid-job (retried once, exactly one picture, /healthz 503 while
+no actor is alive). Start-up errors: a cluster that cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import discord
+import pytest
+import pytest_asyncio
+from discord.gateway import DiscordWebSocket
+
+from nst_engine.ray.loopback import ENV, LoopbackHead
+
+# Before anything imports Ray: every Ray process, this driver included, on 127.0.0.1 only.
+os.environ.update(ENV)
+
+from bot.__main__ import make_backend  # noqa: E402
+from bot.api_base import use_api_base  # noqa: E402
+from bot.client import StyleBot  # noqa: E402
+from bot.logs import set_library_levels  # noqa: E402
+from bot.metrics import Metrics  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.store import JobStore  # noqa: E402
+from bot.web import HealthServer  # noqa: E402
+from nst_engine.ray import RayBackend  # noqa: E402
+from tests.bot.emulator import DiscordEmulator  # noqa: E402
+from tests.bot.harness import (  # noqa: E402
+    TOKEN,
+    LogCapture,
+    World,
+    bot_process,
+    finished,
+    free_port,
+    result_png,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@asynccontextmanager
+async def running_ray_bot(data_dir: Path, head: LoopbackHead, **settings: object):
+    """`tests.bot.harness.running_bot`, with the engine built from the settings as nst-bot
+    builds it: here a `RayBackend` on ``head``."""
+    saved = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    async with DiscordEmulator(token=TOKEN) as emu:
+        config = Settings(
+            **{
+                "discord_token": TOKEN,
+                "discord_api_base": emu.api_base,
+                "nst_weights": "random",
+                "nst_backend": "ray",
+                "nst_ray_address": head.address,
+                "nst_ray_cpus_per_worker": 1,
+                "nst_workers": 1,
+                "nst_max_size": 64,
+                "nst_max_steps": 30,
+                "nst_download_timeout": 2.0,
+                "nst_dev_guild": emu.guild.id,
+                "nst_http_port": free_port(),
+                "nst_data_dir": data_dir,
+                **settings,
+            }
+        )
+        use_api_base(config.discord_api_base)
+        backend = make_backend(config)
+        assert isinstance(backend, RayBackend)
+        bot = StyleBot(config, backend, JobStore(data_dir), Metrics())
+        logs = LogCapture()
+        root = logging.getLogger()
+        old_level = root.level
+        root.addHandler(logs)
+        root.setLevel(logging.INFO)
+        set_library_levels(logging.INFO)
+        try:
+            async with HealthServer(bot, config.nst_http_port, host="127.0.0.1"), backend:
+                runner = asyncio.create_task(bot.start(TOKEN))
+                await emu.wait_ready()
+                await emu.wait_for_commands("stylize", "queue", guild=emu.guild)
+                await asyncio.wait_for(bot.wait_until_ready(), 30)
+                try:
+                    yield World(emu, bot, config, f"http://127.0.0.1:{config.nst_http_port}", logs)
+                finally:
+                    await bot.close()
+                    await asyncio.gather(runner, return_exceptions=True)
+                    bot.store.close()
+        finally:
+            root.removeHandler(logs)
+            root.setLevel(old_level)
+            discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
+@pytest.fixture(scope="module")
+def head():
+    with LoopbackHead(cpus=2) as head:
+        yield head
+    assert head.pids() == []
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(head, tmp_path_factory) -> AsyncIterator[World]:
+    async with running_ray_bot(
+        tmp_path_factory.mktemp("nst-data"),
+        head,
+        nst_user_limit=2,
+        nst_queue_limit=6,
+        nst_member_rate=0,
+    ) as world:
+        yield world
+
+
+async def healthz(world: World) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(f"{world.http}/healthz") as answer:
+        return answer.status, await answer.text()
+
+
+async def test_stylize_on_ray_shows_progress_and_posts_the_picture(world: World) -> None:
+    assert await healthz(world) == (200, "gateway up, engine warm\n")
+    inter = await world.stylize(quality="fast")
+    result = await finished(inter, timeout=120)
+    assert result_png(result).size == (64, 48)
+    assert f"<@{inter.user.id}>" in result.content
+    texts = [v.content for v in inter.original.history]
+    assert any("painting" in t for t in texts), texts
+    assert [m for m in inter.followups if m.files] == [result]
+
+
+async def test_cancel_on_ray_stops_the_running_job_and_says_so(world: World) -> None:
+    inter = await world.stylize(quality="best")
+    status = await inter.wait_for_original(lambda m: "painting" in m.content, timeout=60)
+    cancel = next(b for b in status.buttons() if b["label"] == "Cancel")
+    press = await world.emu.press_button(status, cancel["custom_id"], user=inter.user)
+    await press.wait_for_callback()
+    await inter.wait_for_original(lambda m: "Cancelled after" in m.content, timeout=30)
+    assert not any(m.files for m in inter.followups if m is not inter.original)
+
+
+async def test_a_sigkilled_actor_mid_job_still_delivers_exactly_one_picture(world: World) -> None:
+    backend = world.bot.pool
+    inter = await world.stylize(quality="best")
+    await inter.wait_for(
+        lambda rec: (
+            rec.original is not None
+            and any("painting… 0%" in v.content for v in rec.original.history)
+        ),
+        timeout=60,
+    )
+    while not (backend.running and backend.worker_pids()):
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    os.kill(backend.worker_pids()[0], signal.SIGKILL)
+
+    statuses = []
+    while (status := (await healthz(world))[0]) == 200 and len(statuses) < 100:
+        statuses.append(status)
+        await asyncio.sleep(0.1)
+    assert status == 503  # no actor alive while Ray restarts it
+    result = await finished(inter, timeout=180)  # the retry on the restarted actor
+    assert result_png(result).size == (64, 48)
+    await asyncio.sleep(2)
+    assert len([m for m in inter.followups if m.files]) == 1
+    assert any("retrying once" in line for line in world.logs.lines)
+    assert (await healthz(world))[0] == 200
+
+
+async def test_an_unreachable_cluster_stops_nst_bot_with_one_line(tmp_path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    async with (
+        DiscordEmulator(token=TOKEN) as emu,
+        bot_process(
+            emu, tmp_path / "data", "bot.log", NST_BACKEND="ray", NST_RAY_ADDRESS=address
+        ) as process,
+    ):
+        assert await asyncio.wait_for(process.wait(), 120) == 2
+    lines = (tmp_path / "bot.log").read_text().splitlines()
+    assert lines[-1] == (
+        f"error: the Ray cluster at {address} cannot be reached (Connection refused); "
+        f"check NST_RAY_ADDRESS={address}"
+    )
