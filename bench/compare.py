@@ -86,6 +86,7 @@ def _measure(args: argparse.Namespace) -> tuple[list[dict], str]:
     rows = []
     for name, config in runs.items():
         started = time.perf_counter()
+        cpu_before = _children_cpu()
         cmd = [
             sys.executable,
             "-m",
@@ -103,6 +104,7 @@ def _measure(args: argparse.Namespace) -> tuple[list[dict], str]:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         report = json.loads(out.strip().splitlines()[-1])
         report["wall"] = time.perf_counter() - started
+        report["cpu"] = _children_cpu() - cpu_before
         rows.append(report)
         print(f"… {name} done in {report['wall']:.1f} s", file=sys.stderr, flush=True)
     style_d, content_d = _distances(work, [r["name"] for r in rows])
@@ -111,17 +113,27 @@ def _measure(args: argparse.Namespace) -> tuple[list[dict], str]:
     return rows, f"size {args.size} px; {_machine()}"
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished runs: on a machine shared with other work,
+    the fairer measure of cost (the tutorial and the engine use the same threads)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _print(rows: list[dict], header: str) -> None:
     base = next(r for r in rows if r["name"] == TUTORIAL)
     print(header)
     print(
         f"{'run':<18} {'precision':>9} {'steps':>6} {'wall s':>7} {'speed-up':>8} "
-        f"{'peak RSS':>9} {'style dist':>11} {'× tut':>6} {'content dist':>12} {'× tut':>6}"
+        f"{'CPU s':>7} {'speed-up':>8} {'peak RSS':>9} {'style dist':>11} {'× tut':>6} "
+        f"{'content dist':>12} {'× tut':>6}"
     )
     for r in rows:
+        cpu = r.get("cpu", float("nan"))
         print(
             f"{r['name']:<18} {r['precision']:>9} {r['steps']:>6} {r['wall']:>7.1f} "
-            f"{base['wall'] / r['wall']:>7.2f}× {r['rss_mb']:>7.0f}MB "
+            f"{base['wall'] / r['wall']:>7.2f}× {cpu:>7.1f} {base.get('cpu', cpu) / cpu:>7.2f}× "
+            f"{r['rss_mb']:>7.0f}MB "
             f"{r['style']:>11.4g} {r['style'] / base['style']:>6.3f} "
             f"{r['content']:>12.4g} {r['content'] / base['content']:>6.2f}",
             flush=True,
