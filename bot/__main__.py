@@ -24,7 +24,7 @@ from bot.web import HealthServer, HealthServerError
 from nst_engine.backend import Backend
 from nst_engine.errors import WeightsError
 from nst_engine.pool import EnginePool
-from nst_engine.ray import RayBackend, RayUnavailable, import_ray
+from nst_engine.ray import RayBackend, RayUnavailable, check_reachable, import_ray
 
 log = logging.getLogger("bot")
 
@@ -179,12 +179,19 @@ def main() -> int:
     except (SettingsError, JournalError) as err:
         return _error(str(err))
     if settings.nst_backend == "ray":
+        # Before logging in: Ray missing, or nothing at the cluster's address, is told at once.
+        address = settings.nst_ray_address
         try:
-            # Before logging in: an operator who asked for Ray learns at once that it is missing.
-            import_ray(local=settings.nst_ray_address is None)
+            import_ray(local=address is None)
         except RayUnavailable as err:
             store.close()
             return _error(f"NST_BACKEND=ray, but {err}")
+        try:
+            if address not in (None, "auto"):
+                check_reachable(address)
+        except RayUnavailable as err:
+            store.close()
+            return _error(f"{err}; check NST_RAY_ADDRESS={address}")
     try:
         asyncio.run(run(settings, store))
     except discord.LoginFailure:

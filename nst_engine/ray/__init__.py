@@ -5,6 +5,6 @@ starts a one-host Ray that listens on 127.0.0.1 only, for the tests and the benc
 imports Ray until it is used, so this package imports without it.
 """
 
-from nst_engine.ray.backend import RayBackend, RayUnavailable, import_ray
+from nst_engine.ray.backend import RayBackend, RayUnavailable, check_reachable, import_ray
 
-__all__ = ["RayBackend", "RayUnavailable", "import_ray"]
+__all__ = ["RayBackend", "RayUnavailable", "check_reachable", "import_ray"]

@@ -115,8 +115,9 @@ class RayBackend:
         seed: int = 0,
         namespace: str = "nst-bot",
     ) -> None:
-        """``address``: an existing cluster (``HOST:PORT``, ``ray://HOST:PORT`` or ``auto``), or
-        None to start a Ray on this host, listening on loopback only. ``workers`` defaults to
+        """``address``: an existing cluster (``HOST:PORT`` or ``auto``) of which this host is a
+        node, or None to start a Ray on this host, listening on loopback only (Ray Client,
+        ``ray://``, cannot stream generators, which jobs are). ``workers`` defaults to
         one per GPU in the cluster, else one per ``cpus_per_worker`` CPUs."""
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
@@ -187,7 +188,7 @@ class RayBackend:
         """Join the cluster (in a thread: it takes seconds) and read its resources."""
         ray = self._ray
         if self.address not in (None, "auto"):
-            _probe(self.address)
+            check_reachable(self.address)
         if ray.is_initialized():
             raise RuntimeError("Ray is already initialised in this process")
         # ray.init sets a SIGTERM handler from the main thread only; the bot has its own.
@@ -556,9 +557,10 @@ async def _follow(stream: Any, handle: JobHandle) -> Any:
     raise JobFailed("the worker ended the job without a result")
 
 
-def _probe(address: str) -> None:
-    """Fail at once, in one line, if nothing listens at the cluster's address."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+def check_reachable(address: str) -> None:
+    """Raise RayUnavailable (one line) at once if nothing accepts a connection at a cluster's
+    ``HOST:PORT``, rather than after Ray's minutes of retries."""
+    host, _, port = address.rpartition(":")
     try:
         socket.create_connection((host.strip("[]"), int(port)), _CONNECT_TIMEOUT).close()
     except (OSError, ValueError) as err:
