@@ -301,10 +301,12 @@ class Losses:
     content: float
     style: float
     tv: float
+    # The temporal term of an animation's later frames (0 elsewhere).
+    temporal: float = 0.0
 
     @property
     def total(self) -> float:
-        return self.content + self.style + self.tv
+        return self.content + self.style + self.tv + self.temporal
 
 
 @dataclass(frozen=True)
@@ -323,10 +325,20 @@ class Progress:
     # Renders a preview of the current image on demand (only valid during the callback; not
     # picklable: drop it with `replace(progress, snapshot=None)` before sending elsewhere).
     snapshot: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # Animations: the frame being painted (1-based) and the clip's frame count; then `step`
+    # and `total` count the steps of the whole clip.
+    frame: int = 1
+    frames: int = 1
+    # Seconds left when the job knows better than the average pace (an animation's frames
+    # differ in cost); None: `eta` uses the average pace.
+    remaining: float | None = None
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the average pace so far, or None before the first step."""
+        """Seconds left (`remaining`, else at the average pace so far), or None before the
+        first step."""
+        if self.remaining is not None:
+            return self.remaining
         if self.step <= 0:
             return None
         return self.elapsed / self.step * (self.total - self.step)

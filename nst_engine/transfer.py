@@ -39,6 +39,19 @@ _RGB_TO_YIQ = np.array(
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class TemporalTerm:
+    """Keeps the picture close to a target where a mask says so (animations: the previous
+    stylized frame warped along the optical flow; see `nst_engine.animation`)."""
+
+    # float32 H×W×3 in [0, 1] (or uint8 in [0, 255]), the size of the content.
+    target: np.ndarray
+    # float32 H×W in [0, 1]: how much each pixel is held to the target (0: free).
+    mask: np.ndarray
+    # Multiplies the sum over pixels of mask × squared difference (pixels in [0, 1]).
+    weight: float
+
+
 def load_model(weights: str | None = None, *, seed: int = 0) -> VGG19Features:
     """Load VGG19 once: ``imagenet`` (download + cache), a path to the no-top .h5, or ``random``."""
     return VGG19Features(weights or default_weights(), seed=seed)
@@ -52,12 +65,16 @@ def stylize(
     model: VGG19Features | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
+    init_image: np.ndarray | None = None,
+    temporal: TemporalTerm | None = None,
 ) -> StyleResult:
     """Repaint ``content`` in the style of ``style`` (one image or several to blend).
 
     Images are uint8 H×W×3 RGB arrays in [0, 255]; so is the result's image, whose longest side
     is ``options.max_size`` at most. ``on_progress`` is called after every step; ``should_stop``
-    before every step, and a True ends the job with the image as it stands.
+    before every step, and a True ends the job with the image as it stands. ``init_image``
+    (float32 H×W×3 in [0, 1] or uint8, the content's size) replaces the start the options
+    describe; ``temporal`` adds a term holding the picture to a target (animations).
     """
     started = time.perf_counter()
     options = options or StyleOptions()
@@ -81,6 +98,14 @@ def stylize(
         target_px = content_px
 
     run = _Run(model, options, blend, styles_px, on_progress, should_stop, started)
+    if init_image is not None:
+        run.init_px = _as_start(init_image, out_w, out_h, options.preserve_colors)
+    if temporal is not None and temporal.weight:
+        mask = np.asarray(temporal.mask, np.float32)
+        if mask.shape[:2] != (out_h, out_w):
+            mask = np.asarray(_resize_mask(mask, out_h, out_w))
+        target = _as_start(temporal.target, out_w, out_h, options.preserve_colors)
+        run.temporal = (target, np.clip(mask, 0, 1), float(temporal.weight))
     try:
         outcome = run.optimise(target_px)
     except MemoryError:
@@ -142,6 +167,10 @@ class _Run:
     on_progress: ProgressCallback | None
     should_stop: StopCheck | None
     started: float
+    # A start given by the caller (float32 H×W×3 in [0, 1], full size), else None.
+    init_px: np.ndarray | None = None
+    # (target float32 H×W×3, mask float32 H×W, weight) of a temporal term, else None.
+    temporal: tuple | None = None
 
     def optimise(self, target_px: np.ndarray) -> _Outcome:
         import tensorflow as tf
@@ -172,6 +201,16 @@ class _Run:
             style_grams = self._style_grams(extractor, n_style, h / target_px.shape[0])
             target = tf.image.resize(target_px[None], (h, w))
             content_targets = [tf.cast(f, tf.float32) for f in extractor(target)[n_style:]]
+            # An animation's temporal term at this level's size; the step function is traced
+            # once more for it (another argument structure), and kept like the plain one.
+            temporal = ()
+            if self.temporal is not None:
+                held, mask, weight = self.temporal
+                temporal = (
+                    tf.image.resize(held[None], (h, w)),
+                    tf.image.resize(mask[None, :, :, None], (h, w)),
+                    tf.constant(weight, tf.float32),
+                )
             solver: _Solver = _SOLVERS[optimizer](opts)
             # The step function is traced for this model, these layers and this size once and
             # kept for the next job of the same size.
@@ -180,6 +219,7 @@ class _Run:
                 steps=steps,
                 targets=(style_grams, content_targets, layer_weights, weights),
                 compiled=self._compiled(solver.make, extractor, n_style, (h, w)),
+                temporal=temporal,
             )
             window: list[float] = []
 
@@ -206,6 +246,8 @@ class _Run:
     def _start(self, target_px: np.ndarray) -> np.ndarray:
         """The starting image at full size, float32 H×W×3 in [0, 1]."""
         opts = self.options
+        if self.init_px is not None:
+            return self.init_px
         rng = np.random.default_rng(opts.seed)
         if opts.init == "noise":
             return rng.uniform(0, 1, target_px.shape).astype(np.float32)
@@ -304,18 +346,29 @@ def _objective(extractor, n_style, image, style_grams, content_targets, layer_we
     return content, style, tv
 
 
+def _temporal_loss(image, temporal):
+    """The weighted temporal term: ``temporal`` is () (no term: 0) or (target, mask, weight)."""
+    import tensorflow as tf
+
+    if not temporal:
+        return tf.constant(0.0)
+    held, mask, weight = temporal
+    return weight * tf.reduce_sum(mask * tf.square(image - held))
+
+
 def _loss_and_grad_function(extractor, n_style: int):
     """Compiled (content, style, tv, gradient) of the image, for L-BFGS."""
     import tensorflow as tf
 
     @tf.function
-    def loss_and_grad(image, style_grams, content_targets, layer_weights, weights):
+    def loss_and_grad(image, style_grams, content_targets, layer_weights, weights, temporal=()):
         with tf.GradientTape() as tape:
             content, style, tv = _objective(
                 extractor, n_style, image, style_grams, content_targets, layer_weights, weights
             )
-            loss = content + style + tv
-        return content, style, tv, tape.gradient(loss, image)
+            held = _temporal_loss(image, temporal)
+            loss = content + style + tv + held
+        return content, style, tv, held, tape.gradient(loss, image)
 
     return loss_and_grad
 
@@ -325,20 +378,23 @@ def _step_function(extractor, n_style: int):
     import tensorflow as tf
 
     @tf.function
-    def step(image, m, v, t, style_grams, content_targets, layer_weights, weights, adam):
+    def step(
+        image, m, v, t, style_grams, content_targets, layer_weights, weights, adam, temporal=()
+    ):
         lr, beta_1, beta_2, epsilon = adam[0], adam[1], adam[2], adam[3]
         with tf.GradientTape() as tape:
             content, style, tv = _objective(
                 extractor, n_style, image, style_grams, content_targets, layer_weights, weights
             )
-            loss = content + style + tv
+            held = _temporal_loss(image, temporal)
+            loss = content + style + tv + held
         grad = tape.gradient(loss, image)
         t.assign_add(1.0)
         m.assign_add((grad - m) * (1.0 - beta_1))
         v.assign_add((tf.square(grad) - v) * (1.0 - beta_2))
         alpha = lr * tf.sqrt(1.0 - tf.pow(beta_2, t)) / (1.0 - tf.pow(beta_1, t))
         image.assign(tf.clip_by_value(image - alpha * m / (tf.sqrt(v) + epsilon), 0.0, 1.0))
-        return content, style, tv
+        return content, style, tv, held
 
     return step
 
@@ -354,6 +410,8 @@ class _Level:
     targets: tuple
     # A compiled function of the image variable and `targets` (see _compiled).
     compiled: Callable[..., object]
+    # () or the temporal term's (target, mask, weight) tensors at this level's size.
+    temporal: tuple = ()
 
 
 class _Solver(Protocol):
@@ -387,8 +445,8 @@ class _Adam:
                 return
             lr = opts.learning_rate_at(i, level.steps)
             adam = tf.constant([lr, opts.beta_1, _BETA_2, opts.epsilon], tf.float32)
-            c, s, tv = level.compiled(image, m, v, t, *level.targets, adam)
-            record(Losses(float(c), float(s), float(tv)))
+            c, s, tv, held = level.compiled(image, m, v, t, *level.targets, adam, level.temporal)
+            record(Losses(float(c), float(s), float(tv), float(held)))
 
 
 @dataclass
@@ -408,9 +466,9 @@ class _LBFGS:
 
         def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
             image.assign(tf.constant(x.reshape(shape), tf.float32))
-            c, s, tv, grad = level.compiled(image, *level.targets)
-            last[:] = [Losses(float(c), float(s), float(tv))]
-            return float(c + s + tv), grad.numpy().astype(np.float64).ravel()
+            c, s, tv, held, grad = level.compiled(image, *level.targets, level.temporal)
+            last[:] = [Losses(float(c), float(s), float(tv), float(held))]
+            return float(c + s + tv + held), grad.numpy().astype(np.float64).ravel()
 
         def callback(intermediate_result) -> None:
             image.assign(tf.constant(intermediate_result.x.reshape(shape), tf.float32))
@@ -439,6 +497,24 @@ def _gram(features):
     from nst_engine.losses import gram_matrix
 
     return gram_matrix(features)
+
+
+def _as_start(image: np.ndarray, width: int, height: int, gray: bool) -> np.ndarray:
+    """A caller's start or target image as float32 H×W×3 in [0, 1] at the working size (as
+    luminance when colours are preserved, like the content)."""
+    if image.dtype == np.uint8:
+        unit = _to_unit(resize(image, width, height))
+    else:
+        unit = np.clip(np.asarray(image, np.float32), 0, 1)
+        if unit.shape[:2] != (height, width):
+            unit = _to_unit(resize(_to_uint8(unit), width, height))
+    return _gray(_yiq(unit)[..., 0]) if gray else unit.astype(np.float32)
+
+
+def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    import tensorflow as tf
+
+    return tf.image.resize(mask[None, :, :, None], (height, width)).numpy()[0, :, :, 0]
 
 
 def _to_unit(image: np.ndarray) -> np.ndarray:
