@@ -24,6 +24,9 @@ from nst_engine.weights import IMAGENET, RANDOM, WEIGHTS_ENV, WEIGHTS_FILE, defa
 log = logging.getLogger(__name__)
 
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# For animated content (a GIF or WebP of several frames, or a video): the same kinds out.
+ANIMATION_SUFFIXES = (".gif", ".webp", ".mp4", ".webm")
+MAX_FRAMES_ENV = "NST_MAX_FRAMES"
 USAGE_ERROR = 2
 _DEFAULTS = StyleOptions()
 
@@ -135,6 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=_DEFAULTS.style_scale,
         help="style image size relative to the output (0.25-4)",
     )
+    run.add_argument(
+        "--temporal-weight",
+        type=float,
+        default=None,
+        help="animations: how strongly each frame holds to the previous one along the motion "
+        f"(0: off; default {_animation_default('DEFAULT_TEMPORAL_WEIGHT'):g})",
+    )
+    run.add_argument(
+        "--later-steps",
+        type=int,
+        default=None,
+        help="animations: steps for each frame after the first (default: a tenth of the preset's)",
+    )
+    run.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help=f"animations: refuse clips of more frames (default: ${MAX_FRAMES_ENV} or 48)",
+    )
     run.set_defaults(handler=_stylize)
 
     info = commands.add_parser("info", help="print how a PNG made by nst or the bot was made")
@@ -169,8 +191,14 @@ def _stylize(args: argparse.Namespace) -> int:
     from nst_engine.images import load_image, save_image
     from nst_engine.model import quiet_tensorflow
 
-    if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
-        _fail(f"output must end in {', '.join(OUTPUT_SUFFIXES)}, not '{args.output.name}'")
+    animated = args.output.suffix.lower() in ANIMATION_SUFFIXES and _is_animation(args.content)
+    if args.output.suffix.lower() not in OUTPUT_SUFFIXES and not animated:
+        also = (
+            f" ({', '.join(ANIMATION_SUFFIXES)} are for animated content)"
+            if args.output.suffix.lower() in ANIMATION_SUFFIXES
+            else ""
+        )
+        _fail(f"output must end in {', '.join(OUTPUT_SUFFIXES)}, not '{args.output.name}'{also}")
     if not args.output.parent.is_dir():
         _fail(f"no such folder for the output: {args.output.parent}")
     steps = {} if args.steps is None else {"steps": args.steps}
@@ -191,6 +219,8 @@ def _stylize(args: argparse.Namespace) -> int:
         style_blend=tuple(args.style_blend) if args.style_blend else None,
         style_scale=args.style_scale,
     )
+    if animated:
+        return _stylize_clip(args, options)
     content = load_image(args.content)
     styles = [load_image(path) for path in args.style]
     weights = args.weights or default_weights()
@@ -229,15 +259,102 @@ def _stylize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_animation(path: Path) -> bool:
+    from nst_engine.frames import is_animation_file
+
+    try:
+        with path.open("rb") as f:
+            return is_animation_file(f.read(64 * 1024 * 1024))
+    except OSError:
+        return False
+
+
+def _animation_default(name: str) -> float:
+    from nst_engine import animation
+
+    return getattr(animation, name)
+
+
+def _stylize_clip(args: argparse.Namespace, options: StyleOptions) -> int:
+    """`nst stylize CLIP STYLE -o OUT.gif|.webp|.mp4|.webm`: every frame, without flicker."""
+    import os
+
+    from nst_engine.frames import DEFAULT_MAX_FRAMES, clip_format_for, encode_clip, load_clip
+    from nst_engine.images import load_image
+    from nst_engine.model import quiet_tensorflow
+
+    max_frames = args.max_frames
+    if max_frames is None:
+        raw = os.environ.get(MAX_FRAMES_ENV, str(DEFAULT_MAX_FRAMES))
+        if not raw.isdigit() or int(raw) < 1:
+            _fail(f"{MAX_FRAMES_ENV} must be a whole number of at least 1, not {raw!r}")
+        max_frames = int(raw)
+    if max_frames < 1:
+        _fail(f"--max-frames must be at least 1, not {max_frames}")
+    clip = load_clip(args.content, max_frames=max_frames, max_side=args.size)
+    styles = [load_image(path) for path in args.style]
+    weights = args.weights or default_weights()
+    if weights == RANDOM:
+        print(
+            "warning: VGG19 has RANDOM weights: this output is NOT a real style transfer "
+            "(for tests and demos only)",
+            file=sys.stderr,
+        )
+    quiet_tensorflow()
+    from nst_engine.animation import DEFAULT_TEMPORAL_WEIGHT, stylize_frames
+    from nst_engine.transfer import load_model
+
+    temporal = DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
+    started = time.perf_counter()
+    model = load_model(weights, seed=args.seed)
+    bar = ProgressBar(sys.stderr)
+    result = stylize_frames(
+        clip.frames,
+        styles,
+        options,
+        model=model,
+        temporal_weight=temporal,
+        later_steps=args.later_steps,
+        on_progress=bar.update,
+    )
+    bar.close()
+    made = provenance.parameters(
+        options,
+        quality=args.quality,
+        size=args.size,
+        styles=[provenance.artwork_label(path.read_bytes()) for path in args.style],
+        weights=result.weights,
+        blend=None,
+    )
+    made.update(frames=len(result.frames), temporal_weight=temporal, later_steps=result.steps[-1])
+    if args.style_blend:
+        made["style_blend"] = list(args.style_blend)
+    data = encode_clip(
+        clip.with_frames(result.frames), clip_format_for(args.output), parameters=made
+    )
+    args.output.write_bytes(data)
+    h, w = result.frames[0].shape[:2]
+    label = "" if result.is_real_style_transfer else " [random weights: not a real style transfer]"
+    print(
+        f"wrote {args.output} ({len(result.frames)} frames of {w}×{h}, "
+        f"{format_bytes(len(data))}) in {time.perf_counter() - started:.1f} s, "
+        f"{sum(result.steps)} steps{label}"
+    )
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
-    """Print the parameters a PNG carries, as JSON, or say it has none."""
+    """Print the parameters a PNG (or an animation nst made) carries, as JSON, or say it has
+    none."""
+    from nst_engine.frames import read_clip_parameters
     from nst_engine.images import read_parameters
 
     try:
         data = args.image.read_bytes()
     except OSError as err:
         _fail(f"cannot read {args.image}: {err.strerror or err}")
-    made = read_parameters(data)
+    png = data.startswith(b"\x89PNG")
+    made = read_parameters(data) if png else read_clip_parameters(data)
     if made is None:
         _fail(f"{args.image} carries no parameters (not made by nst or the bot)")
     print(json.dumps(made, indent=2, sort_keys=True))
@@ -265,8 +382,10 @@ class ProgressBar:
         fraction = progress.step / progress.total
         eta = progress.eta
         losses = progress.losses
+        frames = getattr(progress, "frames", 1)
+        frame = f"frame {progress.frame}/{frames} " if frames > 1 else ""
         text = (
-            f"{fraction:4.0%} step {progress.step}/{progress.total} "
+            f"{fraction:4.0%} {frame}step {progress.step}/{progress.total} "
             f"loss {losses.total:.3g} (content {losses.content:.3g}, style {losses.style:.3g}, "
             f"tv {losses.tv:.3g}) ETA {clock(eta)}"
         )
