@@ -192,7 +192,9 @@ class RayBackend:
         if ray.is_initialized():
             raise RuntimeError("Ray is already initialised in this process")
         # ray.init sets a SIGTERM handler from the main thread only; the bot has its own.
-        logging.getLogger("ray._private.worker").addFilter(_NoSigtermNotice())
+        ray_log = logging.getLogger("ray._private.worker")
+        if not any(isinstance(f, _NoSigtermNotice) for f in ray_log.filters):
+            ray_log.addFilter(_NoSigtermNotice())
         try:
             if self.address is None:
                 ray.init(
@@ -228,7 +230,12 @@ class RayBackend:
             threads = self.cpus_per_worker
             default = max(1, cpus // self.cpus_per_worker)
         config = worker.WorkerConfig(
-            self.weights, self.seed, None, threads, self.preview_interval, self.progress_interval
+            weights=self.weights,
+            seed=self.seed,
+            gpu=None,  # the actor names the GPU Ray gives it
+            cpu_threads=threads,
+            preview_interval=self.preview_interval,
+            progress_interval=self.progress_interval,
         )
         count = self.workers or default
         log.info(
