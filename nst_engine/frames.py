@@ -107,6 +107,21 @@ class Clip:
             for d in self.durations
         )
 
+    def every(self, step: int) -> Clip:
+        """Every ``step``-th frame, each shown for the frames it stands for (same length in
+        all, same loop): a smaller file when a result is over an upload limit."""
+        if step < 1:
+            raise ValueError(f"step must be at least 1, not {step}")
+        played = self.played_durations
+        durations = tuple(sum(played[i : i + step]) for i in range(0, len(self.frames), step))
+        return replace(self, frames=self.frames[::step], durations=durations)
+
+    def resized(self, max_side: int) -> Clip:
+        """Every frame shrunk so that its longest side is at most ``max_side`` (the engine's
+        `output_size` rule: never enlarged but to a shortest side of 32)."""
+        width, height = output_size(*self.size, max_side)
+        return replace(self, frames=tuple(resize(f, width, height) for f in self.frames))
+
     def with_frames(self, frames: Sequence[np.ndarray]) -> Clip:
         """The same timing with other frames (of any one size), e.g. the stylized ones."""
         if len(frames) != len(self.frames):

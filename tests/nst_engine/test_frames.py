@@ -162,3 +162,14 @@ def test_still_pictures_are_one_frame_clips():
     assert not is_animation_file(buffer.getvalue())
     with pytest.raises(ImageError, match="^not an image"):
         decode_clip(b"hello, this is text")
+
+
+def test_fewer_frames_and_smaller_frames_for_an_upload_limit():
+    clip = Clip(tuple(_pan(5).frames), (0, 40, 40, 40, 40), 1, "gif")
+    halved = clip.every(2)
+    assert len(halved.frames) == 3 and halved.durations == (140, 80, 40) and halved.loop == 1
+    assert np.array_equal(halved.frames[1], clip.frames[2])
+    big = _pan(3, 64, 48)
+    small = big.resized(48)
+    assert small.size == (48, 36) and small.durations == big.durations
+    assert len(encode_clip(small)) < len(encode_clip(big))
