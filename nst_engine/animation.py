@@ -117,8 +117,6 @@ def stylize_frames(
         An `AnimationResult` whose frames are uint8 H×W×3 in [0, 255], of the size `stylize`
         gives for the first frame (longest side at most ``options.max_size``).
     """
-    import cv2
-
     if not frames:
         raise ValueError("a clip needs at least one frame")
     if temporal_weight < 0 or not np.isfinite(temporal_weight):
@@ -152,7 +150,6 @@ def stylize_frames(
     trusted: list[float] = []
     cancelled = False
     weights_label = model.label
-    cv2.setNumThreads(1)
 
     for index, frame in enumerate(work):
         started = time.perf_counter()
@@ -189,7 +186,9 @@ def stylize_frames(
                     elapsed=elapsed,
                     frame=index + 1,
                     frames=len(work),
-                    remaining=_remaining(seconds, progress, planned, len(work) - index - 1),
+                    remaining=_remaining(
+                        seconds, progress, planned, len(work) - index - 1, later / options.steps
+                    ),
                 )
             )
 
@@ -236,10 +235,12 @@ def stylize_frames(
 
 
 def _remaining(
-    seconds: list[float], progress: Progress, planned: int, frames_left: int
+    seconds: list[float], progress: Progress, planned: int, frames_left: int, share: float
 ) -> float | None:
     """Seconds left in the clip: this frame at its own pace, later frames at the pace of the
-    later frames so far (or of this one, when it is the first later frame or the first)."""
+    later frames so far (or of this one, when it is the first later frame). During the first
+    frame a later one is guessed at twice its share of the steps (its steps are all at full
+    size, most of the first frame's are coarse), until one has run."""
     if progress.step <= 0:
         return None
     this_frame = progress.elapsed / progress.step * planned
@@ -247,7 +248,7 @@ def _remaining(
     later = float(np.mean(seconds[1:])) if len(seconds) > 1 else None
     if later is None:
         # During the first frame the later ones are unknown: guess from this frame's pace.
-        later = this_frame if len(seconds) else this_frame * DEFAULT_LATER_FRACTION * 1.5
+        later = this_frame if len(seconds) else this_frame * min(1.0, 2 * share)
     return max(0.0, left_here) + frames_left * later
 
 
