@@ -54,6 +54,7 @@ from nst_engine.backend import (
     JobState,
     JobTimeout,
     WorkerDied,
+    steps_of,
 )
 from nst_engine.errors import NSTError, OutOfMemory, WeightsError
 from nst_engine.options import Progress, StyleResult
@@ -421,7 +422,18 @@ class EnginePool:
             self._running[handle._ticket] = handle
             # Pickling copies the pictures once (milliseconds even for a large photo); the
             # transport then writes them as the worker reads, without blocking the loop.
-            _send(slot, ("job", handle._ticket, job.content, job.styles, job.options, job.timeout))
+            _send(
+                slot,
+                (
+                    "job",
+                    handle._ticket,
+                    job.content,
+                    job.styles,
+                    job.options,
+                    job.timeout,
+                    job.frames,
+                ),
+            )
             log.info("job %s started on worker %d (pid %s)", job.job_id, slot.index, slot.pid)
             self._spawn_task(self._run(slot, handle, slot.answer), self._jobs)
 
@@ -446,7 +458,7 @@ class EnginePool:
                 "job %s %s: %d steps in %.1fs",
                 job.job_id,
                 handle.state,
-                result.steps,
+                steps_of(result),
                 handle.run_seconds or 0.0,
             )
         except BaseException as err:  # noqa: BLE001 - every outcome must reach the caller
@@ -554,7 +566,14 @@ class EnginePool:
         try:
             while True:
                 (size,) = worker.HEADER.unpack(await reader.readexactly(worker.HEADER.size))
-                self._on_message(slot, pickle.loads(await reader.readexactly(size)))
+                data = await reader.readexactly(size)
+                try:
+                    self._on_message(slot, pickle.loads(data))
+                except Exception:
+                    # Its job cannot be trusted to end well any more: end the process, and the
+                    # pipe's EOF below fails that job as a dead worker's.
+                    log.exception("worker %d sent a message that cannot be read", slot.index)
+                    _kill(process)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         if slot.process is not process:
@@ -620,10 +639,16 @@ class EnginePool:
         if process is not None:
             if loading:
                 _kill(process)  # it reads its pipe only once the model is loaded
-            if await _exit_status(process, _STOP_WAIT) is None:
-                log.warning("worker %d (pid %d) did not exit; killing it", slot.index, process.pid)
-                _kill(process)
-                await _exit_status(process, _EXIT_STATUS_WAIT)
+            try:
+                if await _exit_status(process, _STOP_WAIT) is None:
+                    log.warning(
+                        "worker %d (pid %d) did not exit; killing it", slot.index, process.pid
+                    )
+                    _kill(process)
+                    await _exit_status(process, _EXIT_STATUS_WAIT)
+            except asyncio.CancelledError:
+                _kill(process)  # nobody else knows of it any more
+                raise
             if self.pid_dir is not None:
                 await asyncio.to_thread(_remove_pid_file, self.pid_dir, process.pid)
             if process.exitcode is not None:
