@@ -48,6 +48,11 @@ class Settings:
     nst_max_size: int = 512
     # Cap on optimisation steps of any quality preset.
     nst_max_steps: int = 1000
+    # Most frames of an animated content picture (GIF, WebP) accepted; more is refused.
+    nst_max_frames: int = 48
+    # Pixels of all an animation's result frames together (frames × width × height): a clip
+    # with many frames is painted smaller, so one job costs about what a 512 px picture x 12 does.
+    nst_max_clip_pixels: int = 3_145_728
     # Largest attachment accepted, in bytes.
     nst_max_attachment_bytes: int = DEFAULT_MAX_BYTES
     # Most jobs queued or running at once, over all members.
@@ -119,6 +124,8 @@ class Settings:
             ("nst_workers", 1, 64),
             ("nst_max_size", 32, 4096),
             ("nst_max_steps", 1, 10_000),
+            ("nst_max_frames", 1, 1000),
+            ("nst_max_clip_pixels", 4096, 1_000_000_000),
             ("nst_max_attachment_bytes", 1024, 500 * 1024 * 1024),
             ("nst_queue_limit", 1, 100_000),
             ("nst_user_limit", 1, 1000),

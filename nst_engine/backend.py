@@ -22,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Self, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -67,10 +67,18 @@ class Job:
     job_id: str = field(default_factory=_short_id)
     # Seconds of run time (not queue time) after which the job is stopped with `JobTimeout`.
     timeout: float | None = None
+    # An animation's frames (uint8 H×W×3, one size), painted by `animation.stylize_frames`;
+    # `content` is then its first frame and the result an `AnimationResult`. None: a picture.
+    frames: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"timeout must be above 0 seconds, not {self.timeout}")
+
+
+def steps_of(result: Any) -> int:
+    """Steps a picture's or an animation's result ran (an animation counts every frame's)."""
+    return result.steps if isinstance(result.steps, int) else sum(result.steps)
 
 
 @runtime_checkable

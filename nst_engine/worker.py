@@ -37,10 +37,12 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, NoReturn
 
 import numpy as np
 
+from nst_engine.animation import stylize_frames
 from nst_engine.errors import NSTError
 from nst_engine.model import VGG19Features, quiet_tensorflow
 from nst_engine.options import Progress, StyleOptions
@@ -215,8 +217,10 @@ def _run(
     styles: Sequence[np.ndarray],
     options: StyleOptions,
     timeout: float | None,
+    frames: Sequence[np.ndarray] | None = None,
 ) -> None:
-    """Run one job, reporting progress and obeying cancel and time limit; answer the parent."""
+    """Run one job (a picture, or an animation's ``frames``), reporting progress and obeying
+    cancel and time limit; answer the parent."""
     deadline = math.inf if timeout is None else time.monotonic() + timeout
     stop = timed_out = False
 
@@ -232,8 +236,9 @@ def _run(
         progress_interval=config.progress_interval,
     )
     try:
-        result = stylize(
-            content,
+        paint = stylize if frames is None else partial(stylize_frames, frames)
+        result = paint(
+            *(() if frames is not None else (content,)),
             list(styles),
             options,
             model=model,
@@ -247,7 +252,8 @@ def _run(
         pipe.send(("error", ticket, _portable(err), None if expected else traceback.format_exc()))
         return
     if timed_out:
-        pipe.send(("error", ticket, TimedOut(f"stopped after {result.steps} steps"), None))
+        steps = result.steps if frames is None else sum(result.steps)
+        pipe.send(("error", ticket, TimedOut(f"stopped after {steps} steps"), None))
     else:
         pipe.send(("done", ticket, result))
 

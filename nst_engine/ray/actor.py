@@ -85,12 +85,23 @@ class EngineActor:
         styles: Sequence[np.ndarray],
         options: StyleOptions,
         timeout: float | None,
+        frames: Sequence[np.ndarray] | None = None,
     ) -> Iterator[tuple[Any, ...]]:
         """Run one job, yielding the worker's messages; the last is its result or error."""
         mailbox = Mailbox(self._stopped)
         thread = threading.Thread(
             target=worker._run,
-            args=(mailbox, self._model, self._config, ticket, content, styles, options, timeout),
+            args=(
+                mailbox,
+                self._model,
+                self._config,
+                ticket,
+                content,
+                styles,
+                options,
+                timeout,
+                frames,
+            ),
             name=f"nst-job-{ticket}",
             daemon=True,
         )

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nst_engine import worker
-from nst_engine.backend import Job, JobCancelled, JobFailed, WorkerDied
+from nst_engine.backend import Job, JobCancelled, JobFailed, WorkerDied, steps_of
 from nst_engine.errors import NSTError, WeightsError
 from nst_engine.pool import JobHandle, _job_error, _RemoteTraceback
 
@@ -376,11 +376,15 @@ class RayBackend:
         job = handle.job
         try:
             # Into the object store, off the event loop (a large photo takes a moment).
-            content, styles = await asyncio.to_thread(
-                lambda: (ray.put(job.content), ray.put(tuple(job.styles)))
+            content, styles, frames = await asyncio.to_thread(
+                lambda: (
+                    ray.put(job.content),
+                    ray.put(tuple(job.styles)),
+                    None if job.frames is None else ray.put(job.frames),
+                )
             )
             stream = slot.actor.run.remote(
-                handle._ticket, content, styles, job.options, job.timeout
+                handle._ticket, content, styles, job.options, job.timeout, frames
             )
             if handle._cancel_requested:
                 slot.actor.cancel.remote(handle._ticket)
@@ -399,7 +403,7 @@ class RayBackend:
                 "job %s %s: %d steps in %.1fs",
                 job.job_id,
                 handle.state,
-                result.steps,
+                steps_of(result),
                 handle.run_seconds or 0.0,
             )
         except BaseException as err:  # noqa: BLE001 - every outcome must reach the caller

@@ -12,6 +12,7 @@ import yarl
 
 from bot.cogs.stylize.errors import BadAttachment
 from nst_engine.errors import ImageError
+from nst_engine.frames import Clip, decode_clip, is_animation_file
 from nst_engine.images import DEFAULT_MAX_PIXELS, decode_image, sniff_image_type
 from nst_engine.text import format_bytes
 
@@ -150,6 +151,22 @@ def check_bytes(which: str, attachment: discord.Attachment, data: bytes) -> None
         raise BadAttachment(
             which, f"it says it is {declared or 'unknown'} but its contents are {sniffed}"
         )
+
+
+async def decode_content(data: bytes, *, max_bytes: int, max_frames: int) -> np.ndarray | Clip:
+    """The photo, or an animated GIF or WebP's frames and timing (too many frames, or frames
+    too large, refused in one line from the file's structure, before anything is decoded)."""
+    if sniff_image_type(data[:64]) in ("gif", "webp") and is_animation_file(data):
+        try:
+            return await asyncio.to_thread(
+                decode_clip,
+                data,
+                max_bytes=max_bytes,
+                max_frames=max_frames,
+            )
+        except ImageError as err:
+            raise BadAttachment("content", str(err)) from None
+    return await decode("content", data, max_bytes=max_bytes)
 
 
 async def decode(which: str, data: bytes, *, max_bytes: int) -> np.ndarray:

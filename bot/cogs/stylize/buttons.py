@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.cogs.stylize import attachments
+from bot.cogs.stylize.delivery import picture_name
 from bot.cogs.stylize.errors import (
     GalleryGone,
     Gone,
@@ -147,13 +148,13 @@ class Buttons:
                     return None
                 return await attachments.decode(which, data, max_bytes=max_bytes)
 
-            return Inputs(
-                await decode("content", stored.content),
+            return Inputs.of(
+                await self.intake.decode_content(stored.content),
                 await decode("style", stored.style),
                 stored.content,
                 stored.style,
-                await decode("style2", stored.style2),
-                stored.style2,
+                style2=await decode("style2", stored.style2),
+                style2_raw=stored.style2,
                 artworks=params.artworks,
             )
 
@@ -181,7 +182,7 @@ class Buttons:
             await interaction.response.defer()
             message = await interaction.followup.send(
                 f"🖼️ Shared by {interaction.user.mention}",
-                file=discord.File(io.BytesIO(stored.result), "stylized.png"),
+                file=discord.File(io.BytesIO(stored.result), picture_name(stored.result)),
                 view=self.views(job_id, "stronger", "weaker", "variation", "delete"),
                 allowed_mentions=discord.AllowedMentions.none(),
                 wait=True,
@@ -203,7 +204,7 @@ class Buttons:
         try:
             await channel.send(
                 f"🖼️ By {interaction.user.mention} — {link}",
-                file=discord.File(io.BytesIO(stored.result), "stylized.png"),
+                file=discord.File(io.BytesIO(stored.result), picture_name(stored.result)),
                 allowed_mentions=discord.AllowedMentions.none(),
             )
         except (discord.NotFound, discord.Forbidden) as err:

@@ -23,7 +23,6 @@ from bot.cogs.stylize.models import Params, Quality
 from bot.cogs.stylize.scheduler import Scheduler
 from bot.cogs.stylize.views import Action, JobViews, StylePicker
 from bot.store import GuildSettings, SavedStyle
-from nst_engine import provenance
 from nst_engine.images import decode_image
 
 if TYPE_CHECKING:
@@ -46,19 +45,27 @@ class StylizeCog(commands.Cog, name="Stylize"):
         async def decode(data: bytes):
             return await asyncio.to_thread(decode_image, data, max_bytes=max_bytes)
 
+        async def decode_content(data: bytes):
+            return await self.intake.decode_content(data)
+
         self.scheduler = Scheduler(
             bot.pool,
             bot.store,
             bot.metrics,
             self.delivery,
-            Limits(settings.nst_max_steps, settings.nst_job_timeout, settings.nst_precision),
+            Limits(
+                settings.nst_max_steps,
+                settings.nst_job_timeout,
+                settings.nst_precision,
+                max_clip_pixels=settings.nst_max_clip_pixels,
+            ),
             queue_limit=settings.nst_queue_limit,
             member_limit=settings.nst_user_limit,
             decode=decode,
+            decode_content=decode_content,
         )
         self.intake = Intake(bot, self.scheduler, self.delivery)
         self.buttons = Buttons(bot, self.scheduler, self.intake, self.delivery, self.views)
-        self._hosts = attachments.allowed_hosts(settings.discord_api_base)
         self.menu = app_commands.ContextMenu(name="Stylize", callback=self.stylize_message)
         bot.metrics.track(
             queued=lambda: len(self.scheduler.queue), running=lambda: len(self.scheduler.running)
@@ -144,10 +151,10 @@ class StylizeCog(commands.Cog, name="Stylize"):
                 attachments.check_metadata(which, attachment, max_bytes=max_bytes)
 
         async def load() -> Inputs:
-            content_raw = await self._download("content", content)
-            style_raw = saved.image if saved else await self._download("style", style)
-            style2_raw = await self._download("style2", style2) if style2 else None
-            return await self._decode(
+            content_raw = await self.intake.download("content", content)
+            style_raw = saved.image if saved else await self.intake.download("style", style)
+            style2_raw = await self.intake.download("style2", style2) if style2 else None
+            return await self.intake.decode_inputs(
                 content_raw, style_raw, style2_raw, saved_name=saved.name if saved else None
             )
 
@@ -179,9 +186,9 @@ class StylizeCog(commands.Cog, name="Stylize"):
         if len(images) >= 2:
 
             async def load() -> Inputs:
-                content_raw = await self._download("content", images[0])
-                style_raw = await self._download("style", images[1])
-                return await self._decode(content_raw, style_raw, None)
+                content_raw = await self.intake.download("content", images[0])
+                style_raw = await self.intake.download("style", images[1])
+                return await self.intake.decode_inputs(content_raw, style_raw, None)
 
             await self.intake.take(interaction, params, load)
             return
@@ -208,8 +215,10 @@ class StylizeCog(commands.Cog, name="Stylize"):
         params = replace(params, style_name=saved.name)
 
         async def load() -> Inputs:
-            content_raw = await self._download("content", photo)
-            return await self._decode(content_raw, saved.image, None, saved_name=saved.name)
+            content_raw = await self.intake.download("content", photo)
+            return await self.intake.decode_inputs(
+                content_raw, saved.image, None, saved_name=saved.name
+            )
 
         await self.intake.take(interaction, params, load)
 
@@ -228,40 +237,6 @@ class StylizeCog(commands.Cog, name="Stylize"):
         if saved is None:
             raise UnknownStyle(name)
         return saved
-
-    async def _download(self, which: str, attachment: discord.Attachment) -> bytes:
-        settings = self.bot.settings
-        data = await attachments.fetch(
-            self.bot.http_session,
-            which,
-            attachment,
-            max_bytes=settings.nst_max_attachment_bytes,
-            hosts=self._hosts,
-            timeout=settings.nst_download_timeout,
-        )
-        attachments.check_bytes(which, attachment, data)
-        return data
-
-    async def _decode(
-        self,
-        content_raw: bytes,
-        style_raw: bytes,
-        style2_raw: bytes | None,
-        *,
-        saved_name: str | None = None,
-    ) -> Inputs:
-        max_bytes = self.bot.settings.nst_max_attachment_bytes
-        content = await attachments.decode("content", content_raw, max_bytes=max_bytes)
-        style = await attachments.decode("style", style_raw, max_bytes=max_bytes)
-        style2 = None
-        if style2_raw is not None:
-            style2 = await attachments.decode("style2", style2_raw, max_bytes=max_bytes)
-        labels = [f"saved:{saved_name}" if saved_name else provenance.artwork_label(style_raw)]
-        if style2_raw is not None:
-            labels.append(provenance.artwork_label(style2_raw))
-        return Inputs(
-            content, style, content_raw, style_raw, style2, style2_raw, artworks=tuple(labels)
-        )
 
     @app_commands.command(name="queue")
     async def queue_command(self, interaction: discord.Interaction) -> None:

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.cogs.stylize.jobs import Undeliverable
+from bot.cogs.stylize.jobs import Undeliverable, figures
 from bot.cogs.stylize.lifecycle import JobState
 from bot.cogs.stylize.models import Request
 from bot.cogs.stylize.views import Action, JobViews
-from nst_engine.images import encode_image
+from nst_engine.images import encode_image, sniff_image_type
 from nst_engine.options import Progress, StyleResult
 from nst_engine.text import clock
 
@@ -65,8 +65,11 @@ class Delivery:
         self._last_edit[request.id] = now
         eta = progress.eta
         eta_text = f", about {clock(eta)} left" if eta is not None else ""
+        doing = "painting…"
+        if progress.frames > 1:
+            doing = f"painting frame {progress.frame}/{progress.frames}…"
         text = (
-            f"🎨 {request.mention}, painting… {request.percent}% "
+            f"🎨 {request.mention}, {doing} {request.percent}% "
             f"(step {progress.step}/{progress.total}{eta_text})"
         )
         preview = None
@@ -83,12 +86,18 @@ class Delivery:
         elif await self.gallery_for(request.guild_id):
             actions.append("gallery")
         actions.append("delete")
-        embed = params_embed(self.bot, request)
+        name = picture_name(png)
+        embed = params_embed(self.bot, request, name)
         if result is not None:
-            h, w = result.image.shape[:2]
-            embed = params_embed(self.bot, request, size=f"{w}×{h}")
-            embed.add_field(name="Time", value=f"{result.seconds:.1f} s, {result.steps} steps")
+            made = figures(result)
+            size = f"{made.width}×{made.height}"
+            if made.frames > 1:
+                size += f", {made.frames} frames"
+            embed = params_embed(self.bot, request, name, size=size)
+            embed.add_field(name="Time", value=f"{made.seconds:.1f} s, {made.steps} steps")
         text = f"{request.mention}, here is your picture."
+        if request.note:
+            text += f" {request.note}"
         try:
             await self._send(request, text, png, embed, self.views(request.id, *actions))
         except (discord.Forbidden, discord.NotFound) as err:
@@ -176,7 +185,7 @@ class Delivery:
             if png is None:
                 return {}
             return {
-                "file": discord.File(io.BytesIO(png), "stylized.png"),
+                "file": discord.File(io.BytesIO(png), picture_name(png)),
                 "embed": embed,
                 "view": view,
             }
@@ -223,11 +232,18 @@ def queued_text(request: Request, position: int | None, running: int) -> str:
     )
 
 
-def params_embed(bot: StyleBot, request: Request, size: str | None = None) -> discord.Embed:
+def picture_name(data: bytes) -> str:
+    """The file name a result is posted under: ``stylized.png``, ``.gif`` or ``.webp``."""
+    return f"stylized.{sniff_image_type(data[:64]) or 'png'}"
+
+
+def params_embed(
+    bot: StyleBot, request: Request, name: str = "stylized.png", size: str | None = None
+) -> discord.Embed:
     """The member's options, and a loud label when the weights are random."""
     p = request.params
     embed = discord.Embed(title="Stylized", colour=discord.Colour.blurple())
-    embed.set_image(url="attachment://stylized.png")
+    embed.set_image(url=f"attachment://{name}")
     embed.add_field(name="Strength", value=f"{p.strength:g}")
     embed.add_field(name="Quality", value=p.quality)
     embed.add_field(name="Size", value=size or f"up to {p.size}")

@@ -15,12 +15,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import access
+from bot.cogs.stylize import attachments
 from bot.cogs.stylize.delivery import Delivery, queued_text
 from bot.cogs.stylize.errors import DailyLimit, TooFast, UserFacingError
 from bot.cogs.stylize.models import Params, Request
 from bot.cogs.stylize.scheduler import Scheduler
 from bot.logs import job_id_var
 from bot.store import GuildSettings
+from nst_engine import provenance
+from nst_engine.frames import Clip
 
 if TYPE_CHECKING:
     from bot.client import StyleBot
@@ -41,6 +44,22 @@ class Inputs:
     style2_raw: bytes | None = None
     # What each artwork was, for the picture's parameters (see nst_engine.provenance).
     artworks: tuple[str, ...] = ()
+    # An animated content picture (`content` is then its first frame).
+    clip: Clip | None = None
+
+    @classmethod
+    def of(
+        cls,
+        content: np.ndarray | Clip,
+        style: np.ndarray,
+        content_raw: bytes,
+        style_raw: bytes,
+        **more,
+    ) -> Inputs:
+        """Inputs whose content may be a still photo or an animation."""
+        if isinstance(content, Clip):
+            return cls(content.frames[0], style, content_raw, style_raw, clip=content, **more)
+        return cls(content, style, content_raw, style_raw, **more)
 
 
 RATE_WINDOW = 60.0
@@ -87,6 +106,54 @@ class Intake:
         self.delivery = delivery
         settings = bot.settings
         self.rates = Rates(settings.nst_member_rate, settings.nst_guild_rate)
+        self._hosts = attachments.allowed_hosts(settings.discord_api_base)
+
+    async def download(self, which: str, attachment: discord.Attachment) -> bytes:
+        settings = self.bot.settings
+        data = await attachments.fetch(
+            self.bot.http_session,
+            which,
+            attachment,
+            max_bytes=settings.nst_max_attachment_bytes,
+            hosts=self._hosts,
+            timeout=settings.nst_download_timeout,
+        )
+        attachments.check_bytes(which, attachment, data)
+        return data
+
+    async def decode_inputs(
+        self,
+        content_raw: bytes,
+        style_raw: bytes,
+        style2_raw: bytes | None,
+        *,
+        saved_name: str | None = None,
+    ) -> Inputs:
+        max_bytes = self.bot.settings.nst_max_attachment_bytes
+        content = await self.decode_content(content_raw)
+        style = await attachments.decode("style", style_raw, max_bytes=max_bytes)
+        style2 = None
+        if style2_raw is not None:
+            style2 = await attachments.decode("style2", style2_raw, max_bytes=max_bytes)
+        labels = [f"saved:{saved_name}" if saved_name else provenance.artwork_label(style_raw)]
+        if style2_raw is not None:
+            labels.append(provenance.artwork_label(style2_raw))
+        return Inputs.of(
+            content,
+            style,
+            content_raw,
+            style_raw,
+            style2=style2,
+            style2_raw=style2_raw,
+            artworks=tuple(labels),
+        )
+
+    async def decode_content(self, data: bytes) -> np.ndarray | Clip:
+        """The photo, or an animated GIF or WebP (up to NST_MAX_FRAMES frames)."""
+        settings = self.bot.settings
+        return await attachments.decode_content(
+            data, max_bytes=settings.nst_max_attachment_bytes, max_frames=settings.nst_max_frames
+        )
 
     async def admit(self, interaction: discord.Interaction) -> GuildSettings:
         """Refuse new work while shutting down, past a member's or a server's rate, or against
@@ -126,7 +193,7 @@ class Intake:
             raise
         params = replace(params, artworks=inputs.artworks)
         request = Request.from_interaction(
-            interaction, params, inputs.content, inputs.style, inputs.style2
+            interaction, params, inputs.content, inputs.style, inputs.style2, inputs.clip
         )
         job_id_var.set(request.id)
         # Journaled before the member hears it is queued: a restart will still run it.

@@ -4,14 +4,19 @@ operator's limits, with the parameters its picture will carry."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.cogs.stylize import lifecycle
 from bot.cogs.stylize.models import Request
 from nst_engine import provenance
+from nst_engine.animation import DEFAULT_TEMPORAL_WEIGHT, AnimationResult, later_steps_for
+from nst_engine.frames import Clip, encode_clip
+from nst_engine.images import encode_image
 from nst_engine.options import Progress, StyleOptions, StyleResult, options_for_quality
 from nst_engine.pool import Job
+from nst_engine.text import format_bytes
 
 
 class Undeliverable(Exception):
@@ -62,15 +67,40 @@ class Limits:
     job_timeout: float
     # Arithmetic of the feature network (auto | float32 | bfloat16 | float16).
     precision: str = "auto"
+    # Pixels of all an animation's result frames together: many frames are painted smaller.
+    max_clip_pixels: int = 3_145_728
+
+
+def clip_side(clip: Clip, size: int, max_clip_pixels: int) -> int:
+    """The longest side an animation is painted at: ``size``, or less, so that its frames
+    together stay within ``max_clip_pixels`` (never under 32, VGG's smallest)."""
+    width, height = clip.size
+    aspect = min(width, height) / max(width, height)
+    side = math.isqrt(int(max_clip_pixels / (len(clip.frames) * aspect)))
+    return max(32, min(size, side))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: the state to move to, and the line for the member (or the result)."""
+
+    state: lifecycle.JobState
+    text: str = ""
+    result: StyleResult | AnimationResult | None = None
+    # The file's parameters (with a result).
+    parameters: dict | None = None
 
 
 def engine_options(request: Request, limits: Limits) -> StyleOptions:
     """The engine's options for a request (raises ValueError for impossible ones)."""
     p = request.params
+    size = p.size
+    if request.clip is not None:
+        size = clip_side(request.clip, size, limits.max_clip_pixels)
     options = options_for_quality(
         p.quality,
         strength=p.strength,
-        max_size=p.size,
+        max_size=size,
         preserve_colors=p.preserve_colors,
         seed=p.seed,
         precision=limits.precision,
@@ -83,9 +113,9 @@ def engine_options(request: Request, limits: Limits) -> StyleOptions:
 
 
 def picture_parameters(request: Request, options: StyleOptions, weights: str) -> dict:
-    """What the picture's PNG says about how it was made."""
+    """What the picture's file says about how it was made."""
     p = request.params
-    return provenance.parameters(
+    made = provenance.parameters(
         options,
         quality=p.quality,
         size=p.size,
@@ -93,3 +123,70 @@ def picture_parameters(request: Request, options: StyleOptions, weights: str) ->
         weights=weights,
         blend=p.blend if request.style2 is not None else None,
     )
+    if request.clip is not None:
+        made |= {
+            "frames": len(request.clip.frames),
+            "temporal_weight": DEFAULT_TEMPORAL_WEIGHT,
+            "later_steps": later_steps_for(options),
+        }
+    return made
+
+
+def fit_upload(clip: Clip, encode, limit: int) -> tuple[bytes, Clip]:
+    """The animation encoded within ``limit`` bytes: every other frame (same length) while
+    there are more than two, then smaller frames; the clip it became."""
+    data = encode(clip)
+    while len(data) > limit and (len(clip.frames) > 2 or max(clip.size) > 32):
+        if len(clip.frames) > 2:
+            clip = clip.every(2)
+        else:
+            clip = clip.resized(max(32, int(max(clip.size) * 0.7)))
+        data = encode(clip)
+    return data, clip
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A result's size and cost, whether a picture or an animation."""
+
+    width: int
+    height: int
+    steps: int
+    seconds: float
+    frames: int = 1
+
+
+def figures(result: StyleResult | AnimationResult) -> Figures:
+    if isinstance(result, AnimationResult):
+        h, w = result.frames[0].shape[:2]
+        return Figures(w, h, sum(result.steps), result.total_seconds, len(result.frames))
+    h, w = result.image.shape[:2]
+    return Figures(w, h, result.steps, result.seconds)
+
+
+def encode_result(
+    request: Request, result: StyleResult | AnimationResult, parameters: dict
+) -> tuple[bytes, str | None]:
+    """The file to post (a PNG, or the animation in its own format, fitted to the upload
+    limit) and a line for the member if the animation had to be shortened or shrunk."""
+    if not isinstance(result, AnimationResult):
+        return encode_image(result.image, "png", parameters=parameters), None
+    clip = request.clip.with_frames(result.frames)
+
+    def encode(clip: Clip) -> bytes:
+        return encode_clip(clip, clip.format, parameters=parameters)
+
+    data, sent = fit_upload(clip, encode, request.upload_limit)
+    if sent is clip:
+        return data, None
+    w, h = sent.size
+    return data, (
+        f"(shortened to {len(sent.frames)} frames of {w}×{h} to fit Discord's upload limit "
+        f"here, {format_bytes(request.upload_limit, up=False)})"
+    )
+
+
+def cancelled_text(result: StyleResult | AnimationResult, options: StyleOptions) -> str:
+    if isinstance(result, AnimationResult):
+        return f"✖️ Cancelled at frame {len(result.frames)} of the clip."
+    return f"✖️ Cancelled after {result.steps} of {options.steps} steps."

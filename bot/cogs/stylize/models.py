@@ -14,9 +14,12 @@ import numpy as np
 from bot.cogs.stylize.errors import BadOption
 from bot.cogs.stylize.lifecycle import JobState
 from bot.store import JobRecord
+from nst_engine.frames import Clip
 
 Quality = Literal["fast", "balanced", "best"]
 QUALITIES: tuple[Quality, ...] = ("fast", "balanced", "best")
+# Discord's upload limit for a server without boosts, when the interaction does not say.
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # The Stronger / Weaker buttons move the strength by this much.
 STRENGTH_STEP = 2.0
 
@@ -107,6 +110,8 @@ class Request:
     created: float
     # A second artwork, blended in by `params.blend`; None: one artwork.
     style2: np.ndarray | None = None
+    # An animated content picture (then `content` is its first frame); None: a still photo.
+    clip: Clip | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # The one state field: only `Lifecycle.move` changes it.
     state: JobState = JobState.QUEUED
@@ -121,6 +126,10 @@ class Request:
     status_message_id: int | None = None
     # Set when Discord refused the interaction token (401): answer in the channel from now on.
     token_refused: bool = False
+    # The largest file Discord takes where the member asked (an animation is fitted to it).
+    upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    # A line added to the result's message (e.g. an animation shortened to fit that limit).
+    note: str | None = None
     # Percent done while running, for /queue.
     percent: int = 0
     # The queue position the member was last shown (edits only when it changes).
@@ -137,6 +146,7 @@ class Request:
         content: np.ndarray,
         style: np.ndarray,
         style2: np.ndarray | None = None,
+        clip: Clip | None = None,
     ) -> Request:
         return cls(
             interaction,
@@ -150,6 +160,8 @@ class Request:
             token=interaction.token,
             created=interaction.created_at.timestamp(),
             style2=style2,
+            clip=clip,
+            upload_limit=getattr(interaction, "filesize_limit", None) or DEFAULT_UPLOAD_LIMIT,
         )
 
     @classmethod
@@ -159,6 +171,7 @@ class Request:
         content: np.ndarray,
         style: np.ndarray,
         style2: np.ndarray | None = None,
+        clip: Clip | None = None,
     ) -> Request:
         """A journaled job, recovered after a restart (no live interaction)."""
         return cls(
@@ -173,6 +186,7 @@ class Request:
             token=record.interaction_token,
             created=record.interaction_created,
             style2=style2,
+            clip=clip,
             id=record.id,
             # A job that was running when the process stopped waits for a worker again.
             state=JobState.DONE if record.state == JobState.DONE else JobState.QUEUED,

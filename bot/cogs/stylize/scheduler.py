@@ -12,8 +12,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,15 +23,20 @@ from bot.cogs.stylize.jobs import (
     Journal,
     Limits,
     Notifier,
+    Outcome,
     Undeliverable,
+    cancelled_text,
+    encode_result,
     engine_options,
+    figures,
     picture_parameters,
 )
 from bot.cogs.stylize.lifecycle import JobState, Lifecycle
 from bot.cogs.stylize.models import Request
+from bot.errors import UserFacingError
 from bot.logs import job_id_var
 from nst_engine.errors import NSTError
-from nst_engine.images import encode_image
+from nst_engine.frames import Clip
 from nst_engine.options import StyleOptions, StyleResult
 from nst_engine.pool import Job, JobTimeout, WorkerDied
 
@@ -41,17 +44,6 @@ log = logging.getLogger(__name__)
 
 # A job that was running when the process died this many times is not tried again.
 MAX_ATTEMPTS = 2
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """How a run ended: the state to move to, and the line for the member (or the result)."""
-
-    state: JobState
-    text: str = ""
-    result: StyleResult | None = None
-    # The PNG's parameters (with a result).
-    parameters: dict | None = None
 
 
 class Scheduler:
@@ -68,6 +60,7 @@ class Scheduler:
         queue_limit: int,
         member_limit: int,
         decode: Callable[[bytes], Awaitable[np.ndarray]],
+        decode_content: Callable[[bytes], Awaitable[np.ndarray | Clip]] | None = None,
     ) -> None:
         self.backend = backend
         self.journal = journal
@@ -78,6 +71,7 @@ class Scheduler:
         )
         self.lifecycle = Lifecycle(self.queue, journal, metrics)
         self._decode = decode
+        self._decode_content = decode_content or decode
         # Set on SIGTERM: new requests are refused while running jobs finish.
         self.draining = False
         # Set whenever the queue order changed, for the position refresher.
@@ -182,14 +176,17 @@ class Scheduler:
         if stored is None:
             return
         try:
-            content = await self._decode(stored.content)
+            content = await self._decode_content(stored.content)
             style = await self._decode(stored.style)
             style2 = None if stored.style2 is None else await self._decode(stored.style2)
-        except NSTError as err:
+        except (NSTError, UserFacingError) as err:
             log.warning("journaled job cannot be recovered: %s", err)
             await self.journal.set_state(record.id, JobState.FAILED.value)
             return
-        request = Request.from_record(record, content, style, style2)
+        clip = content if isinstance(content, Clip) else None
+        if clip is not None:
+            content = clip.frames[0]
+        request = Request.from_record(record, content, style, style2, clip)
         self.lifecycle.track(request)
         if request.state is JobState.DONE:
             if stored.result is None:
@@ -238,19 +235,14 @@ class Scheduler:
             if self.lifecycle.stopping and request.state is not JobState.RUNNING:
                 log.info("stopped by the shutdown; it stays journaled for the next start")
             elif outcome.result is not None:
-                png = await asyncio.to_thread(
-                    partial(encode_image, parameters=outcome.parameters),
-                    outcome.result.image,
-                    "png",
+                data, request.note = await asyncio.to_thread(
+                    encode_result, request, outcome.result, outcome.parameters
                 )
+                made = figures(outcome.result)
                 await self.lifecycle.move(
-                    request,
-                    JobState.DONE,
-                    png=png,
-                    seconds=outcome.result.seconds,
-                    steps=outcome.result.steps,
+                    request, JobState.DONE, png=data, seconds=made.seconds, steps=made.steps
                 )
-                await self._deliver(request, png, outcome.result)
+                await self._deliver(request, data, outcome.result)
             else:
                 await self.lifecycle.move(request, outcome.state)
                 await self._tell(request, outcome.text)
@@ -266,33 +258,30 @@ class Scheduler:
             if not self.running:
                 self._idle.set()
 
-    async def _outcome(self, request: Request) -> _Outcome:
+    async def _outcome(self, request: Request) -> Outcome:
         """Paint the request; every exception becomes an ending with a line for the member."""
         try:
             options = engine_options(request, self.limits)
             result = await self._paint_retrying(request, options)
         except JobTimeout as err:
             log.warning("job timed out: %s", err)
-            return _Outcome(JobState.TIMED_OUT, f"⏱️ {request.mention}, that took too long: {err}")
+            return Outcome(JobState.TIMED_OUT, f"⏱️ {request.mention}, that took too long: {err}")
         except (NSTError, ValueError) as err:
             log.warning("job failed: %s", err)
-            return _Outcome(JobState.FAILED, f"❌ {request.mention}, that didn't work: {err}")
+            return Outcome(JobState.FAILED, f"❌ {request.mention}, that didn't work: {err}")
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - logged with an id the member can quote
             error_id = uuid.uuid4().hex[:8]
             log.exception("job crashed (error id %s)", error_id)
-            return _Outcome(
+            return Outcome(
                 JobState.FAILED,
                 f"❌ {request.mention}, something went wrong on our side (error id `{error_id}`).",
             )
         if result.cancelled:
-            return _Outcome(
-                JobState.CANCELLED,
-                f"✖️ Cancelled after {result.steps} of {options.steps} steps.",
-            )
+            return Outcome(JobState.CANCELLED, cancelled_text(result, options))
         weights = result.weights
-        return _Outcome(
+        return Outcome(
             JobState.DONE, result=result, parameters=picture_parameters(request, options, weights)
         )
 
@@ -317,6 +306,7 @@ class Scheduler:
                 options,
                 job_id=request.id,
                 timeout=self.limits.job_timeout,
+                frames=None if request.clip is None else request.clip.frames,
             )
         )
         request.handle = handle
@@ -341,7 +331,8 @@ class Scheduler:
             return
         await self.lifecycle.move(request, JobState.DELIVERED)
         if result is not None:
-            log.info("delivered %d steps in %.1fs", result.steps, result.seconds)
+            made = figures(result)
+            log.info("delivered %d steps in %.1fs", made.steps, made.seconds)
 
     async def _tell(self, request: Request, text: str) -> None:
         try:
