@@ -8,7 +8,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY nst_engine ./nst_engine
 COPY bot ./bot
-RUN pip install --no-cache-dir . \
+# With the ray extra, so GPU hosts can join a Ray cluster from this same image (see README).
+RUN pip install --no-cache-dir '.[ray]' \
  && useradd --create-home --uid 10001 nst \
  && mkdir -p /opt/keras /data && chown nst /data
 # Fetch and MD5-check the ImageNet weights into $KERAS_HOME/models, readable by the runtime user.
