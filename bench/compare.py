@@ -50,6 +50,12 @@ def main() -> None:
         help="also run a StyleOptions variant, e.g. try1:quality=balanced,final_learning_rate=0.01",
     )
     parser.add_argument("--plot", type=Path, help="draw style distance against wall time here")
+    parser.add_argument(
+        "--plot-time",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="the plot's time axis: wall seconds, or CPU seconds (steadier on a shared machine)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here, as JSON")
     parser.add_argument(
         "--from-json", type=Path, help="print (and --plot) the rows of an earlier --json, no runs"
@@ -69,7 +75,7 @@ def main() -> None:
     if args.json and not args.from_json:
         args.json.write_text(json.dumps({"header": header, "rows": rows}, indent=1) + "\n")
     if args.plot:
-        plot(rows, header, args.plot)
+        plot(rows, header, args.plot, args.plot_time)
 
 
 def _measure(args: argparse.Namespace) -> tuple[list[dict], str]:
@@ -140,8 +146,9 @@ def _print(rows: list[dict], header: str) -> None:
         )
 
 
-def plot(rows: list[dict], header: str, path: Path) -> None:
-    """Style distance against wall time, one point per run (matplotlib, a small PNG)."""
+def plot(rows: list[dict], header: str, path: Path, time: str = "wall") -> None:
+    """Style distance against wall (or CPU) seconds, one point per run: colour by preset,
+    marker by precision, the tutorial a star (matplotlib, a small PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,27 +156,31 @@ def plot(rows: list[dict], header: str, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
     markers = {"float32": "o", "bfloat16": "s", "float16": "^"}
+    presets = list(dict.fromkeys(r["name"].split("/")[0] for r in rows if r["name"] != TUTORIAL))
+    base = _tutorial(rows)
     for r in rows:
         tutorial = r["name"] == TUTORIAL
+        preset = r["name"].split("/")[0]
         ax.scatter(
-            r["wall"],
+            r[time],
             r["style"],
             marker="*" if tutorial else markers.get(r["precision"], "o"),
             s=160 if tutorial else 50,
-            color="black" if tutorial else None,
+            color="black" if tutorial else f"C{presets.index(preset)}",
             zorder=3,
         )
+        label = r["name"] if tutorial else f"{preset} {r['precision']}"
         ax.annotate(
-            f"{r['name']} ({r['content'] / _tutorial(rows)['content']:.1f}× content)",
-            (r["wall"], r["style"]),
+            f"{label} ({r['content'] / base['content']:.1f}× content)",
+            (r[time], r["style"]),
             textcoords="offset points",
             xytext=(5, 4),
             fontsize=7,
         )
-    base = _tutorial(rows)
     ax.axhline(base["style"] * 1.01, color="grey", linestyle=":", linewidth=1)
-    ax.axvline(base["wall"] / 3, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("wall time, s (process start included)")
+    ax.axvline(base[time] / 3, color="grey", linestyle=":", linewidth=1)
+    what = "wall time" if time == "wall" else "CPU time (user + system)"
+    ax.set_xlabel(f"{what}, s, process start included")
     ax.set_ylabel("style distance (lower is closer)")
     ax.set_title(
         f"{header}\ndotted: 1.01× the tutorial's style distance, ⅓ of its time", fontsize=8

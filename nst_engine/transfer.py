@@ -287,6 +287,8 @@ class _Run:
     def _blend_grams(self, extractor, n_style: int, scale: float) -> list:
         import tensorflow as tf
 
+        from nst_engine.losses import gram_matrix
+
         total_weight = float(sum(self.blend))
         blended = None
         for style_px, weight in zip(self.styles_px, self.blend):
@@ -295,7 +297,7 @@ class _Run:
                 size = (max(32, round(h * scale)), max(32, round(w * scale)))
                 style_px = tf.image.resize(style_px[None], size, antialias=True)[0].numpy()
             feats = extractor(tf.constant(style_px[None]))
-            grams = [_gram(f) * (weight / total_weight) for f in feats[:n_style]]
+            grams = [gram_matrix(f) * (weight / total_weight) for f in feats[:n_style]]
             blended = grams if blended is None else [a + b for a, b in zip(blended, grams)]
         return blended
 
@@ -491,12 +493,6 @@ class _LBFGS:
 
 
 _SOLVERS: dict[str, type] = {"adam": _Adam, "lbfgs": _LBFGS}
-
-
-def _gram(features):
-    from nst_engine.losses import gram_matrix
-
-    return gram_matrix(features)
 
 
 def _as_start(image: np.ndarray, width: int, height: int, gray: bool) -> np.ndarray:
