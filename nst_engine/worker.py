@@ -4,11 +4,11 @@ The pool starts `main` in a spawned process and gives it one end of a duplex pip
 pair). The worker loads VGG19 once, then runs one job at a time. Messages are pickled tuples,
 each preceded by its length (`HEADER`):
 
-    parent → worker   ("job", ticket, content, styles, options, timeout)
+    parent → worker   ("job", ticket, content, styles, options, timeout, frames)
                       ("cancel", ticket)
     worker → parent   ("ready",) or ("broken", error)          once, after loading the model
                       ("progress", ticket, Progress)           throttled; some carry a preview
-                      ("done", ticket, StyleResult)            a job's last message, or
+                      ("done", ticket, result)                 a job's last message, or
                       ("error", ticket, error, traceback text)
 
 A ticket names one job, so a late cancel can never stop the next one. The pipe is ordered, so a
