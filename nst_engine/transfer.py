@@ -186,11 +186,10 @@ class _Run:
         image_px = self._start(target_px)
         history: list[Losses] = []
         per_level = opts.level_steps()
-        # (halvings below full size, steps), coarsest first; a level given no steps is skipped.
-        plan = [(len(per_level) - 1 - i, n) for i, n in enumerate(per_level) if n]
+        plan = _plan(per_level, target_px.shape[:2])
         cancelled = converged = False
         for depth, steps in plan:
-            h, w = (max(32, n // 2**depth) for n in target_px.shape[:2])
+            h, w = _level_size(target_px.shape[:2], depth)
             # At a coarse level the artwork shrinks by the same factor, so its brush strokes
             # keep their size relative to the picture.
             optimizer = opts.optimizer if depth == 0 else opts.coarse_optimizer or opts.optimizer
@@ -493,6 +492,29 @@ class _LBFGS:
 
 
 _SOLVERS: dict[str, type] = {"adam": _Adam, "lbfgs": _LBFGS}
+
+
+def _level_size(full: tuple[int, int], depth: int) -> tuple[int, int]:
+    """(height, width) of the level ``depth`` halvings below full size (VGG needs 32 px)."""
+    return tuple(max(32, n // 2**depth) for n in full)  # type: ignore[return-value]
+
+
+def _plan(per_level: Sequence[int], full: tuple[int, int]) -> list[tuple[int, int]]:
+    """(halvings below full size, steps) per level, coarsest first. A level given no steps is
+    skipped, and one no smaller than the next (a small picture meets VGG's 32 px floor) hands
+    its steps on to it: the same size twice would only pay a level's set-up twice."""
+    plan: list[tuple[int, int]] = []
+    carried = 0
+    levels = len(per_level)
+    for i, steps in enumerate(per_level):
+        depth = levels - 1 - i
+        steps += carried
+        carried = 0
+        if depth > 0 and _level_size(full, depth) == _level_size(full, depth - 1):
+            carried = steps
+        elif steps:
+            plan.append((depth, steps))
+    return plan
 
 
 def _as_start(image: np.ndarray, width: int, height: int, gray: bool) -> np.ndarray:

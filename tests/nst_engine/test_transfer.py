@@ -269,3 +269,13 @@ def test_the_engine_style_term_is_losses_style_loss(random_model):
     _, style, _ = _objective(extractor, 2, image, grams, other[2:], layer_weights, weights)
     expected = 2.0 * style_loss(extractor(image)[:2], grams, [0.25, 0.75])
     assert float(style) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_levels_that_meet_vggs_floor_at_the_same_size_are_merged():
+    from nst_engine.transfer import _plan
+
+    # 64×48: half and quarter size are both 32 px (VGG's floor), so they are one level.
+    assert _plan((1, 1, 1), (48, 64)) == [(1, 2), (0, 1)]
+    # 256 px keeps its three levels, and a level given no steps is skipped.
+    assert _plan((20, 20, 120), (256, 256)) == [(2, 20), (1, 20), (0, 120)]
+    assert _plan((0, 5, 5), (256, 256)) == [(1, 5), (0, 5)]
