@@ -157,3 +157,64 @@ class Backend(Protocol):
     def worker_pids(self) -> list[int]:
         """Process ids of the workers that are up (for monitoring and tests)."""
         ...
+
+
+class SlotStatus:
+    """What the local pool and the Ray backend say alike about their worker slots and queue.
+
+    A backend using it has ``_slots`` (each with ``ready``, ``idle`` and ``pid``), ``_queue``,
+    ``_running``, ``_closed``, an asyncio.Event ``_warm_or_closed`` set whenever a slot becomes
+    ready or the backend closes, ``start``/``close``, and a ``warm`` of its own.
+    """
+
+    _slots: list[Any]
+    _queue: Any
+    _running: dict[int, Any]
+    _closed: bool
+    _warm_or_closed: Any
+
+    warm: bool
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def wait_warm(self) -> None:
+        """Return once the backend is warm (at once if it is now).
+
+        Raises:
+            RuntimeError: It closed first.
+        """
+        while not self.warm:
+            if self._closed:
+                raise RuntimeError(f"this {type(self).__name__} has been closed")
+            await self._warm_or_closed.wait()
+
+    @property
+    def size(self) -> int:
+        """Number of worker slots (jobs that can run at once when all are up)."""
+        return len(self._slots)
+
+    @property
+    def free_workers(self) -> int:
+        """Workers ready and idle right now."""
+        return sum(slot.idle for slot in self._slots)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers that are up (for monitoring, and for tests)."""
+        return [slot.pid for slot in self._slots if slot.ready and slot.pid is not None]

@@ -53,6 +53,7 @@ from nst_engine.backend import (
     JobFailed,
     JobState,
     JobTimeout,
+    SlotStatus,
     WorkerDied,
     steps_of,
 )
@@ -226,7 +227,7 @@ class _Slot:
         return self.ready and self.job is None
 
 
-class EnginePool:
+class EnginePool(SlotStatus):
     """Worker processes that each hold a loaded VGG19 and run one job at a time."""
 
     def __init__(
@@ -341,52 +342,12 @@ class EnginePool:
         atexit.unregister(self._kill_workers)
         log.info("engine pool closed")
 
-    async def __aenter__(self) -> EnginePool:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     # -- status ----------------------------------------------------------------------------
 
     @property
     def warm(self) -> bool:
         """True once every worker has loaded the model, until the pool closes."""
         return self._started and not self._closed and all(slot.ready for slot in self._slots)
-
-    async def wait_warm(self) -> None:
-        """Return once every worker is ready (at once if they are now).
-
-        Raises:
-            RuntimeError: The pool closed first.
-        """
-        while not self.warm:
-            if self._closed:
-                raise RuntimeError("this EnginePool has been closed")
-            await self._warm_or_closed.wait()
-
-    @property
-    def size(self) -> int:
-        """Number of worker slots."""
-        return len(self._slots)
-
-    @property
-    def free_workers(self) -> int:
-        """Workers ready and idle right now."""
-        return sum(slot.idle for slot in self._slots)
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
-    def worker_pids(self) -> list[int]:
-        """Process ids of the workers that are up (for monitoring, and for tests)."""
-        return [slot.pid for slot in self._slots if slot.ready and slot.pid is not None]
 
     def _set_ready(self, slot: _Slot, ready: bool) -> None:
         slot.ready = ready

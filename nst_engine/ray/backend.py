@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nst_engine import worker
-from nst_engine.backend import Job, JobCancelled, JobFailed, WorkerDied, steps_of
+from nst_engine.backend import Job, JobCancelled, JobFailed, SlotStatus, WorkerDied, steps_of
 from nst_engine.errors import NSTError, WeightsError
 from nst_engine.pool import JobHandle, _job_error, _RemoteTraceback
 
@@ -100,7 +100,7 @@ class _Slot:
         return self.ready and self.job is None
 
 
-class RayBackend:
+class RayBackend(SlotStatus):
     """Ray actors that each hold a loaded VGG19 and run one job at a time."""
 
     def __init__(
@@ -281,52 +281,12 @@ class RayBackend:
             self._connected = False
         log.info("Ray backend closed")
 
-    async def __aenter__(self) -> RayBackend:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     # -- status ----------------------------------------------------------------------------
 
     @property
     def warm(self) -> bool:
         """True while at least one actor has the model loaded, until the backend closes."""
         return self._started and not self._closed and any(slot.ready for slot in self._slots)
-
-    async def wait_warm(self) -> None:
-        """Return once an actor is ready (at once if one is now).
-
-        Raises:
-            RuntimeError: The backend closed first.
-        """
-        while not self.warm:
-            if self._closed:
-                raise RuntimeError("this RayBackend has been closed")
-            await self._warm_or_closed.wait()
-
-    @property
-    def size(self) -> int:
-        """Number of actors (jobs that can run at once when all are up)."""
-        return len(self._slots)
-
-    @property
-    def free_workers(self) -> int:
-        """Actors ready and idle right now."""
-        return sum(slot.idle for slot in self._slots)
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
-    def worker_pids(self) -> list[int]:
-        """Process ids of the actors that are up, each on its own node (for monitoring, tests)."""
-        return [slot.pid for slot in self._slots if slot.ready and slot.pid is not None]
 
     def worker_nodes(self) -> list[str]:
         """Node addresses of the actors that are up, in the order of `worker_pids`."""
