@@ -19,6 +19,7 @@ words; `nst_engine.pool` re-exports them.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from nst_engine.options import Progress, StyleOptions, StyleResult
 
 # queued → running → done | failed | cancelled (a queued job may also go straight to cancelled).
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+log = logging.getLogger(__name__)
 
 
 class JobFailed(NSTError):
@@ -218,3 +221,26 @@ class SlotStatus:
     def worker_pids(self) -> list[int]:
         """Process ids of the workers that are up (for monitoring, and for tests)."""
         return [slot.pid for slot in self._slots if slot.ready and slot.pid is not None]
+
+    def _cancel(self, handle: Any) -> bool:
+        """A handle's cancel: at once if queued, else by telling its worker (between steps)."""
+        if handle.done or handle._cancel_requested:
+            return False
+        handle._cancel_requested = True
+        if handle.state == "queued":
+            if handle in self._queue:
+                self._queue.remove(handle)
+            handle._finish(
+                "cancelled", error=JobCancelled("the job was cancelled before it started")
+            )
+            log.info("job %s cancelled while queued", handle.job_id)
+            return True
+        for slot in self._slots:
+            if slot.job is handle:
+                self._signal_cancel(slot, handle._ticket)
+        log.info("job %s: cancel requested while running", handle.job_id)
+        return True
+
+    def _signal_cancel(self, slot: Any, ticket: int) -> None:
+        """Tell the worker running ``ticket`` in ``slot`` to stop before its next step."""
+        raise NotImplementedError

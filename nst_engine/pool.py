@@ -450,23 +450,8 @@ class EnginePool(SlotStatus):
                 self._replace(slot)
             self._dispatch()
 
-    def _cancel(self, handle: JobHandle) -> bool:
-        if handle.done or handle._cancel_requested:
-            return False
-        handle._cancel_requested = True
-        if handle.state == "queued":
-            if handle in self._queue:
-                self._queue.remove(handle)
-            handle._finish(
-                "cancelled", error=JobCancelled("the job was cancelled before it started")
-            )
-            log.info("job %s cancelled while queued", handle.job_id)
-            return True
-        for slot in self._slots:
-            if slot.job is handle:
-                _send(slot, ("cancel", handle._ticket))
-        log.info("job %s: cancel requested while running", handle.job_id)
-        return True
+    def _signal_cancel(self, slot, ticket: int) -> None:
+        _send(slot, ("cancel", ticket))
 
     # -- workers ---------------------------------------------------------------------------
 
