@@ -22,6 +22,7 @@ import numpy as np
 from discord.gateway import DiscordWebSocket
 from PIL import Image
 
+from bot.__main__ import make_backend
 from bot.api_base import use_api_base
 from bot.client import StyleBot
 from bot.logs import set_library_levels
@@ -136,11 +137,17 @@ async def running_bot(
             }
         )
         use_api_base(config.discord_api_base)
-        pool = EnginePool(
-            config.nst_weights,
-            workers=config.nst_workers,
-            memory_limit_mb=config.nst_worker_memory_mb or None,
-            **(pool_options or {}),
+        # The engine nst-bot would build from these settings (the local pool, or Ray), unless
+        # a test tunes the pool itself.
+        pool = (
+            make_backend(config)
+            if pool_options is None
+            else EnginePool(
+                config.nst_weights,
+                workers=config.nst_workers,
+                memory_limit_mb=config.nst_worker_memory_mb or None,
+                **pool_options,
+            )
         )
         bot = StyleBot(config, pool, JobStore(data_dir), Metrics())
         logs = LogCapture()

@@ -9,98 +9,45 @@ no actor is alive). Start-up errors: a cluster that cannot be reached.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-import discord
 import pytest
 import pytest_asyncio
-from discord.gateway import DiscordWebSocket
 
 from nst_engine.ray.loopback import ENV, LoopbackHead
 
 # Before anything imports Ray: every Ray process, this driver included, on 127.0.0.1 only.
 os.environ.update(ENV)
 
-from bot.__main__ import make_backend  # noqa: E402
-from bot.api_base import use_api_base  # noqa: E402
-from bot.client import StyleBot  # noqa: E402
-from bot.logs import set_library_levels  # noqa: E402
-from bot.metrics import Metrics  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from bot.store import JobStore  # noqa: E402
-from bot.web import HealthServer  # noqa: E402
-from nst_engine.ray import RayBackend  # noqa: E402
+from nst_engine.ray.backend import RayBackend  # noqa: E402
 from tests.bot.emulator import DiscordEmulator  # noqa: E402
 from tests.bot.harness import (  # noqa: E402
     TOKEN,
-    LogCapture,
     World,
     bot_process,
     finished,
-    free_port,
     result_png,
+    running_bot,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-@asynccontextmanager
-async def running_ray_bot(data_dir: Path, head: LoopbackHead, **settings: object):
-    """`tests.bot.harness.running_bot`, with the engine built from the settings as nst-bot
-    builds it: here a `RayBackend` on ``head``."""
-    saved = discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-    async with DiscordEmulator(token=TOKEN) as emu:
-        config = Settings(
-            **{
-                "discord_token": TOKEN,
-                "discord_api_base": emu.api_base,
-                "nst_weights": "random",
-                "nst_backend": "ray",
-                "nst_ray_address": head.address,
-                "nst_ray_cpus_per_worker": 1,
-                "nst_workers": 1,
-                "nst_max_size": 64,
-                "nst_max_steps": 30,
-                "nst_download_timeout": 2.0,
-                "nst_dev_guild": emu.guild.id,
-                "nst_http_port": free_port(),
-                "nst_data_dir": data_dir,
-                **settings,
-            }
-        )
-        use_api_base(config.discord_api_base)
-        backend = make_backend(config)
-        assert isinstance(backend, RayBackend)
-        bot = StyleBot(config, backend, JobStore(data_dir), Metrics())
-        logs = LogCapture()
-        root = logging.getLogger()
-        old_level = root.level
-        root.addHandler(logs)
-        root.setLevel(logging.INFO)
-        set_library_levels(logging.INFO)
-        try:
-            async with HealthServer(bot, config.nst_http_port, host="127.0.0.1"), backend:
-                runner = asyncio.create_task(bot.start(TOKEN))
-                await emu.wait_ready()
-                await emu.wait_for_commands("stylize", "queue", guild=emu.guild)
-                await asyncio.wait_for(bot.wait_until_ready(), 30)
-                try:
-                    yield World(emu, bot, config, f"http://127.0.0.1:{config.nst_http_port}", logs)
-                finally:
-                    await bot.close()
-                    await asyncio.gather(runner, return_exceptions=True)
-                    bot.store.close()
-        finally:
-            root.removeHandler(logs)
-            root.setLevel(old_level)
-            discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+def running_ray_bot(data_dir: Path, head: LoopbackHead, **settings: object):
+    """`tests.bot.harness.running_bot` with the engine nst-bot builds for NST_BACKEND=ray: a
+    `RayBackend` on ``head``."""
+    return running_bot(
+        data_dir,
+        nst_backend="ray",
+        nst_ray_address=head.address,
+        nst_ray_cpus_per_worker=1,
+        **settings,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +66,7 @@ async def world(head, tmp_path_factory) -> AsyncIterator[World]:
         nst_queue_limit=6,
         nst_member_rate=0,
     ) as world:
+        assert isinstance(world.bot.pool, RayBackend)
         yield world
 
 
