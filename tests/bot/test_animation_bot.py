@@ -84,3 +84,24 @@ async def test_a_still_gif_stays_a_still_picture(world: World) -> None:
     inter = await world.stylize(content=add_clip(world, still.getvalue()), quality="fast")
     result = await finished(inter)
     assert result.files[0].filename == "stylized.png"
+
+
+async def test_stronger_on_an_animation_gives_another_animation(world: World) -> None:
+    emu = world.emu
+    first = await finished(await world.stylize(content=add_clip(world, panning_clip(3))))
+    stronger = next(b for b in first.buttons() if b["label"] == "Stronger")
+    press = await emu.press_button(first, stronger["custom_id"], user=emu.member)
+    again = await finished(press, timeout=180)
+    clip, data = sent_clip(again)
+    assert len(clip.frames) == 3 and clip.durations == (80,) * 3
+    assert read_clip_parameters(data)["strength"] == 7.0
+
+
+async def test_cancel_stops_an_animation_between_frames(world: World) -> None:
+    emu = world.emu
+    inter = await world.stylize(content=add_clip(world, panning_clip(12)), quality="best")
+    await inter.wait_for_original(lambda m: "painting frame" in m.content, timeout=120)
+    cancel = next(b for b in inter.original.buttons() if b["label"] == "Cancel")
+    await emu.press_button(inter.original, cancel["custom_id"], user=inter.user)
+    await inter.wait_for_original(lambda m: "Cancelled at frame" in m.content, timeout=120)
+    assert not any(m.files for m in inter.followups if m is not inter.original)

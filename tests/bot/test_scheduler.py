@@ -346,3 +346,41 @@ async def test_a_two_artwork_job_is_recovered_with_both_and_blended_as_asked() -
     (submitted,) = engine.jobs
     assert len(submitted.styles) == 2 and submitted.options.style_blend == (0.75, 0.25)
     await scheduler.close()
+
+
+async def test_an_animation_is_recovered_as_an_animation() -> None:
+    from nst_engine.frames import Clip
+
+    clip = Clip((IMAGE, IMAGE, IMAGE), (80, 80, 80), 0, "gif")
+    engine = FakeEngine()
+    member = Member()
+
+    async def decode(data: bytes) -> np.ndarray:
+        return IMAGE
+
+    async def decode_content(data: bytes):
+        return clip
+
+    scheduler = Scheduler(
+        engine,
+        Journal(),
+        Metrics(),
+        member,
+        Limits(max_steps=30, job_timeout=60.0),
+        queue_limit=10,
+        member_limit=5,
+        decode=decode,
+        decode_content=decode_content,
+    )
+    png = encode_image(IMAGE, "png")
+    record = JobRecord("eeeeeeee", "running", 1, 10, 20, 30, None, 0.0, Params().to_dict(), 0, 0)
+    scheduler.journal.stored["eeeeeeee"] = StoredJob(record, b"GIF89a", png, None)
+    await scheduler.recover()
+    job = scheduler.jobs["eeeeeeee"]
+    assert job.clip is clip
+    engine.warm.set()
+    scheduler.start()
+    while not engine.jobs:
+        await asyncio.sleep(0.01)
+    assert engine.jobs[0].frames == clip.frames
+    await scheduler.close()
