@@ -222,6 +222,14 @@ class SlotStatus:
         """Process ids of the workers that are up (for monitoring, and for tests)."""
         return [slot.pid for slot in self._slots if slot.ready and slot.pid is not None]
 
+    def _set_ready(self, slot: Any, ready: bool) -> None:
+        """Mark a slot ready or not, and wake `wait_warm` callers when that makes it warm."""
+        slot.ready = ready
+        if self.warm or self._closed:
+            self._warm_or_closed.set()
+        else:
+            self._warm_or_closed.clear()
+
     def _cancel(self, handle: Any) -> bool:
         """A handle's cancel: at once if queued, else by telling its worker (between steps)."""
         if handle.done or handle._cancel_requested:

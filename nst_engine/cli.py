@@ -223,13 +223,7 @@ def _stylize(args: argparse.Namespace) -> int:
         return _stylize_clip(args, options)
     content = load_image(args.content)
     styles = [load_image(path) for path in args.style]
-    weights = args.weights or default_weights()
-    if weights == RANDOM:
-        print(
-            "warning: VGG19 has RANDOM weights: this output is NOT a real style transfer "
-            "(for tests and demos only)",
-            file=sys.stderr,
-        )
+    weights = _weights(args)
 
     quiet_tensorflow()
     from nst_engine.transfer import load_model, stylize
@@ -293,13 +287,7 @@ def _stylize_clip(args: argparse.Namespace, options: StyleOptions) -> int:
         _fail(f"--max-frames must be at least 1, not {max_frames}")
     clip = load_clip(args.content, max_frames=max_frames, max_side=args.size)
     styles = [load_image(path) for path in args.style]
-    weights = args.weights or default_weights()
-    if weights == RANDOM:
-        print(
-            "warning: VGG19 has RANDOM weights: this output is NOT a real style transfer "
-            "(for tests and demos only)",
-            file=sys.stderr,
-        )
+    weights = _weights(args)
     quiet_tensorflow()
     from nst_engine.animation import DEFAULT_TEMPORAL_WEIGHT, stylize_frames
     from nst_engine.transfer import load_model
@@ -341,6 +329,18 @@ def _stylize_clip(args: argparse.Namespace, options: StyleOptions) -> int:
         f"{sum(result.steps)} steps{label}"
     )
     return 0
+
+
+def _weights(args: argparse.Namespace) -> str:
+    """The weights to load, with a loud warning on stderr when they are random."""
+    weights = args.weights or default_weights()
+    if weights == RANDOM:
+        print(
+            "warning: VGG19 has RANDOM weights: this output is NOT a real style transfer "
+            "(for tests and demos only)",
+            file=sys.stderr,
+        )
+    return weights
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ from nst_engine.images import (
     resize,
     sniff_image_type,
 )
+from nst_engine.provenance import parse_parameters
 from nst_engine.text import format_bytes
 
 log = logging.getLogger(__name__)
@@ -302,15 +303,7 @@ def read_clip_parameters(data: bytes) -> dict[str, object] | None:
             raise ImageError(_CORRUPT) from None
     else:
         raise ImageError("not a GIF, WebP, MP4 or WebM file")
-    if raw is None:
-        return None
-    try:
-        parameters = json.loads(raw)
-    except ValueError:
-        parameters = None
-    if not isinstance(parameters, dict):
-        raise ImageError("its parameters are not a JSON object")
-    return parameters
+    return parse_parameters(raw, problem="its parameters are not a JSON object")
 
 
 def clip_format_for(path) -> str | None:

@@ -26,6 +26,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError, features
 
 from nst_engine.errors import ImageError
+from nst_engine.provenance import parse_parameters
 from nst_engine.text import format_bytes
 
 log = logging.getLogger(__name__)
@@ -307,15 +308,7 @@ def read_parameters(data: bytes) -> dict[str, object] | None:
             raw = png.text.get(PARAMETERS_KEY)  # type: ignore[attr-defined]
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"the PNG could not be read ({err})") from None
-    if raw is None:
-        return None
-    try:
-        parameters = json.loads(raw)
-    except ValueError:
-        parameters = None
-    if not isinstance(parameters, dict):
-        raise ImageError("its parameters chunk is not a JSON object")
-    return parameters
+    return parse_parameters(raw, problem="its parameters chunk is not a JSON object")
 
 
 def save_image(
@@ -570,8 +563,6 @@ def _check_rgb_array(image: object) -> None:
         raise ValueError(f"expected a uint8 (H, W, 3) array, got {image.dtype} {image.shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"image has no pixels: {image.shape}")
-
-
 
 
 def _format_megapixels(pixels: int) -> str:

@@ -349,13 +349,6 @@ class EnginePool(SlotStatus):
         """True once every worker has loaded the model, until the pool closes."""
         return self._started and not self._closed and all(slot.ready for slot in self._slots)
 
-    def _set_ready(self, slot: _Slot, ready: bool) -> None:
-        slot.ready = ready
-        if self.warm or self._closed:
-            self._warm_or_closed.set()
-        else:
-            self._warm_or_closed.clear()
-
     # -- jobs ------------------------------------------------------------------------------
 
     def submit(self, job: Job) -> JobHandle:

@@ -4,8 +4,10 @@ the bot or `nst` writes carries (see `images.encode_image`), and that `nst info`
 from __future__ import annotations
 
 import hashlib
+import json
 from importlib import metadata
 
+from nst_engine.errors import ImageError
 from nst_engine.options import StyleOptions
 
 try:
@@ -45,3 +47,20 @@ def parameters(
         "weights": weights,
         "version": VERSION,
     }
+
+
+def parse_parameters(raw: str | None, *, problem: str) -> dict[str, object] | None:
+    """The parameters a file carries as JSON text (None when it carries none).
+
+    Raises:
+        ImageError: ``problem`` (one line), when the text is not a JSON object.
+    """
+    if raw is None:
+        return None
+    try:
+        parameters = json.loads(raw)
+    except ValueError:
+        parameters = None
+    if not isinstance(parameters, dict):
+        raise ImageError(problem)
+    return parameters

@@ -292,13 +292,6 @@ class RayBackend(SlotStatus):
         """Node addresses of the actors that are up, in the order of `worker_pids`."""
         return [slot.node or "?" for slot in self._slots if slot.ready and slot.pid is not None]
 
-    def _set_ready(self, slot: _Slot, ready: bool) -> None:
-        slot.ready = ready
-        if self.warm or self._closed:
-            self._warm_or_closed.set()
-        else:
-            self._warm_or_closed.clear()
-
     # -- jobs ------------------------------------------------------------------------------
 
     def submit(self, job: Job) -> JobHandle:

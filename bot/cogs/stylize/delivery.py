@@ -87,13 +87,14 @@ class Delivery:
             actions.append("gallery")
         actions.append("delete")
         name = picture_name(png)
-        embed = params_embed(self.bot, request, name)
-        if result is not None:
-            made = figures(result)
+        made = None if result is None else figures(result)
+        size = None
+        if made is not None:
             size = f"{made.width}×{made.height}"
             if made.frames > 1:
                 size += f", {made.frames} frames"
-            embed = params_embed(self.bot, request, name, size=size)
+        embed = params_embed(self.bot, request, name, size=size)
+        if made is not None:
             embed.add_field(name="Time", value=f"{made.seconds:.1f} s, {made.steps} steps")
         text = f"{request.mention}, here is your picture."
         if request.note:
