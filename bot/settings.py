@@ -12,8 +12,7 @@ from nst_engine.images import DEFAULT_MAX_BYTES
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("local", "ray")
-# A Ray cluster's address: HOST:PORT (its GCS), or auto; ray://HOST:PORT (Ray Client) is
-# recognised to be refused with a reason.
+# A Ray cluster's address: HOST:PORT (its GCS), ray://HOST:PORT (its Ray Client server), or auto.
 _RAY_ADDRESS = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+):(\d{1,5})")
 
 
@@ -39,8 +38,8 @@ class Settings:
     nst_workers: int | None = None
     # GPUs to use, comma-separated ids ("0,1"); empty: CPU workers.
     nst_gpus: tuple[str, ...] = ()
-    # With nst_backend ray: the cluster (HOST:PORT of its head, or auto), of which this host must
-    # be a node; None: start a one-host Ray here, listening on loopback only.
+    # With nst_backend ray: the cluster: HOST:PORT of its head or auto (this host is a node), or
+    # ray://HOST:PORT (Ray Client, from any host); None: a one-host Ray here, on loopback only.
     nst_ray_address: str | None = None
     # With nst_backend ray on a cluster without GPUs: CPUs each actor takes (and its threads).
     nst_ray_cpus_per_worker: int = 2
@@ -165,13 +164,8 @@ class Settings:
             match = _RAY_ADDRESS.fullmatch(raw)
             if raw != "auto" and (match is None or not 1 <= int(match[3]) <= 65535):
                 raise SettingsError(
-                    "NST_RAY_ADDRESS must be HOST:PORT (the head's port, 6379 by default) "
-                    f"or auto, not {raw!r}"
-                )
-            if raw.startswith("ray://"):
-                raise SettingsError(
-                    f"NST_RAY_ADDRESS={raw} is Ray Client, which cannot stream a job's progress; "
-                    "run the bot on a node of the cluster (its head) and give HOST:PORT or auto"
+                    "NST_RAY_ADDRESS must be HOST:PORT (the head's port, 6379 by default), "
+                    f"ray://HOST:PORT (Ray Client, port 10001 by default) or auto, not {raw!r}"
                 )
             values["nst_ray_address"] = raw
         return cls(**values)  # type: ignore[arg-type]

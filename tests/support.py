@@ -1,6 +1,10 @@
-"""Picture makers shared by the tests (import as `tests.support`)."""
+"""Picture makers and a socket reader shared by the tests (import as `tests.support`)."""
 
 from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -22,3 +26,36 @@ def stripes_image(width: int, height: int, period: int = 6) -> np.ndarray:
     on = ((x + y) // period) % 2 == 0
     image = np.where(on[..., None], [230, 40, 30], [20, 40, 200])
     return image.astype(np.uint8)
+
+
+def listening_sockets(pids: list[int]) -> list[tuple[str, str]]:
+    """(protocol, local address) of every TCP socket listening and every UDP socket bound by
+    ``pids``, read from /proc."""
+    inodes = set()
+    for pid in pids:
+        fds = Path(f"/proc/{pid}/fd")
+        for fd in fds.iterdir() if fds.exists() else ():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for protocol in ("tcp", "tcp6", "udp", "udp6"):
+        lines = Path(f"/proc/net/{protocol}").read_text().splitlines()[1:]
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if inode in inodes and (protocol.startswith("udp") or state == "0A"):
+                found.append((protocol, _address(local.split(":")[0])))
+    return found
+
+
+def _address(hex_ip: str) -> str:
+    # /proc/net shows each 32-bit word of the address in host (little-endian) order.
+    raw = b"".join(bytes.fromhex(hex_ip[i : i + 8])[::-1] for i in range(0, len(hex_ip), 8))
+    address = ipaddress.ip_address(raw)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)

@@ -2,23 +2,27 @@
 
 It runs jobs with the local pool's own worker code (`nst_engine.worker`: model loading, the job
 loop with its cancel and time-limit checks, the progress `Reporter`), fed through a mailbox in
-place of the pool's pipe. A job is a streaming generator task: it yields the worker's messages,
+place of the pool's pipe. The backend starts a job with `start` and collects the worker's
+messages with `messages`, a long poll that answers as soon as one is there:
 
     ("progress", ticket, Progress)               throttled; some carry a preview
     ("done", ticket, StyleResult)                the job's last message, or
     ("error", ticket, error, traceback text)
+    ("unknown", ticket)                          this actor never ran the job (Ray restarted it)
 
-so that progress reaches the bot as it is made and the result comes last, once. The actor is
-threaded (`MAX_CONCURRENCY`): `cancel` and `ready` are answered while a job runs.
+Plain calls, not a streaming generator: they work the same through Ray Client (``ray://``),
+which cannot stream. The actor is threaded (`MAX_CONCURRENCY`): `messages`, `cancel`, `forget`
+and the backend's `ready` probe are answered while the job runs in a thread of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,8 +33,9 @@ from nst_engine.options import StyleOptions
 
 log = logging.getLogger(__name__)
 
-# A running job, a `cancel` for it and a `ready` probe from the backend, at the same time.
-MAX_CONCURRENCY = 3
+# A `messages` poll, a `cancel` or `forget`, and a `ready` probe at the same time (the job
+# itself runs in a thread of its own), with one to spare.
+MAX_CONCURRENCY = 4
 
 
 class Mailbox:
@@ -61,24 +66,26 @@ class EngineActor:
         gpus = ray.get_gpu_ids()
         self._config = replace(config, gpu=",".join(map(str, gpus)) if gpus else None)
         self._stopped: set[int] = set()
+        self._mailboxes: dict[int, Mailbox] = {}
         self._model: Any = None
         self._broken: Exception | None = None
-        self._node = ray.util.get_node_ip_address()
+        self._node = ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id()
         try:
             self._model = worker._load(self._config)
         except Exception as err:  # noqa: BLE001 - reported by `ready`
             log.exception("the model could not be loaded")
             self._broken = worker._portable(err)
 
-    def ready(self) -> tuple[int, str, Exception | None]:
-        """This actor's process id, its node's address, and why it cannot work (or None)."""
+    def ready(self) -> tuple[int, tuple[str, str], Exception | None]:
+        """This actor's process id, its node's address and id, and why it cannot work (or
+        None)."""
         return os.getpid(), self._node, self._broken
 
     def cancel(self, ticket: int) -> None:
         """Stop job ``ticket`` before its next step."""
         self._stopped.add(ticket)
 
-    def run(
+    def start(
         self,
         ticket: int,
         content: np.ndarray,
@@ -86,34 +93,47 @@ class EngineActor:
         options: StyleOptions,
         timeout: float | None,
         frames: Sequence[np.ndarray] | None = None,
-    ) -> Iterator[tuple[Any, ...]]:
-        """Run one job, yielding the worker's messages; the last is its result or error."""
+    ) -> None:
+        """Start job ``ticket`` in a thread; its messages wait for `messages`."""
         mailbox = Mailbox(self._stopped)
-        thread = threading.Thread(
-            target=worker._run,
-            args=(
-                mailbox,
-                self._model,
-                self._config,
-                ticket,
-                content,
-                styles,
-                options,
-                timeout,
-                frames,
-            ),
+        self._mailboxes[ticket] = mailbox
+        threading.Thread(
+            target=self._work,
+            args=(mailbox, ticket, content, styles, options, timeout, frames),
             name=f"nst-job-{ticket}",
             daemon=True,
-        )
-        thread.start()
+        ).start()
+
+    def _work(self, mailbox: Mailbox, ticket: int, *job: Any) -> None:
         try:
-            while True:
-                message = mailbox.messages.get()
-                yield message
-                if message[0] != "progress":
-                    return
+            worker._run(mailbox, self._model, self._config, ticket, *job)
         finally:
-            # Closed early too (the backend gave up on the job): stop it before the next step.
-            self._stopped.add(ticket)
-            thread.join()
             self._stopped.discard(ticket)
+
+    def messages(self, ticket: int, wait: float) -> list[tuple[Any, ...]]:
+        """Job ``ticket``'s messages since the last call: waits up to ``wait`` seconds for the
+        first, then takes whatever else is there. Empty if none came in time; its last is the
+        job's result or error, after which the job is forgotten."""
+        mailbox = self._mailboxes.get(ticket)
+        if mailbox is None:
+            return [("unknown", ticket)]
+        try:
+            found = [mailbox.messages.get(timeout=wait)]
+        except queue.Empty:
+            return []
+        with contextlib.suppress(queue.Empty):
+            while found[-1][0] == "progress":
+                found.append(mailbox.messages.get_nowait())
+        if found[-1][0] != "progress":
+            self._forget(ticket)
+        return found
+
+    def forget(self, ticket: int) -> None:
+        """The backend has given up on job ``ticket`` (time limit, shutdown): stop it before
+        its next step and drop its messages. Nothing, for a job that has ended."""
+        if ticket in self._mailboxes:
+            self._stopped.add(ticket)
+            self._forget(ticket)
+
+    def _forget(self, ticket: int) -> None:
+        self._mailboxes.pop(ticket, None)

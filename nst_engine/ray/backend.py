@@ -14,10 +14,16 @@ Design:
 - The actors are *not* detached: this process (Ray's driver) owns them, and Ray ends them when
   the driver disconnects or dies, however it dies, so a killed bot leaves no actor holding a GPU.
 - Jobs wait in a FIFO here and go to an idle actor; the handles are the local pool's
-  (`nst_engine.pool.JobHandle`). The pictures go to Ray's object store; a job is one streaming
-  generator task whose items are the worker's messages: progress as it is made, then the
-  result, once. Cancel is an actor call read before every step; the time limit is checked in
-  the actor before every step, and an actor whose job overruns it by far is killed.
+  (`nst_engine.pool.JobHandle`). The pictures go to Ray's object store; the actor runs a job
+  in a thread and the backend long-polls it for the worker's messages (a poll answers as soon
+  as one is there): progress as it is made, then the result, once. Plain actor calls, so the
+  same code runs through Ray Client (``ray://``), which cannot stream. Cancel is an actor call
+  read before every step; the time limit is checked in the actor before every step, and an
+  actor whose job overruns it by far is killed.
+- Connecting: ``address`` None starts a one-host Ray here, on loopback only; ``HOST:PORT`` or
+  ``auto`` joins a cluster of which this host is a node (the bot is a Ray driver there);
+  ``ray://HOST:PORT`` connects through the head's Ray Client server, from a host that is not
+  a node (the client's Ray and Python versions must match the cluster's).
 - Faults: Ray restarts an actor whose process or node died (``max_restarts=-1``) but never
   re-runs its task (``max_task_retries=0``): the job fails with `WorkerDied` and the caller
   decides (the bot retries it once). A monitor per actor probes it every second, so one that
@@ -39,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nst_engine import worker
-from nst_engine.backend import Job, JobCancelled, JobFailed, SlotStatus, WorkerDied, steps_of
+from nst_engine.backend import Job, JobCancelled, SlotStatus, WorkerDied, steps_of
 from nst_engine.errors import NSTError, WeightsError
 from nst_engine.pool import JobHandle, _job_error, _RemoteTraceback
 
@@ -58,6 +64,8 @@ _BROKEN_RETRY = 30.0
 _KILL_GRACE = 30.0
 # Seconds `close` lets running jobs take to stop between steps before giving up on them.
 _CLOSE_GRACE = 10.0
+# Seconds a poll for a job's messages waits for the first before the next poll.
+_POLL = 2.0
 # Seconds to wait for the cluster's address to accept a connection.
 _CONNECT_TIMEOUT = 10.0
 
@@ -90,6 +98,7 @@ class _Slot:
     actor: Any = None
     pid: int | None = None
     node: str | None = None
+    node_id: str | None = None
     ready: bool = False
     job: JobHandle | None = None
     # Set to probe the actor at once (its job just failed with it).
@@ -116,9 +125,9 @@ class RayBackend(SlotStatus):
         namespace: str = "nst-bot",
     ) -> None:
         """``address``: an existing cluster (``HOST:PORT`` or ``auto``) of which this host is a
-        node, or None to start a Ray on this host, listening on loopback only (Ray Client,
-        ``ray://``, cannot stream generators, which jobs are). ``workers`` defaults to
-        one per GPU in the cluster, else one per ``cpus_per_worker`` CPUs."""
+        node, its Ray Client server (``ray://HOST:PORT``), or None to start a Ray on this host,
+        listening on loopback only. ``workers`` defaults to one per GPU in the cluster, else
+        one per ``cpus_per_worker`` CPUs."""
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         if cpus_per_worker < 1:
@@ -292,6 +301,10 @@ class RayBackend(SlotStatus):
         """Node addresses of the actors that are up, in the order of `worker_pids`."""
         return [slot.node or "?" for slot in self._slots if slot.ready and slot.pid is not None]
 
+    def worker_node_ids(self) -> list[str]:
+        """Ray's ids of those nodes, in the same order."""
+        return [slot.node_id or "?" for slot in self._slots if slot.ready and slot.pid is not None]
+
     # -- jobs ------------------------------------------------------------------------------
 
     def submit(self, job: Job) -> JobHandle:
@@ -336,15 +349,17 @@ class RayBackend(SlotStatus):
                     None if job.frames is None else ray.put(job.frames),
                 )
             )
-            stream = slot.actor.run.remote(
-                handle._ticket, content, styles, job.options, job.timeout, frames
+            await _answer(
+                slot.actor.start.remote(
+                    handle._ticket, content, styles, job.options, job.timeout, frames
+                )
             )
             if handle._cancel_requested:
                 slot.actor.cancel.remote(handle._ticket)
             limit = None if job.timeout is None else job.timeout + _KILL_GRACE
             try:
                 async with asyncio.timeout(limit):
-                    result = await _follow(stream, handle)
+                    result = await _follow(slot.actor, handle)
             except TimeoutError:
                 log.warning("job %s overran its time limit; killing its actor", job.job_id)
                 self._lost(slot, "killed: its job overran the time limit")
@@ -377,6 +392,8 @@ class RayBackend(SlotStatus):
             if isinstance(err, asyncio.CancelledError):
                 raise
         finally:
+            # Stop a job we gave up on (time limit, lost, shut down); a no-op for one that ended.
+            self._signal_forget(slot, handle._ticket)
             self._running.pop(handle._ticket, None)
             slot.job = None
             self._dispatch()
@@ -384,6 +401,11 @@ class RayBackend(SlotStatus):
     def _signal_cancel(self, slot, ticket: int) -> None:
         with contextlib.suppress(Exception):  # a lost actor: its job fails anyway
             slot.actor.cancel.remote(ticket)
+
+    @staticmethod
+    def _signal_forget(slot: _Slot, ticket: int) -> None:
+        with contextlib.suppress(Exception):  # likewise
+            slot.actor.forget.remote(ticket)
 
     # -- actors ----------------------------------------------------------------------------
 
@@ -410,7 +432,7 @@ class RayBackend(SlotStatus):
         assert slot.wake is not None and self._first_ready is not None
         while not self._closed:
             try:
-                pid, node, broken = await self._probe(slot)
+                pid, (node, node_id), broken = await self._probe(slot)
             except ray.exceptions.ActorDiedError as err:
                 # Gone for good (killed, or its owner lost it): start another.
                 self._lost(slot, _line(err))
@@ -442,9 +464,11 @@ class RayBackend(SlotStatus):
                 self._new_actor(slot, options)
                 continue
             if not slot.ready or slot.pid != pid:
-                slot.pid, slot.node = pid, node
+                slot.pid, slot.node, slot.node_id = pid, node, node_id
                 self._set_ready(slot, True)
-                log.info("actor %d ready (pid %d on %s)", slot.index, pid, node)
+                log.info(
+                    "actor %d ready (pid %d on %s, node %s)", slot.index, pid, node, node_id[:8]
+                )
                 if not self._first_ready.done():
                     self._first_ready.set_result(None)
                 self._dispatch()
@@ -452,9 +476,9 @@ class RayBackend(SlotStatus):
                 await asyncio.wait_for(slot.wake.wait(), _PROBE_INTERVAL)
             slot.wake.clear()
 
-    async def _probe(self, slot: _Slot) -> tuple[int, str, Exception | None]:
+    async def _probe(self, slot: _Slot) -> tuple[int, tuple[str, str], Exception | None]:
         """The actor's answer to `ready`, warning while one that is starting keeps us waiting."""
-        answer = asyncio.wrap_future(slot.actor.ready.remote().future())
+        answer = asyncio.ensure_future(_answer(slot.actor.ready.remote()))
         waited = 0.0
         while not slot.ready:
             done, _ = await asyncio.wait({answer}, timeout=_PENDING_WARNING)
@@ -490,26 +514,46 @@ class RayBackend(SlotStatus):
         task.add_done_callback(tasks.discard)
 
 
-async def _follow(stream: Any, handle: JobHandle) -> Any:
-    """Publish a job's progress as its actor yields it; its result (or its error, raised)."""
-    async for ref in stream:
-        kind, _ticket, *rest = await ref
-        if kind == "progress":
-            handle._publish(rest[0])
-        elif kind == "done":
-            return rest[0]
-        elif kind == "error":
-            error, text = rest
-            if text:
-                error.__cause__ = _RemoteTraceback(text)
-            raise error
-    raise JobFailed("the worker ended the job without a result")
+async def _follow(actor: Any, handle: JobHandle) -> Any:
+    """Publish a job's progress as its actor reports it; its result (or its error, raised)."""
+    while True:
+        for kind, ticket, *rest in await _answer(actor.messages.remote(handle._ticket, _POLL)):
+            if kind == "progress":
+                handle._publish(rest[0])
+            elif kind == "done":
+                return rest[0]
+            elif kind == "error":
+                error, text = rest
+                if text:
+                    error.__cause__ = _RemoteTraceback(text)
+                raise error
+            else:  # "unknown": Ray restarted the actor between two polls
+                raise WorkerDied(
+                    f"the worker running this job stopped unexpectedly (its Ray actor was "
+                    f"restarted and no longer knows job {ticket})"
+                )
+
+
+async def _answer(ref: Any) -> Any:
+    """The value of a Ray call, awaited without blocking the event loop (also through Ray
+    Client, whose references are not awaitable). A caller that stops waiting leaves the call's
+    future alone: Ray Client fails in its own thread when it answers a cancelled one."""
+    future = asyncio.wrap_future(ref.future())
+    future.add_done_callback(_retrieve)
+    return await asyncio.shield(future)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Take a finished call's error, so that one nobody waits for any more is not logged."""
+    if not future.cancelled():
+        future.exception()
 
 
 def check_reachable(address: str) -> None:
     """Raise RayUnavailable (one line) at once if nothing accepts a connection at a cluster's
-    ``HOST:PORT``, rather than after Ray's minutes of retries."""
-    host, _, port = address.rpartition(":")
+    ``HOST:PORT`` (or Ray Client's ``ray://HOST:PORT``), rather than after Ray's minutes of
+    retries."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         socket.create_connection((host.strip("[]"), int(port)), _CONNECT_TIMEOUT).close()
     except (OSError, ValueError) as err:

@@ -1,8 +1,12 @@
-"""A one-host Ray head that listens on 127.0.0.1 only, for the tests and the benchmark.
+"""A one-host Ray head that listens on 127.0.0.1 only, for the tests and the benchmark; and a
+cluster of several Ray nodes on this host, for the tests of a node that is lost.
 
     with LoopbackHead(cpus=2) as head:               # before this process imports Ray
         async with RayBackend("random", address=head.address) as backend:
             ...
+    with LoopbackCluster(nodes=2) as cluster:        # a head with no CPUs, two 1-CPU nodes
+        ...
+        cluster.kill_node(node_id)                   # every process of that node, SIGKILLed
 
 Ray binds the machine's outward address by default, even when told 127.0.0.1; Ray's one-host
 switch (`ENV`, read by every Ray process at import) makes it bind loopback only. The head runs
@@ -24,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 # Every Ray process of the cluster listens on 127.0.0.1, sends no usage statistics, and, being
 # on loopback only and short-lived, asks for no token (so none is written to ~/.ray).
@@ -39,16 +44,25 @@ _STOP_WAIT = 15.0
 class LoopbackHead:
     """``ray start --head`` on 127.0.0.1 with ``cpus`` CPUs; `address` is for ``ray.init``."""
 
-    def __init__(self, cpus: int = 2, *, object_store_mb: int = 200) -> None:
+    def __init__(self, cpus: int = 2, *, object_store_mb: int = 200, client: bool = False) -> None:
         self.cpus = cpus
         self.object_store_mb = object_store_mb
+        self.client = client
         self.port = 0
+        self.client_port = 0
         self.temp_dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def client_address(self) -> str:
+        """The head's Ray Client server (``ray://``), when started with ``client=True``."""
+        if not self.client:
+            raise RuntimeError("this head was started without a Ray Client server")
+        return f"ray://127.0.0.1:{self.client_port}"
 
     @property
     def log(self) -> Path:
@@ -63,6 +77,7 @@ class LoopbackHead:
             raise RuntimeError(f"set {ENV} before importing Ray, or it binds outward addresses")
         os.environ.update(ENV)
         self.port = _free_port()
+        self.client_port = _free_port() if self.client else 0
         # Short: Ray's socket paths under it must fit in 107 bytes.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="nst-ray-"))
         command = [
@@ -81,6 +96,8 @@ class LoopbackHead:
             "--disable-usage-stats",
             f"--temp-dir={self.temp_dir}",
         ]
+        if self.client:
+            command.append(f"--ray-client-server-port={self.client_port}")
         with open(self.log, "wb") as log:
             self._process = subprocess.Popen(
                 command,
@@ -91,7 +108,7 @@ class LoopbackHead:
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + _START_TIMEOUT
-        while not _accepts(self.port):
+        while not (_accepts(self.port) and (not self.client or _accepts(self.client_port))):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 tail = self.log.read_text(errors="replace")[-2000:]
                 self.stop()
@@ -104,25 +121,7 @@ class LoopbackHead:
         descended from it (Ray's workers start sessions of their own)."""
         if self._process is None:
             return []
-        parents: dict[int, int] = {}
-        groups: dict[int, int] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    fields = (entry / "stat").read_text().rpartition(")")[2].split()
-                    if fields[0] not in ("Z", "X"):
-                        parents[int(entry.name)] = int(fields[1])
-                        groups[int(entry.name)] = int(fields[2])
-        head = self._process.pid
-        found = {pid for pid, group in groups.items() if group == head}
-        if head in parents:
-            found.add(head)
-        grew = True
-        while grew:
-            more = {pid for pid, parent in parents.items() if parent in found} - found
-            found |= more
-            grew = bool(more)
-        return sorted(found)
+        return _descendants([self._process.pid], group=self._process.pid)
 
     def stop(self) -> None:
         """End the head's processes (SIGTERM to its group, then SIGKILL to whatever of the
@@ -155,6 +154,149 @@ class LoopbackHead:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class LoopbackCluster:
+    """A Ray cluster of a head (no CPUs: it runs no actor) and ``nodes`` worker nodes of
+    ``cpus`` CPUs each, all on this host and on 127.0.0.1, built with Ray's own
+    `ray.cluster_utils.Cluster` (how Ray tests several nodes on one machine: ``ray start
+    --address`` refuses to add a node under the loopback switch). The nodes are processes of
+    this one; a lost node is noticed by the head within about two seconds."""
+
+    def __init__(self, nodes: int = 2, cpus: int = 1, *, object_store_mb: int = 100) -> None:
+        self.nodes = nodes
+        self.cpus = cpus
+        self.object_store_mb = object_store_mb
+        self._cluster: Any = None
+        self._workers: dict[str, Any] = {}
+        self.temp_dir: Path | None = None
+
+    @property
+    def address(self) -> str:
+        return self._cluster.address
+
+    def start(self) -> LoopbackCluster:
+        constants = sys.modules.get("ray._private.ray_constants")
+        if constants is not None and constants.ENABLE_RAY_CLUSTER:
+            raise RuntimeError(f"set {ENV} before importing Ray, or it binds outward addresses")
+        os.environ.update(ENV)
+        from ray.cluster_utils import Cluster
+
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="nst-ray-"))
+        # Ray's test cluster writes its address in Ray's default folder ($RAY_TMPDIR/ray),
+        # whatever the nodes' folder: both ours.
+        os.environ["RAY_TMPDIR"] = str(self.temp_dir)
+        (self.temp_dir / "ray").mkdir()
+        self._cluster = Cluster(
+            initialize_head=True,
+            connect=False,
+            head_node_args={
+                "node_ip_address": "127.0.0.1",
+                "object_store_memory": self.object_store_mb * 2**20,
+                "temp_dir": str(self.temp_dir / "ray"),
+                "num_cpus": 0,
+                "include_dashboard": False,
+                # A node missing three health checks half a second apart is dead.
+                "_system_config": {
+                    "health_check_initial_delay_ms": 0,
+                    "health_check_period_ms": 500,
+                    "health_check_timeout_ms": 500,
+                    "health_check_failure_threshold": 3,
+                },
+            },
+        )
+        try:
+            for _ in range(self.nodes):
+                self.add_node()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def add_node(self) -> str:
+        """Another worker node of ``cpus`` CPUs (a host joining the cluster); its id."""
+        node = self._cluster.add_node(
+            num_cpus=self.cpus,
+            node_ip_address="127.0.0.1",
+            object_store_memory=self.object_store_mb * 2**20,
+            temp_dir=str(self.temp_dir / "ray"),
+        )
+        self._workers[node.node_id] = node
+        return node.node_id
+
+    def node_ids(self) -> list[str]:
+        """The worker nodes still running."""
+        return list(self._workers)
+
+    def kill_node(self, node_id: str) -> None:
+        """Lose a worker node as a crashed host is lost: its raylet, object store and workers
+        are killed at once, with no chance to tell the head."""
+        workers = _descendants(self._raylet_pids(self._workers[node_id]))
+        self._cluster.remove_node(self._workers.pop(node_id), allow_graceful=False)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def pids(self) -> list[int]:
+        """Every running process of the cluster (its nodes' and their workers')."""
+        if self._cluster is None:
+            return []
+        roots = [
+            info.process.pid
+            for node in self._cluster.list_all_nodes()
+            for infos in node.all_processes.values()
+            for info in infos
+        ]
+        return _descendants([pid for pid in roots if _start_time(pid) is not None])
+
+    def stop(self) -> None:
+        """End every node (and what is left of their workers) and remove its folder."""
+        if self._cluster is not None:
+            cluster = {pid: _start_time(pid) for pid in self.pids()}
+            with contextlib.suppress(Exception):
+                self._cluster.shutdown()
+            self._cluster = None
+            self._workers.clear()
+            for pid, started in cluster.items():
+                if started is not None and _start_time(pid) == started:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            if os.environ.get("RAY_TMPDIR") == str(self.temp_dir):
+                del os.environ["RAY_TMPDIR"]
+
+    @staticmethod
+    def _raylet_pids(node: Any) -> list[int]:
+        return [info.process.pid for infos in node.all_processes.values() for info in infos]
+
+    def __enter__(self) -> LoopbackCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _descendants(roots: list[int], *, group: int | None = None) -> list[int]:
+    """The running processes among ``roots`` and in process group ``group``, and every running
+    process descended from them."""
+    parents: dict[int, int] = {}
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                if fields[0] not in ("Z", "X"):
+                    pid = int(entry.name)
+                    parents[pid] = int(fields[1])
+                    if pid in roots or int(fields[2]) == group:
+                        found.add(pid)
+    grew = True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= more
+        grew = bool(more)
+    return sorted(found)
 
 
 def _free_port() -> int:

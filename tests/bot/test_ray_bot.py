@@ -3,7 +3,9 @@ its engine as one CPU actor on a real one-host Ray that listens on loopback only
 
 A representative part of tests/bot/test_stylize.py: a picture delivered with progress, Cancel,
 and an actor killed with SIGKILL mid-job (retried once, exactly one picture, /healthz 503 while
-no actor is alive). Start-up errors: a cluster that cannot be reached.
+no actor is alive). Start-up errors: a cluster that cannot be reached. Each runs twice: the bot
+joining the cluster as a driver (NST_RAY_ADDRESS=HOST:PORT), and through the head's Ray Client
+server (NST_RAY_ADDRESS=ray://HOST:PORT).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from nst_engine.ray.loopback import ENV, LoopbackHead
 
 # Before anything imports Ray: every Ray process, this driver included, on 127.0.0.1 only.
 os.environ.update(ENV)
+
+import ray  # noqa: E402
 
 from nst_engine.ray.backend import RayBackend  # noqa: E402
 from tests.bot.emulator import DiscordEmulator  # noqa: E402
@@ -44,15 +48,15 @@ def running_ray_bot(data_dir: Path, head: LoopbackHead, **settings: object):
     return running_bot(
         data_dir,
         nst_backend="ray",
-        nst_ray_address=head.address,
+        nst_ray_address=head.client_address if head.client else head.address,
         nst_ray_cpus_per_worker=1,
         **settings,
     )
 
 
-@pytest.fixture(scope="module")
-def head():
-    with LoopbackHead(cpus=2) as head:
+@pytest.fixture(scope="module", params=["driver", "client"])
+def head(request):
+    with LoopbackHead(cpus=2, client=request.param == "client") as head:
         yield head
     assert head.pids() == []
 
@@ -67,6 +71,7 @@ async def world(head, tmp_path_factory) -> AsyncIterator[World]:
         nst_member_rate=0,
     ) as world:
         assert isinstance(world.bot.pool, RayBackend)
+        assert ray.util.client.ray.is_connected() == head.client  # Ray Client, or a driver
         yield world
 
 
@@ -124,10 +129,11 @@ async def test_a_sigkilled_actor_mid_job_still_delivers_exactly_one_picture(worl
     assert (await healthz(world))[0] == 200
 
 
-async def test_an_unreachable_cluster_stops_nst_bot_with_one_line(tmp_path) -> None:
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+async def test_an_unreachable_cluster_stops_nst_bot_with_one_line(tmp_path, scheme) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+        address = f"{scheme}127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
     async with (
         DiscordEmulator(token=TOKEN) as emu,
         bot_process(

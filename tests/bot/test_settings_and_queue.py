@@ -32,7 +32,9 @@ def test_settings_read_every_variable_and_hide_the_token():
     assert "secret-token" not in repr(settings)
 
 
-@pytest.mark.parametrize("address", ["auto", "10.0.0.5:6379", "ray-head:6379", "[::1]:6379"])
+@pytest.mark.parametrize(
+    "address", ["auto", "10.0.0.5:6379", "ray-head:6379", "[::1]:6379", "ray://ray-head:10001"]
+)
 def test_the_ray_settings_are_read(address):
     settings = Settings.from_env(
         {
@@ -68,14 +70,10 @@ def test_the_ray_settings_are_read(address):
         ),
         (
             {"DISCORD_TOKEN": "t", "NST_RAY_ADDRESS": "ray-head"},
-            "NST_RAY_ADDRESS must be HOST:PORT (the head's port, 6379 by default) "
-            "or auto, not 'ray-head'",
+            "NST_RAY_ADDRESS must be HOST:PORT (the head's port, 6379 by default), "
+            "ray://HOST:PORT (Ray Client, port 10001 by default) or auto, not 'ray-head'",
         ),
-        (
-            {"DISCORD_TOKEN": "t", "NST_RAY_ADDRESS": "ray://ray-head:10001"},
-            "NST_RAY_ADDRESS=ray://ray-head:10001 is Ray Client, which cannot stream a job's "
-            "progress; run the bot on a node of the cluster (its head) and give HOST:PORT or auto",
-        ),
+        ({"DISCORD_TOKEN": "t", "NST_RAY_ADDRESS": "ray://ray-head"}, "NST_RAY_ADDRESS must"),
         ({"DISCORD_TOKEN": "t", "NST_RAY_ADDRESS": "http://ray-head:8265"}, "NST_RAY_ADDRESS must"),
         ({"DISCORD_TOKEN": "t", "NST_RAY_ADDRESS": "ray-head:70000"}, "NST_RAY_ADDRESS must"),
         (

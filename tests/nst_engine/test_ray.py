@@ -1,15 +1,15 @@
 """The Ray backend on a real one-host Ray that listens on loopback only (`LoopbackHead`), with
 one CPU actor, seeded random weights, tiny images and few steps.
 
-Starting the head and loading an actor's model cost seconds, so the tests share one head and
-one backend on a module-scoped event loop; the last test closes them and checks that nothing of
-the cluster is left.
+Every test runs twice: with the backend joining the cluster as a driver (``HOST:PORT``), and
+through the head's Ray Client server (``ray://HOST:PORT``). Starting the head and loading an
+actor's model cost seconds, so the tests of one kind share one head and one backend on a
+module-scoped event loop; the last closes them and checks that nothing of the cluster is left.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import signal
 import socket
@@ -33,7 +33,7 @@ import ray  # noqa: E402
 from nst_engine import StyleOptions  # noqa: E402
 from nst_engine.backend import Backend, Job, JobCancelled, JobTimeout, WorkerDied  # noqa: E402
 from nst_engine.ray import RayBackend, RayUnavailable  # noqa: E402
-from tests.support import gradient_image, stripes_image  # noqa: E402
+from tests.support import gradient_image, listening_sockets, stripes_image  # noqa: E402
 
 on_ray_loop = pytest.mark.asyncio(loop_scope="module")
 STYLE = stripes_image(32, 32)
@@ -55,11 +55,15 @@ async def first_event(handle):
     return await anext(aiter(handle.events()))
 
 
-@pytest.fixture(scope="module")
-def head():
-    with LoopbackHead(cpus=2) as head:
+@pytest.fixture(scope="module", params=["driver", "client"])
+def head(request):
+    with LoopbackHead(cpus=2, client=request.param == "client") as head:
         yield head
     assert head.pids() == []
+
+
+def address_of(head: LoopbackHead) -> str:
+    return head.client_address if head.client else head.address
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -67,46 +71,13 @@ async def backend(head):
     backend = RayBackend(
         "random",
         1,
-        address=head.address,
+        address=address_of(head),
         cpus_per_worker=1,
         preview_interval=0.2,
         progress_interval=0,
     )
     async with backend:
         yield backend
-
-
-def listening_sockets(pids: list[int]) -> list[tuple[str, str]]:
-    """(protocol, local address) of every TCP socket listening and every UDP socket bound by
-    ``pids``, read from /proc."""
-    inodes = set()
-    for pid in pids:
-        fds = Path(f"/proc/{pid}/fd")
-        for fd in fds.iterdir() if fds.exists() else ():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    found = []
-    for protocol in ("tcp", "tcp6", "udp", "udp6"):
-        lines = Path(f"/proc/net/{protocol}").read_text().splitlines()[1:]
-        for line in lines:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if inode in inodes and (protocol.startswith("udp") or state == "0A"):
-                found.append((protocol, _address(local.split(":")[0])))
-    return found
-
-
-def _address(hex_ip: str) -> str:
-    # /proc/net shows each 32-bit word of the address in host (little-endian) order.
-    raw = b"".join(bytes.fromhex(hex_ip[i : i + 8])[::-1] for i in range(0, len(hex_ip), 8))
-    address = ipaddress.ip_address(raw)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return str(address)
 
 
 @on_ray_loop
@@ -187,7 +158,7 @@ def test_actors_end_with_the_bot_that_owns_them(head, tmp_path):
         from nst_engine.ray import RayBackend
 
         async def main():
-            backend = RayBackend("random", 1, address={head.address!r}, cpus_per_worker=1)
+            backend = RayBackend("random", 1, address={address_of(head)!r}, cpus_per_worker=1)
             await backend.start()
             print(*backend.worker_pids(), flush=True)
             await asyncio.sleep(600)
@@ -197,7 +168,8 @@ def test_actors_end_with_the_bot_that_owns_them(head, tmp_path):
     )
     driver = subprocess.Popen(
         [sys.executable, "-c", script],
-        env={**os.environ, **ENV},
+        # Through Ray Client, the cluster waits this long for a lost client to come back.
+        env={**os.environ, **ENV, "RAY_CLIENT_RECONNECT_GRACE_PERIOD": "3"},
         cwd=Path(__file__).parents[2],
         stdout=subprocess.PIPE,
         stderr=(tmp_path / "driver.log").open("wb"),
@@ -229,6 +201,8 @@ async def test_an_unreachable_cluster_fails_in_one_line_naming_its_address(head)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    if head.client:
+        address = f"ray://{address}"
     with pytest.raises(RayUnavailable) as info:
         await RayBackend("random", 1, address=address).start()
     assert str(info.value) == f"the Ray cluster at {address} cannot be reached (Connection refused)"
