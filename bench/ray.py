@@ -2,9 +2,10 @@
 
     python -m bench.ray [--jobs 10] [--steps 10] [--throughput-jobs 8]
 
-Both run the same 64 px job (seeded random weights) with the bot's progress cadence. Ray runs
+All run the same 64 px job (seeded random weights) with the bot's progress cadence. Ray runs
 on a one-host head that listens on loopback only (`nst_engine.ray.loopback`), with no
-dashboard and no usage statistics; it is stopped at the end.
+dashboard and no usage statistics; it is stopped at the end. Latency is measured with the
+backend joining the cluster as a driver (``HOST:PORT``) and through Ray Client (``ray://``).
 
 - *Overhead*: the time from `submit` to the result, less the engine's own time in the worker
   (`StyleResult.seconds`), median over ``--jobs`` jobs run one after another after a warm-up.
@@ -22,7 +23,6 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from nst_engine.ray.loopback import ENV, LoopbackHead
 
@@ -30,6 +30,7 @@ from nst_engine.ray.loopback import ENV, LoopbackHead
 os.environ.update(ENV)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from bench.step_time import _cpu_name  # noqa: E402
 from nst_engine.backend import Backend, Job  # noqa: E402
 from nst_engine.options import StyleOptions  # noqa: E402
 from nst_engine.pool import EnginePool  # noqa: E402
@@ -82,24 +83,18 @@ async def throughput(backend: Backend, jobs: int, steps: int) -> float:
         return jobs / (time.perf_counter() - started) * 60
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return f"{os.cpu_count()} cores"
-
-
 async def main(args: argparse.Namespace) -> None:
     cores = os.cpu_count() or 1
-    with LoopbackHead(cpus=cores) as head:
+    with LoopbackHead(cpus=cores, client=True) as head:
 
-        def ray(workers: int) -> RayBackend:
+        def ray(workers: int, address: str = head.address) -> RayBackend:
             return RayBackend(
-                "random", workers, address=head.address, cpus_per_worker=max(1, cores // workers)
+                "random", workers, address=address, cpus_per_worker=max(1, cores // workers)
             )
 
         local = await latency(EnginePool("random", workers=1), args.jobs, args.steps)
         remote = await latency(ray(1), args.jobs, args.steps)
+        client = await latency(ray(1, head.client_address), args.jobs, args.steps)
         rates = {}
         for workers in (1, 2):
             rates["local", workers] = await throughput(
@@ -109,18 +104,20 @@ async def main(args: argparse.Namespace) -> None:
                 ray(workers), args.throughput_jobs, args.throughput_steps
             )
 
-    print(f"CPU: {cpu_name()}; 64×48 px, seeded random weights, one worker (all cores)")
+    print(f"CPU: {_cpu_name()}; 64×48 px, seeded random weights, one worker (all cores)")
     print(f"Latency: median of {args.jobs} jobs of {args.steps} steps, one at a time\n")
-    print("| | local pool | Ray | Ray − local |")
-    print("|---|---|---|---|")
+    print("| | local pool | Ray (driver) | Ray Client | driver − local | client − local |")
+    print("|---|---|---|---|---|---|")
     for name, pick in (
         ("per-job overhead, ms", lambda r: r.overhead),
         ("submit → first progress, ms", lambda r: r.first_progress),
         ("submit → result, ms", lambda r: r.wall),
     ):
-        a, b = statistics.median(pick(local)), statistics.median(pick(remote))
-        print(f"| {name} | {a * 1000:.0f} | {b * 1000:.0f} | {(b - a) * 1000:+.0f} |")
-    print(f"| start until warm, s | {local.start:.1f} | {remote.start:.1f} | |")
+        a, b, c = (statistics.median(pick(r)) * 1000 for r in (local, remote, client))
+        print(f"| {name} | {a:.0f} | {b:.0f} | {c:.0f} | {b - a:+.0f} | {c - a:+.0f} |")
+    print(
+        f"| start until warm, s | {local.start:.1f} | {remote.start:.1f} | {client.start:.1f} | | |"
+    )
     print(
         f"\nThroughput: {args.throughput_jobs} jobs of {args.throughput_steps} steps submitted "
         "at once, jobs per minute\n"

@@ -92,14 +92,22 @@ def device_name() -> str:
     return f"{platform.machine()}, {_cpu_name()}"
 
 
+# The CPU features that decide TensorFlow's speed here, as /proc/cpuinfo names them and as we
+# print them: machines of the same model name differ in these from one session to the next.
+_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_tile": "AMX"}
+
+
 def _cpu_name() -> str:
+    """The CPU's model, cores and vector features, e.g. "Intel(R) Xeon(R) Processor (2 cores;
+    AVX2, AVX-512, AVX512-BF16, AMX)"."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({_cores()} cores)"
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return platform.processor() or "unknown CPU"
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    features = ", ".join(name for flag, name in _FEATURES.items() if flag in flags) or "no AVX2"
+    return f"{model or platform.processor() or 'unknown CPU'} ({_cores()} cores; {features})"
 
 
 def _cores() -> int:
