@@ -158,14 +158,18 @@ class LoopbackHead:
 
 class LoopbackCluster:
     """A Ray cluster of a head (no CPUs: it runs no actor) and ``nodes`` worker nodes of
-    ``cpus`` CPUs each, all on this host and on 127.0.0.1, built with Ray's own
-    `ray.cluster_utils.Cluster` (how Ray tests several nodes on one machine: ``ray start
-    --address`` refuses to add a node under the loopback switch). The nodes are processes of
+    ``cpus`` CPUs and ``gpus`` GPUs each (declared to Ray: a node here has no real GPU, so the
+    actors Ray gives one still compute on the CPU), all on 127.0.0.1 on this host, built with
+    Ray's own `ray.cluster_utils.Cluster` (how Ray tests several nodes on one machine: ``ray
+    start --address`` refuses to add a node under the loopback switch). The nodes are processes of
     this one; a lost node is noticed by the head within about two seconds."""
 
-    def __init__(self, nodes: int = 2, cpus: int = 1, *, object_store_mb: int = 100) -> None:
+    def __init__(
+        self, nodes: int = 2, cpus: int = 1, *, gpus: int = 0, object_store_mb: int = 100
+    ) -> None:
         self.nodes = nodes
         self.cpus = cpus
+        self.gpus = gpus
         self.object_store_mb = object_store_mb
         self._cluster: Any = None
         self._workers: dict[str, Any] = {}
@@ -214,9 +218,11 @@ class LoopbackCluster:
         return self
 
     def add_node(self) -> str:
-        """Another worker node of ``cpus`` CPUs (a host joining the cluster); its id."""
+        """Another worker node of ``cpus`` CPUs and ``gpus`` GPUs (a host joining the cluster);
+        its id."""
         node = self._cluster.add_node(
             num_cpus=self.cpus,
+            num_gpus=self.gpus,
             node_ip_address="127.0.0.1",
             object_store_memory=self.object_store_mb * 2**20,
             temp_dir=str(self.temp_dir / "ray"),

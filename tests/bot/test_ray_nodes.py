@@ -1,9 +1,12 @@
 """The bot on a Ray cluster of several nodes, and a whole node lost mid-job.
 
 The cluster is Ray's own several-nodes-on-one-host (`LoopbackCluster`: a head with no CPUs and
-two one-CPU worker nodes, everything on 127.0.0.1), the bot the real one against the Discord
-emulator with NST_BACKEND=ray and the cluster's address, so one actor lands on each node. Losing
-a node kills its raylet, object store and actor at once, as a crashed host would.
+two worker nodes of one CPU and one GPU each, everything on 127.0.0.1), the bot the real one
+against the Discord emulator with NST_BACKEND=ray and the cluster's address. The GPUs are only
+declared to Ray (this machine has none): they make the bot plan as on a GPU cluster, one actor
+per GPU, each taking one, so one lands on each node; TensorFlow there finds no GPU and paints
+on the CPU. Losing a node kills its raylet, object store and actor at once, as a crashed host
+would.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LoopbackCluster(nodes=2, cpus=1) as cluster:
+    with LoopbackCluster(nodes=2, cpus=1, gpus=1) as cluster:
         yield cluster
     assert cluster.pids() == []
 
@@ -41,8 +44,7 @@ async def world(cluster, tmp_path_factory) -> AsyncIterator[World]:
         tmp_path_factory.mktemp("nst-data"),
         nst_backend="ray",
         nst_ray_address=cluster.address,
-        nst_ray_cpus_per_worker=1,
-        nst_workers=None,  # one actor per CPU of the cluster: one on each node
+        nst_workers=None,  # one actor per GPU of the cluster: one on each node
         nst_user_limit=2,
         nst_member_rate=0,
     ) as world:
@@ -62,8 +64,10 @@ async def healthz(world: World) -> int:
         return answer.status
 
 
-async def test_one_actor_per_node_and_every_socket_on_loopback(cluster, world: World) -> None:
+async def test_one_actor_per_gpu_and_every_socket_on_loopback(cluster, world: World) -> None:
     backend = world.bot.pool
+    assert backend.on_gpus and backend.size == 2
+    assert any("2 GPU(s); starting 2 actor(s) (one per GPU)" in ln for ln in world.logs.lines)
     assert sorted(backend.worker_node_ids()) == sorted(cluster.node_ids())
     assert backend.worker_nodes() == ["127.0.0.1", "127.0.0.1"]
     sockets = listening_sockets(cluster.pids() + [os.getpid()])
