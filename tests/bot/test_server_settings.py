@@ -146,10 +146,15 @@ async def test_saving_a_style_follows_the_servers_channels_and_role(world: World
     assert (await add_style("Admins anywhere", user=admin)).startswith("Saved the style")
 
     everyone = emu.make_member("no-roles")
-    role = emu.make_member("member-of-role", permissions=discord.Permissions.none()).roles[0]
+    holder = emu.make_member("member-of-role", permissions=discord.Permissions.none())
+    role = holder.roles[0]
     await settings(world, "set", {"role": role}, user=admin)
     assert await add_style("No role", user=everyone, channel=lab) == (
         f"In this server only members with the <@&{role.id}> role can use the bot."
     )
-    for name in ("In the lab", "Admins anywhere"):
+    assert (await add_style("Role holder", user=holder, channel=lab)).startswith("Saved the style")
+    assert await add_style("Holder elsewhere", user=holder) == (
+        f"In this server the bot can be used only in <#{lab.id}>."
+    )
+    for name in ("In the lab", "Admins anywhere", "Role holder"):
         await world.bot.store.remove_style(emu.guild.id, name)

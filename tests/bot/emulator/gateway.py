@@ -81,6 +81,7 @@ class Gateway:
         self.identify_count = 0
         self.resume_count = 0
         self.presences: list[dict[str, Any]] = []  # every op 3 PRESENCE_UPDATE the bot sent
+        self.later: list[tuple[str, dict[str, Any]]] = []  # see tell_later
 
     @property
     def ready(self) -> bool:
@@ -256,8 +257,20 @@ class Gateway:
         session = self.session
         if session is None:
             raise RuntimeError("the bot has no gateway session; await emu.wait_ready() first")
+        while self.later:  # what happened in the world since, first, in order
+            await self._send(session, *self.later.pop(0))
         if intent is not None and not session.intents & intent:
             return None
+        return await self._send(session, event, data)
+
+    def tell_later(self, event: str, data: dict[str, Any]) -> None:
+        """A dispatch for something that changed in a synchronous helper (a role made for a new
+        member, say): it goes out before the next dispatch, as Discord would have sent it at
+        once. Nothing, before the session's READY: GUILD_CREATE carries the world as it is."""
+        if self.session is not None and self.session.ready:
+            self.later.append((event, data))
+
+    async def _send(self, session: Any, event: str, data: dict[str, Any]) -> int:
         session.seq += 1
         seq = session.seq
         session.events.append((seq, event, data))

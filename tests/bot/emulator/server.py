@@ -279,6 +279,9 @@ class DiscordEmulator:
             role.position = len(guild.roles)
             guild.roles.append(role)
             member.roles.append(role)
+            self._gateway.tell_later(
+                "GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role.payload()}
+            )
         guild.members.append(member)
         return member
 
