@@ -59,6 +59,7 @@ from nst_engine.backend import (
 )
 from nst_engine.errors import NSTError, OutOfMemory, WeightsError
 from nst_engine.options import Progress, StyleResult
+from nst_engine.processes import start_time
 
 __all__ = [
     "EnginePool",
@@ -685,9 +686,9 @@ def _write_pid_file(pid_dir: Path, pid: int) -> None:
     """Record a worker this process started, so that a later pool can end it if we die."""
     record = {
         "pid": pid,
-        "started": _start_time(pid),
+        "started": start_time(pid),
         "parent": os.getpid(),
-        "parent_started": _start_time(os.getpid()),
+        "parent_started": start_time(os.getpid()),
     }
     pid_dir.mkdir(parents=True, exist_ok=True)
     (pid_dir / f"worker-{pid}.pid").write_text(json.dumps(record) + "\n")
@@ -710,8 +711,8 @@ def _end_leftover_workers(pid_dir: Path) -> None:
             log.warning("removing unreadable pid file %s (%s)", path, err)
             path.unlink(missing_ok=True)
             continue
-        if started is not None and _start_time(pid) == started and _is_worker(pid):
-            if parent_started is not None and _start_time(parent) == parent_started:
+        if started is not None and start_time(pid) == started and _is_worker(pid):
+            if parent_started is not None and start_time(parent) == parent_started:
                 log.warning(
                     "worker pid %d belongs to a pool that is still running (pid %d); "
                     "not touching it",
@@ -723,21 +724,9 @@ def _end_leftover_workers(pid_dir: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
             log.warning("ended worker pid %d left over by an earlier bot", pid)
             deadline = time.monotonic() + _EXIT_STATUS_WAIT
-            while _start_time(pid) == started and time.monotonic() < deadline:
+            while start_time(pid) == started and time.monotonic() < deadline:
                 time.sleep(_POLL)
         path.unlink(missing_ok=True)
-
-
-def _start_time(pid: int) -> str | None:
-    """When process ``pid`` started (from /proc), or None if it is not running (a zombie has
-    exited already) or there is no /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name, in parentheses, may hold spaces; the fields after it are plain.
-    fields = stat.rpartition(")")[2].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def _is_worker(pid: int) -> bool:

@@ -20,7 +20,8 @@ Design:
   same code runs through Ray Client (``ray://``), which cannot stream. Cancel is an actor call
   read before every step; the time limit is checked in the actor before every step, and an
   actor whose job overruns it by far is killed.
-- Connecting: ``address`` None starts a one-host Ray here, on loopback only; ``HOST:PORT`` or
+- Connecting: ``address`` None starts a one-host Ray here, on loopback only, with a guard
+  process (`nst_engine.ray.guard`) that ends what of it outlives us; ``HOST:PORT`` or
   ``auto`` joins a cluster of which this host is a node (the bot is a Ray driver there);
   ``ray://HOST:PORT`` connects through the head's Ray Client server, from a host that is not
   a node (the client's Ray and Python versions must match the cluster's).
@@ -39,6 +40,8 @@ import itertools
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ from nst_engine import worker
 from nst_engine.backend import Job, JobCancelled, SlotStatus, WorkerDied, steps_of
 from nst_engine.errors import NSTError, WeightsError
 from nst_engine.pool import JobHandle, _job_error, _RemoteTraceback
+from nst_engine.processes import descendants
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +160,8 @@ class RayBackend(SlotStatus):
         self._first_ready: asyncio.Future[None] | None = None
         self._monitors: set[asyncio.Task[None]] = set()
         self._jobs: set[asyncio.Task[None]] = set()
+        # With Ray started here: the guard that ends what of it outlives us (see `guard`).
+        self._guard: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -206,12 +212,14 @@ class RayBackend(SlotStatus):
             ray_log.addFilter(_NoSigtermNotice())
         try:
             if self.address is None:
+                before = set(descendants([os.getpid()]))
                 ray.init(
                     _node_ip_address="127.0.0.1",
                     include_dashboard=False,
                     namespace=self.namespace,
                     logging_level=logging.WARNING,
                 )
+                self._guard = _start_guard(sorted(set(descendants([os.getpid()])) - before))
             else:
                 ray.init(
                     address=self.address, namespace=self.namespace, logging_level=logging.WARNING
@@ -288,6 +296,12 @@ class RayBackend(SlotStatus):
         if self._connected:
             await asyncio.to_thread(self._ray.shutdown)
             self._connected = False
+        if self._guard is not None:
+            # Ends whatever of the Ray we started outlives its shutdown, then exits.
+            self._guard.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(self._guard.wait, _CLOSE_GRACE)
+            self._guard = None
         log.info("Ray backend closed")
 
     # -- status ----------------------------------------------------------------------------
@@ -547,6 +561,18 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
     """Take a finished call's error, so that one nobody waits for any more is not logged."""
     if not future.cancelled():
         future.exception()
+
+
+def _start_guard(pids: list[int]) -> subprocess.Popen[bytes]:
+    """`nst_engine.ray.guard` watching ``pids`` (the Ray that this process started) for as
+    long as we hold its stdin open; in a session of its own, so that the signals meant for the
+    bot's process group leave it be."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nst_engine.ray.guard", *map(str, pids)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def check_reachable(address: str) -> None:

@@ -30,6 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from nst_engine.processes import descendants, start_time
+
 # Every Ray process of the cluster listens on 127.0.0.1, sends no usage statistics, and, being
 # on loopback only and short-lived, asks for no token (so none is written to ~/.ray).
 ENV = {
@@ -121,12 +123,12 @@ class LoopbackHead:
         descended from it (Ray's workers start sessions of their own)."""
         if self._process is None:
             return []
-        return _descendants([self._process.pid], group=self._process.pid)
+        return descendants([self._process.pid], group=self._process.pid)
 
     def stop(self) -> None:
         """End the head's processes (SIGTERM to its group, then SIGKILL to whatever of the
         cluster is left) and remove its folder."""
-        cluster = {pid: _start_time(pid) for pid in self.pids()}
+        cluster = {pid: start_time(pid) for pid in self.pids()}
         process, self._process = self._process, None
         if process is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -138,7 +140,7 @@ class LoopbackHead:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(_STOP_WAIT)
         for pid, started in cluster.items():  # any worker the raylet left behind
-            if started is not None and _start_time(pid) == started:
+            if started is not None and start_time(pid) == started:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         if self.temp_dir is not None:
@@ -237,7 +239,7 @@ class LoopbackCluster:
     def kill_node(self, node_id: str) -> None:
         """Lose a worker node as a crashed host is lost: its raylet, object store and workers
         are killed at once, with no chance to tell the head."""
-        workers = _descendants(self._raylet_pids(self._workers[node_id]))
+        workers = descendants(self._raylet_pids(self._workers[node_id]))
         self._cluster.remove_node(self._workers.pop(node_id), allow_graceful=False)
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
@@ -253,18 +255,18 @@ class LoopbackCluster:
             for infos in node.all_processes.values()
             for info in infos
         ]
-        return _descendants([pid for pid in roots if _start_time(pid) is not None])
+        return descendants([pid for pid in roots if start_time(pid) is not None])
 
     def stop(self) -> None:
         """End every node (and what is left of their workers) and remove its folder."""
         if self._cluster is not None:
-            cluster = {pid: _start_time(pid) for pid in self.pids()}
+            cluster = {pid: start_time(pid) for pid in self.pids()}
             with contextlib.suppress(Exception):
                 self._cluster.shutdown()
             self._cluster = None
             self._workers.clear()
             for pid, started in cluster.items():
-                if started is not None and _start_time(pid) == started:
+                if started is not None and start_time(pid) == started:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
         if self.temp_dir is not None:
@@ -283,28 +285,6 @@ class LoopbackCluster:
         self.stop()
 
 
-def _descendants(roots: list[int], *, group: int | None = None) -> list[int]:
-    """The running processes among ``roots`` and in process group ``group``, and every running
-    process descended from them."""
-    parents: dict[int, int] = {}
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-                if fields[0] not in ("Z", "X"):
-                    pid = int(entry.name)
-                    parents[pid] = int(fields[1])
-                    if pid in roots or int(fields[2]) == group:
-                        found.add(pid)
-    grew = True
-    while grew:
-        more = {pid for pid, parent in parents.items() if parent in found} - found
-        found |= more
-        grew = bool(more)
-    return sorted(found)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -315,13 +295,3 @@ def _accepts(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1.0)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _start_time(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks after boot), or None if it is not running: a
-    pid with its start time names one process, even if the pid is reused later."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
+from nst_engine.processes import descendants
 from tests.bot.harness import add_painting, add_photo
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ def _round_robin(sent: list) -> bool:
 def peak_rss_mb(pid: int) -> float:
     """Sum of the peak resident memory (VmHWM) of ``pid`` and all its descendants."""
     total = 0.0
-    for each in [pid, *_descendants(pid)]:
+    for each in descendants([pid]):
         try:
             for line in Path(f"/proc/{each}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -213,19 +214,3 @@ def peak_rss_mb(pid: int) -> float:
         except OSError:
             pass
     return total
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found

@@ -28,16 +28,21 @@ os.environ.update(ENV)
 
 import ray  # noqa: E402
 
+from nst_engine.processes import descendants, start_time  # noqa: E402
 from nst_engine.ray.backend import RayBackend  # noqa: E402
 from tests.bot.emulator import DiscordEmulator  # noqa: E402
 from tests.bot.harness import (  # noqa: E402
     TOKEN,
     World,
+    add_painting,
+    add_photo,
     bot_process,
     finished,
+    ready_bot,
     result_png,
     running_bot,
 )
+from tests.support import listening_sockets  # noqa: E402
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -146,3 +151,40 @@ async def test_an_unreachable_cluster_stops_nst_bot_with_one_line(tmp_path, sche
         f"error: the Ray cluster at {address} cannot be reached (Connection refused); "
         f"check NST_RAY_ADDRESS={address}"
     )
+
+
+async def test_a_bot_that_starts_its_own_ray_uses_loopback_and_leaves_nothing_when_killed(
+    tmp_path,
+) -> None:
+    """NST_RAY_ADDRESS unset: nst-bot starts a one-host Ray itself. It paints on loopback
+    only, and once the bot is killed with SIGKILL (alone, as the out-of-memory killer does)
+    nothing of that Ray is left: Ray ends most of it, the guard the rest."""
+    async with (
+        DiscordEmulator(token=TOKEN) as emu,
+        ready_bot(
+            emu, tmp_path / "data", "bot.log", NST_BACKEND="ray", NST_RAY_CPUS_PER_WORKER="1"
+        ) as bot,
+    ):
+        params = {"content": add_photo(emu), "style": add_painting(emu), "quality": "fast"}
+        result = await finished(await emu.invoke_slash("stylize", params), timeout=180)
+        assert result_png(result).size == (64, 48)
+        tree = [pid for pid in descendants([bot.pid]) if pid != bot.pid]
+        assert any("nst_engine.ray.guard" in command_line(pid) for pid in tree)
+        sockets = listening_sockets([bot.pid, *tree])
+        assert sockets and {address for _, address in sockets} <= {"127.0.0.1", "::1"}, sockets
+
+        started = {pid: (start_time(pid), command_line(pid)) for pid in tree}
+        bot.kill()
+        await bot.wait()
+        deadline = asyncio.get_running_loop().time() + 30
+        while left := [
+            command for pid, (at, command) in started.items() if at and start_time(pid) == at
+        ]:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert left == [], "still running 30 s after the bot died"
+
+
+def command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from nst_engine import StyleOptions
-from nst_engine.pool import EnginePool, Job, WorkerDied, _start_time, _write_pid_file
+from nst_engine.pool import EnginePool, Job, WorkerDied, _write_pid_file
+from nst_engine.processes import start_time
 from tests.support import gradient_image, stripes_image
 
 pytestmark = pytest.mark.asyncio
@@ -58,7 +59,7 @@ if __name__ == "__main__":
 
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a running process (a zombie has exited already)."""
-    return _start_time(pid) is not None
+    return start_time(pid) is not None
 
 
 def children(pid: int) -> dict[int, bytes]:
@@ -215,7 +216,7 @@ async def test_a_pool_ends_workers_an_earlier_one_left_and_nothing_else(
     # Pid files of: an unrelated process that has taken a recorded pid (same start time, so
     # only its command line tells), a process that has exited, and a garbled file.
     sleeper = subprocess.Popen(["sleep", "300"])
-    unrelated = {"pid": sleeper.pid, "started": _start_time(sleeper.pid)}
+    unrelated = {"pid": sleeper.pid, "started": start_time(sleeper.pid)}
     (pid_dir / f"worker-{sleeper.pid}.pid").write_text(
         json.dumps(unrelated | {"parent": 1, "parent_started": None})
     )
