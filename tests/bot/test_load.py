@@ -39,6 +39,8 @@ async def test_a_burst_of_members_each_get_one_answer_per_request_fairly(tmp_pat
     # Two per member fit under the cap; each third is refused with the cap message.
     assert report.outcomes == {"result": 16, "refused": 8}
     assert report.round_robin
-    # Generous bounds for a loaded CI machine: the figures are reported by bench/load.py.
-    assert report.max_lag < 0.25
+    # Generous bounds for a loaded CI machine: the figures are reported by bench/load.py. A
+    # loop that blocks on work (a decode, a step) stalls for seconds; a starved 2-core machine
+    # was once seen at 0.41 s with nothing blocking (23 ms alone), so 1 s tells the two apart.
+    assert report.max_lag < 1.0
     assert 0 < report.peak_rss_mb < 3000
