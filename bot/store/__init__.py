@@ -8,7 +8,8 @@ older than the retention time are removed by `prune`. All file and database work
 The same database keeps what each server chose: its saved styles (`add_style`, `style`,
 `styles`, `remove_style`), its settings and channel allow-list (`guild_settings`,
 `update_guild_settings`, `add_channel`, `remove_channel`), and each member's pictures per UTC
-day (`pictures_today`). Tables are only ever added, so an older journal keeps working.
+day (`pictures_today`). Tables and nullable columns are only ever added, so an older journal
+keeps working: a column it lacks is added when it is opened.
 
 Another program may hold the database's write lock for a while (an operator's ``sqlite3``
 session, a backup tool): every operation waits for it, up to ``busy_wait`` seconds, and then

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     params TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    status_message_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS galleries (guild_id INTEGER PRIMARY KEY, channel_id INTEGER NOT NULL);
@@ -75,6 +76,11 @@ CREATE TABLE IF NOT EXISTS daily_use (
 """
 # Our tables, each checked against what an existing file holds before anything is written.
 _TABLES = ("jobs", "galleries", "styles", "guild_settings", "guild_channels", "daily_use")
+# Nullable columns added to a table after its first release, in the order they were added (each
+# is last in _SCHEMA's table): an older journal lacks the last few and gains them on open.
+_ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "jobs": (("status_message_id", "INTEGER"),),
+}
 
 # Saved styles: names are 1-32 characters (spaces collapsed), unique per server whatever
 # their case, at most MAX_STYLES per server.
@@ -154,7 +160,9 @@ class Database:
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            self._check_schema(db)
+            missing = self._check_schema(db)
+            for table, column, kind in missing:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.executescript(_SCHEMA)
         except BaseException:
             db.close()
@@ -162,20 +170,26 @@ class Database:
         db.row_factory = sqlite3.Row
         return db
 
-    def _check_schema(self, db: sqlite3.Connection) -> None:
-        """Refuse a file whose tables have our names but not our columns (another program's,
-        or an older bot's), before anything is written to it."""
+    def _check_schema(self, db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+        """Refuse a file whose tables have our names but not our columns (another program's),
+        before anything is written to it; the columns an older bot's tables lack, to add."""
         with contextlib.closing(sqlite3.connect(":memory:")) as ours:
             ours.executescript(_SCHEMA)
             expected = {table: _columns(ours, table) for table in _TABLES}
+        missing = []
         for table, wanted in expected.items():
             columns = _columns(db, table)
-            if columns and columns != wanted:
+            added = _ADDED_COLUMNS.get(table, ())
+            lacking = len(wanted) - len(columns)
+            if columns and 0 < lacking <= len(added) and columns == wanted[:-lacking]:
+                missing += [(table, *column) for column in added[-lacking:]]
+            elif columns and columns != wanted:
                 raise JournalError(
                     f"{self.path} has a table {table!r} that is not nst-bot's (columns: "
                     f"{', '.join(columns)}); set NST_DATA_DIR to another folder, or move that "
                     "file away if it is not needed"
                 )
+        return missing
 
     def _set_aside(self, err: sqlite3.DatabaseError) -> Path:
         """Move a file that is not a database out of the way, under a name that says so."""

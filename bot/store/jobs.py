@@ -31,6 +31,10 @@ class JobRecord:
     params: dict[str, Any]
     attempts: int
     created: float
+    # The public status message ("queued…", "painting…") once Discord has told us its id, so
+    # that a restart can still edit it through the channel; None until then, and for private
+    # jobs (an ephemeral message can't be edited that way).
+    status_message_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,9 @@ class JobsMixin:
                     (record.guild_id, record.user_id, utc_day(now)),
                 )
             db.execute(
-                "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO jobs (id, state, user_id, channel_id, guild_id, application_id, "
+                "interaction_token, interaction_created, params, attempts, created, updated, "
+                "status_message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.id,
                     record.state,
@@ -85,6 +91,7 @@ class JobsMixin:
                     record.attempts,
                     now,
                     now,
+                    record.status_message_id,
                 ),
             )
 
@@ -95,6 +102,15 @@ class JobsMixin:
                     "UPDATE jobs SET state=?, updated=?, attempts=attempts+? WHERE id=?",
                     (state, time.time(), int(attempt), job_id),
                 )
+
+        await self._run(update)
+
+    async def set_status_message(self, job_id: str, message_id: int) -> None:
+        """Remember the job's public status message, once Discord has told us its id."""
+
+        def update() -> None:
+            with self._conn() as db:
+                db.execute("UPDATE jobs SET status_message_id=? WHERE id=?", (message_id, job_id))
 
         await self._run(update)
 
@@ -225,4 +241,5 @@ def _record(row: sqlite3.Row) -> JobRecord:
         params=params,
         attempts=row["attempts"],
         created=row["created"],
+        status_message_id=row["status_message_id"],
     )

@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from bot.cogs.stylize.models import Request
 from bot.errors import UserFacingError
 from bot.store import (
     MAX_STYLES,
@@ -28,6 +30,26 @@ from bot.store import (
 from bot.store.database import _SCHEMA
 
 IDS = ("aaaaaaaa0001", "aaaaaaaa0002", "aaaaaaaa0003")
+# The jobs table as nst-bot created it before status messages were journaled.
+_JOBS_BEFORE_STATUS_MESSAGES = """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    user_id INTEGER NOT NULL,
+    channel_id INTEGER,
+    guild_id INTEGER,
+    application_id INTEGER,
+    interaction_token TEXT,
+    interaction_created REAL NOT NULL,
+    params TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX jobs_state ON jobs(state);
+"""
+# The other tables as they are now.
+_AFTER_JOBS = _SCHEMA.split("ON jobs(state);", 1)[1]
 
 
 def _record(job_id: str) -> JobRecord:
@@ -247,7 +269,8 @@ async def test_pictures_today_counts_accepted_jobs_since_midnight_utc_even_once_
 
 
 def test_a_journal_from_before_saved_styles_gains_the_new_tables_and_keeps_its_jobs(tmp_path):
-    old_schema = _SCHEMA.split("CREATE TABLE IF NOT EXISTS styles")[0]
+    galleries = _AFTER_JOBS.split("CREATE TABLE IF NOT EXISTS styles")[0]
+    old_schema = _JOBS_BEFORE_STATUS_MESSAGES + galleries
     with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
         db.executescript(old_schema)
         db.execute(
@@ -269,3 +292,57 @@ def test_a_styles_table_of_another_schema_is_refused_in_one_line(tmp_path):
     with pytest.raises(JournalError) as info:
         JobStore(tmp_path).open()
     assert "has a table 'styles' that is not nst-bot's (columns: id, css)" in str(info.value)
+
+
+async def test_a_status_message_id_is_journaled_and_a_recovered_request_has_it(tmp_path):
+    store = JobStore(tmp_path)
+    await store.add(_record(IDS[0]), b"content", b"style")
+    await store.add(_record(IDS[1]), b"content", b"style")  # private, or not edited yet
+    await store.set_status_message(IDS[0], 1234567890123456789)
+    store.close()
+    reopened = JobStore(tmp_path)  # as after a restart
+    pending = {record.id: record for record in await reopened.pending()}
+    assert pending[IDS[0]].status_message_id == 1234567890123456789
+    assert pending[IDS[1]].status_message_id is None
+    stored = await reopened.load(IDS[0])
+    pixels = np.zeros((4, 4, 3), np.float32)
+    request = Request.from_record(stored.record, pixels, pixels)
+    assert request.status_message_id == 1234567890123456789
+    assert request.interaction is None
+    reopened.close()
+
+
+async def test_a_journal_from_before_status_messages_gains_the_column_and_keeps_its_jobs(tmp_path):
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        db.executescript(_JOBS_BEFORE_STATUS_MESSAGES + _AFTER_JOBS)
+        db.execute(
+            "INSERT INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (IDS[0], "running", 1, 2, 3, 4, None, 0.0, '{"seed": 7}', 1, 0.0, 0.0),
+        )
+    store = JobStore(tmp_path)
+    [record] = await store.pending()
+    assert (record.id, record.state, record.params, record.attempts) == (
+        IDS[0],
+        "running",
+        {"seed": 7},
+        1,
+    )
+    assert record.status_message_id is None
+    await store.add(_record(IDS[1]), b"content", b"style")  # new jobs are written as before
+    await store.set_status_message(IDS[1], 42)
+    store.close()
+    reopened = JobStore(tmp_path)  # the second open finds the column and adds nothing
+    assert [r.status_message_id for r in await reopened.pending()] == [None, 42]
+    reopened.close()
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(jobs)")]
+    assert columns[-1] == "status_message_id" and columns.count("status_message_id") == 1
+
+
+def test_a_jobs_table_missing_an_older_column_is_still_refused(tmp_path):
+    without_params = _JOBS_BEFORE_STATUS_MESSAGES.replace("    params TEXT NOT NULL,\n", "")
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        db.executescript(without_params)
+    with pytest.raises(JournalError) as info:
+        JobStore(tmp_path).open()
+    assert "has a table 'jobs' that is not nst-bot's" in str(info.value)

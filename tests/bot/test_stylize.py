@@ -8,6 +8,7 @@ import time
 import aiohttp
 import pytest
 
+from bot.store import JournalUnavailable
 from tests.bot.harness import World, finished, result_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -60,6 +61,25 @@ async def test_cancel_stops_a_running_job_and_says_so(world: World) -> None:
     await press.wait_for_callback()
     await inter.wait_for_original(lambda m: "Cancelled after" in m.content, timeout=30)
     assert not any(m.files for m in inter.followups if m is not inter.original)
+
+
+async def test_a_status_message_the_journal_cannot_keep_does_not_stop_the_job(
+    world: World, monkeypatch
+) -> None:
+    async def locked(job_id: str, message_id: int) -> None:
+        raise JournalUnavailable("the job journal stayed locked by another program for 30 s")
+
+    monkeypatch.setattr(world.bot.store, "set_status_message", locked)
+    inter = await world.stylize(quality="fast")
+    result = await finished(inter)
+    assert result_png(result).size == (64, 48)
+    # No apology or error beside the picture; the status went on and was cleared as usual.
+    await world.emu.wait_until(lambda: inter.original.deleted, timeout=10)
+    assert [m.content for m in inter.messages if m is not result and not m.deleted] == []
+    assert any("painting" in v.content for v in inter.original.history)
+    lines = [line for line in world.logs.lines if "status message" in line]
+    assert len(lines) == 1 and "could not journal the status message: " in lines[0], lines
+    assert "stayed locked" in lines[0] and "Traceback" not in "\n".join(world.logs.lines)
 
 
 @pytest.mark.parametrize(

@@ -158,9 +158,18 @@ class Delivery:
                 request.token_refused = True
             log.debug("status edit failed: %s", err)
             return False
-        if not request.params.private:
+        if not request.params.private and request.status_message_id is None:
             request.status_message_id = message.id
+            await self._journal_status_message(request)
         return True
+
+    async def _journal_status_message(self, request: Request) -> None:
+        """Journal the status message's id, so that a restart can still edit it. A journal that
+        can't be written is logged, not raised: the job goes on, only that later edit is lost."""
+        try:
+            await self.bot.store.set_status_message(request.id, request.status_message_id)
+        except Exception as err:  # noqa: BLE001 - the job matters more than the column
+            log.error("could not journal the status message: %s", err)
 
     async def _settle_status(self, request: Request, text: str) -> bool:
         """Once the token is gone, edit the status message through the channel, so it no longer

@@ -122,7 +122,8 @@ class Request:
     # Set by the Cancel button; the dispatcher and the runner both honour it.
     cancel_requested: bool = False
     # The status message ("queued…", "painting…"), once Discord has told us its id, so that it
-    # can still be tidied through the channel after the interaction token has expired.
+    # can still be tidied through the channel after the interaction token has expired, or after
+    # a restart (it is journaled). Public jobs only: an ephemeral message has no channel side.
     status_message_id: int | None = None
     # Set when Discord refused the interaction token (401): answer in the channel from now on.
     token_refused: bool = False
@@ -190,6 +191,7 @@ class Request:
             id=record.id,
             # A job that was running when the process stopped waits for a worker again.
             state=JobState.DONE if record.state == JobState.DONE else JobState.QUEUED,
+            status_message_id=record.status_message_id,
         )
 
     def to_record(self) -> JobRecord:
