@@ -307,7 +307,7 @@ async def test_a_status_message_id_is_journaled_and_a_recovered_request_has_it(t
     stored = await reopened.load(IDS[0])
     pixels = np.zeros((4, 4, 3), np.float32)
     request = Request.from_record(stored.record, pixels, pixels)
-    assert request.status_message_id == 1234567890123456789
+    assert request.status_message_id == 1234567890123456789 and request.resumed
     assert request.interaction is None
     reopened.close()
 

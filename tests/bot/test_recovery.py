@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sqlite3
 
 import aiohttp
 import pytest
 
+from bot.cogs.stylize.delivery import PROGRESS_EDIT_SECONDS
 from tests.bot.emulator import DiscordEmulator
-from tests.bot.harness import TOKEN, add_painting, add_photo, bot_process, free_port, ready_bot
+from tests.bot.harness import (
+    TOKEN,
+    add_painting,
+    add_photo,
+    bot_process,
+    button,
+    free_port,
+    ready_bot,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -44,6 +54,77 @@ async def test_a_job_survives_sigkill_and_is_delivered_once(tmp_path) -> None:
             assert len(delivered) == 1
             assert f"<@{inter.user.id}>" in delivered[0].content
             assert journal_states(tmp_path / "data") == ["delivered"]
+
+
+async def killed_while_painting(emu: DiscordEmulator, data, log_name: str):
+    """A member's public /stylize, the bot SIGKILLed once its status shows a percentage;
+    the interaction, and how many versions its status message had by then."""
+    photo, art = pictures(emu)
+    async with ready_bot(emu, data, log_name) as bot:
+        inter = await emu.invoke_slash(
+            "stylize", {"content": photo, "style": art, "quality": "best"}
+        )
+        status = await inter.wait_for_original(
+            lambda m: re.search(r"painting… [1-9]\d*% \(step", m.content), timeout=60
+        )
+        os.killpg(bot.pid, signal.SIGKILL)
+        await bot.wait()
+    assert [b["label"] for b in status.buttons()] == ["Cancel"]
+    return inter, len(status.history)
+
+
+def pictures_posted(emu: DiscordEmulator) -> list:
+    return [
+        m
+        for m in emu.messages.values()
+        if not m.deleted and any(f.filename.startswith("stylized.") for f in m.files)
+    ]
+
+
+async def test_a_recovered_jobs_status_says_it_is_painted_again_then_finished(tmp_path) -> None:
+    async with DiscordEmulator(token=TOKEN) as emu:
+        data = tmp_path / "data"
+        inter, seen = await killed_while_painting(emu, data, "first.log")
+        status = inter.original
+
+        async with bot_process(emu, data, "second.log"):
+            await inter.wait_for_original(lambda m: "Finished" in m.content, timeout=60)
+            await asyncio.sleep(2)  # anything late would land now
+
+        assert status.content == "✅ Finished: the picture is below."
+        assert status.buttons() == [] and status.files == ()
+        assert len(pictures_posted(emu)) == 1
+        assert f"<@{inter.user.id}>" in pictures_posted(emu)[0].content
+        # Between the restart and the end, the status never showed the old "painting… N%".
+        after = status.history[seen:-1]
+        texts = [v.content for v in after]
+        assert texts and all("again" in t for t in texts), texts
+        assert all(v.components for v in after), "a recovered job can still be cancelled"
+        # Progress edits go through the channel's rate limit: the throttle still applies.
+        progress = [v.at for v in after if "% (step" in v.content]
+        gaps = [b - a for a, b in zip(progress, progress[1:])]
+        assert all(gap > PROGRESS_EDIT_SECONDS - 0.5 for gap in gaps), gaps
+
+
+async def test_cancel_on_a_recovered_jobs_status_cancels_it(tmp_path) -> None:
+    async with DiscordEmulator(token=TOKEN) as emu:
+        data = tmp_path / "data"
+        inter, _seen = await killed_while_painting(emu, data, "first.log")
+        status = inter.original
+
+        async with ready_bot(emu, data, "second.log"):
+            await inter.wait_for_original(lambda m: "again" in m.content, timeout=60)
+            press = await emu.press_button(
+                status, button(status, "Cancel")["custom_id"], user=inter.user
+            )
+            await press.wait_for_callback(timeout=10)
+            await inter.wait_for_original(lambda m: "Cancelled" in m.content, timeout=60)
+            await emu.wait_until(lambda: journal_states(data) == ["cancelled"], timeout=10)
+            await asyncio.sleep(2)
+
+        assert status.content.startswith("✖️ Cancelled"), status.content
+        assert status.buttons() == []
+        assert pictures_posted(emu) == []
 
 
 async def test_sigterm_refuses_new_jobs_journals_the_running_one_and_exits_cleanly(

@@ -55,7 +55,9 @@ class Delivery:
     async def started(self, request: Request) -> None:
         self._last_edit[request.id] = 0.0
         async with request.edit_lock:
-            await self.edit_status(request, f"🎨 {request.mention}, painting… 0%", cancel=True)
+            await self.edit_status(
+                request, f"🎨 {request.mention}, {painting(request)} 0%", cancel=True
+            )
 
     async def progress(self, request: Request, progress: Progress) -> None:
         now = time.monotonic()
@@ -65,15 +67,15 @@ class Delivery:
         self._last_edit[request.id] = now
         eta = progress.eta
         eta_text = f", about {clock(eta)} left" if eta is not None else ""
-        doing = "painting…"
+        doing = painting(request)
         if progress.frames > 1:
-            doing = f"painting frame {progress.frame}/{progress.frames}…"
+            doing = painting(request, f" frame {progress.frame}/{progress.frames}")
         text = (
             f"🎨 {request.mention}, {doing} {request.percent}% "
             f"(step {progress.step}/{progress.total}{eta_text})"
         )
         preview = None
-        if progress.preview is not None:
+        if progress.preview is not None and not request.resumed:  # see edit_status
             preview = await asyncio.to_thread(encode_image, progress.preview, "png")
         async with request.edit_lock:
             await self.edit_status(request, text, cancel=True, preview=preview)
@@ -139,8 +141,15 @@ class Delivery:
     async def edit_status(
         self, request: Request, text: str, *, cancel: bool, preview: bytes | None = None
     ) -> bool:
-        """Edit the status message through the interaction (the caller holds its edit lock).
+        """Edit the status message (the caller holds its edit lock): through the interaction
+        while its token lives, or through the channel for a job recovered after a restart.
         True if it was edited; a lost edit (expired token, deleted message) is not fatal."""
+        view = self.views(request.id, "cancel") if cancel else None
+        if request.resumed:
+            # No interaction survives a restart, but the journal kept the public status
+            # message's id. These edits share the channel's rate limit with everyone there, so
+            # they carry text and the button only (no previews; the stale one is removed).
+            return await self._edit_in_channel(request, text, view)
         if request.interaction is None or not self._token_alive(request):
             return False
         extra = {}
@@ -149,7 +158,7 @@ class Delivery:
         try:
             message = await request.interaction.edit_original_response(
                 content=text,
-                view=self.views(request.id, "cancel") if cancel else None,
+                view=view,
                 allowed_mentions=discord.AllowedMentions.none(),
                 **extra,
             )
@@ -174,15 +183,27 @@ class Delivery:
     async def _settle_status(self, request: Request, text: str) -> bool:
         """Once the token is gone, edit the status message through the channel, so it no longer
         says "painting…" with a live Cancel button. True if it was edited."""
+        return await self._edit_in_channel(request, text, None)
+
+    async def _edit_in_channel(
+        self, request: Request, text: str, view: discord.ui.View | None
+    ) -> bool:
+        """Edit the public status message through the channel, without its preview. True if it
+        was edited; a message that is gone (or out of reach) is not tried again."""
         if request.status_message_id is None or request.channel_id is None:
             return False
         channel = self.bot.get_partial_messageable(request.channel_id)
         try:
             await channel.get_partial_message(request.status_message_id).edit(
-                content=text, view=None, attachments=[]
+                content=text,
+                view=view,
+                attachments=[],
+                allowed_mentions=discord.AllowedMentions.none(),
             )
         except discord.HTTPException as err:
-            log.debug("could not tidy the status message: %s", err)
+            if isinstance(err, (discord.NotFound, discord.Forbidden)):
+                request.status_message_id = None
+            log.debug("could not edit the status message through the channel: %s", err)
             return False
         return True
 
@@ -234,12 +255,23 @@ class Delivery:
 
 def queued_text(request: Request, position: int | None, running: int) -> str:
     ahead = (position or 1) - 1 + running
+    if request.resumed:
+        lead = f"🔁 {request.mention}, the bot restarted before your picture was finished"
+        if ahead == 0:
+            return f"{lead}; painting it again next."
+        return f"{lead}; it is queued again at position {position} ({running} painting now)."
     if ahead == 0:
         return f"🎨 {request.mention}, your picture is next: starting now."
     return (
         f"🕒 {request.mention}, your picture is queued at position {position} "
         f"({running} painting now)."
     )
+
+
+def painting(request: Request, what: str = "") -> str:
+    """What the status says while the picture is painted ("painting frame 2/5…"), with
+    "again" after a restart."""
+    return f"painting{what} again…" if request.resumed else f"painting{what}…"
 
 
 def picture_name(data: bytes) -> str:

@@ -125,6 +125,9 @@ class Request:
     # can still be tidied through the channel after the interaction token has expired, or after
     # a restart (it is journaled). Public jobs only: an ephemeral message has no channel side.
     status_message_id: int | None = None
+    # Recovered from the journal after a restart: its status says so, and is edited through
+    # the channel.
+    resumed: bool = False
     # Set when Discord refused the interaction token (401): answer in the channel from now on.
     token_refused: bool = False
     # The largest file Discord takes where the member asked (an animation is fitted to it).
@@ -192,6 +195,7 @@ class Request:
             # A job that was running when the process stopped waits for a worker again.
             state=JobState.DONE if record.state == JobState.DONE else JobState.QUEUED,
             status_message_id=record.status_message_id,
+            resumed=True,
         )
 
     def to_record(self) -> JobRecord:

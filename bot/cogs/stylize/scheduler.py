@@ -170,6 +170,9 @@ class Scheduler:
                 log.exception("a journaled job could not be recovered")
         job_id_var.set("-")
         self.lifecycle.changed.set()
+        # The position refresher's next pass tells each re-queued member that their picture
+        # will be painted again (over the old "painting… N%"), without holding up the start.
+        self.moved.set()
 
     async def _recover_one(self, record) -> None:
         stored = await self.journal.load(record.id)
