@@ -70,6 +70,9 @@ _KILL_GRACE = 30.0
 _CLOSE_GRACE = 10.0
 # Seconds a poll for a job's messages waits for the first before the next poll.
 _POLL = 2.0
+# Tries at connecting through Ray Client, and seconds between them (see `_join`).
+_CLIENT_ATTEMPTS = 4
+_CLIENT_RETRY_DELAY = 1.0
 # Seconds to wait for the cluster's address to accept a connection.
 _CONNECT_TIMEOUT = 10.0
 
@@ -221,10 +224,12 @@ class RayBackend(SlotStatus):
                 )
                 self._guard = _start_guard(sorted(set(descendants([os.getpid()])) - before))
             else:
-                ray.init(
-                    address=self.address, namespace=self.namespace, logging_level=logging.WARNING
-                )
+                self._join()
         except Exception as err:  # noqa: BLE001 - Ray raises many kinds; one line for the operator
+            # A failed ray.init can leave this process half in Ray Client mode, where a later
+            # ray.init fails in odd ways: leave nothing behind.
+            with contextlib.suppress(Exception):
+                ray.shutdown()
             if self.address is None:
                 message = f"Ray could not be started on this host ({_line(err)})"
             else:
@@ -232,6 +237,33 @@ class RayBackend(SlotStatus):
             raise RayUnavailable(message) from err
         self._connected = True
         return ray.cluster_resources()
+
+    def _join(self) -> None:
+        """ray.init for an existing cluster. Through Ray Client, the head starts a server
+        process for each client, and that start sometimes fails at once (it forks while gRPC's
+        threads are busy; seen here in a few of a dozen starts, more under load): try again,
+        a few times, before telling the operator."""
+        ray = self._ray
+        attempts = _CLIENT_ATTEMPTS if self.address.startswith("ray://") else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(
+                    address=self.address, namespace=self.namespace, logging_level=logging.WARNING
+                )
+                return
+            except ConnectionAbortedError as err:
+                if attempt == attempts:
+                    raise
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                log.warning(
+                    "Ray Client at %s: %s; trying again (%d of %d)",
+                    self.address,
+                    _line(err),
+                    attempt + 1,
+                    attempts,
+                )
+                time.sleep(_CLIENT_RETRY_DELAY)
 
     def _plan(self, resources: dict[str, float]) -> tuple[dict[str, Any], int]:
         """Each actor's resources, and how many actors."""
@@ -601,6 +633,9 @@ def _how_lost(ray: Any, err: BaseException) -> str:
 
 
 def _line(err: BaseException) -> str:
-    """The first line of an error's message (Ray's run to many lines)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    """The first line of an error's message (Ray's run to many lines); its last instead when
+    the first only introduces the rest ("Initialization failure from server:", a traceback)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return lines[-1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]

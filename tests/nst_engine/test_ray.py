@@ -217,3 +217,35 @@ async def test_closing_ends_the_actors_and_leaves_the_cluster(head, backend):
     while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert not any(_running(pid) for pid in pids)
+
+
+@on_ray_loop
+async def test_a_failed_connection_is_told_in_one_line_and_ray_client_tries_again(
+    head, monkeypatch, caplog
+):
+    """Ray Client's head sometimes fails to start the server a client needs (it forks while
+    gRPC is busy): the backend tries again, up to four times; a driver's failure is final. A
+    failed attempt leaves this process able to connect again."""
+    real_init, failures = ray.init, [0]
+    line = "RuntimeError: Starting Ray client server failed. See ray_client_server_23000.err"
+
+    def init(*args, **kwargs):
+        if failures[0]:
+            failures[0] -= 1
+            raise ConnectionAbortedError(f"Initialization failure from server:\nTraceback:\n{line}")
+        return real_init(*args, **kwargs)
+
+    monkeypatch.setattr(ray, "init", init)
+    address = address_of(head)
+    failures[0] = 4 if head.client else 1
+    with pytest.raises(RayUnavailable) as info:
+        await RayBackend("random", 1, address=address, cpus_per_worker=1).start()
+    assert str(info.value) == f"the Ray cluster at {address} cannot be reached ({line})"
+    assert failures == [0] and not ray.is_initialized()
+
+    caplog.clear()
+    failures[0] = 1 if head.client else 0
+    async with RayBackend("random", 1, address=address, cpus_per_worker=1) as backend:
+        assert (await backend.submit(tiny_job()).result()).steps == 4
+    retries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert len(retries) == (1 if head.client else 0), retries
