@@ -142,6 +142,38 @@ async def test_a_member_over_their_cap_is_told_at_once(world: World) -> None:
         await finished(inter, timeout=90)
 
 
+async def test_of_a_burst_over_the_cap_the_latest_request_is_refused(
+    world: World, monkeypatch
+) -> None:
+    """The checks before a job is queued wait on the journal, and those waits end in any
+    order: the member's place is held as each request arrives, so the third is the one
+    refused even when the first two's checks are the slowest."""
+    emu, store = world.emu, world.bot.store
+    member = emu.make_member("hasty")
+    real, calls = store.guild_settings, []
+
+    async def guild_settings(guild_id):
+        calls.append(guild_id)
+        if len(calls) <= 2:
+            await asyncio.sleep(0.5)  # the first two requests' reads come back last
+        return await real(guild_id)
+
+    monkeypatch.setattr(store, "guild_settings", guild_settings)
+    params = {"quality": "fast"}
+    inters = [
+        await emu.invoke_slash(
+            "stylize",
+            {"content": world.photo(), "style": world.painting(), **params},
+            user=member,
+        )
+        for _ in range(3)
+    ]
+    await inters[2].wait_for(lambda rec: rec.responded, timeout=10)
+    assert inters[2].ephemeral and "the limit is 2" in inters[2].original.content
+    for inter in inters[:2]:
+        assert (await finished(inter, timeout=90)).files
+
+
 async def test_a_dropped_gateway_is_resumed_and_the_job_still_finishes(world: World) -> None:
     emu = world.emu
     resumes = emu.resume_count

@@ -136,29 +136,30 @@ class Buttons:
         """The same photo and artworks again (from the journal), stronger, weaker or varied."""
         stored = await self._stored(job_id)
         self._check_owner(interaction, action, stored.record.user_id)
-        await self.intake.admit(interaction)
-        params = Params.from_dict(stored.record.params).nudged(delta)
-        if seed is not None:
-            params = params.varied(seed)
-        max_bytes = self.bot.settings.nst_max_attachment_bytes
+        async with self.intake.place(interaction):
+            await self.intake.admit(interaction)
+            params = Params.from_dict(stored.record.params).nudged(delta)
+            if seed is not None:
+                params = params.varied(seed)
+            max_bytes = self.bot.settings.nst_max_attachment_bytes
 
-        async def load() -> Inputs:
-            async def decode(which: str, data: bytes | None):
-                if data is None:
-                    return None
-                return await attachments.decode(which, data, max_bytes=max_bytes)
+            async def load() -> Inputs:
+                async def decode(which: str, data: bytes | None):
+                    if data is None:
+                        return None
+                    return await attachments.decode(which, data, max_bytes=max_bytes)
 
-            return Inputs.of(
-                await self.intake.decode_content(stored.content),
-                await decode("style", stored.style),
-                stored.content,
-                stored.style,
-                style2=await decode("style2", stored.style2),
-                style2_raw=stored.style2,
-                artworks=params.artworks,
-            )
+                return Inputs.of(
+                    await self.intake.decode_content(stored.content),
+                    await decode("style", stored.style),
+                    stored.content,
+                    stored.style,
+                    style2=await decode("style2", stored.style2),
+                    style2_raw=stored.style2,
+                    artworks=params.artworks,
+                )
 
-        await self.intake.take(interaction, params, load)
+            await self.intake.take(interaction, params, load)
 
     async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:
         stored = await self.bot.store.load(job_id)

@@ -128,37 +128,38 @@ class StylizeCog(commands.Cog, name="Stylize"):
         private: bool = False,
     ) -> None:
         """Repaint a photo in the style of an artwork."""
-        rules = await self.intake.admit(interaction)
-        if (style is None) == (style_name is None):
-            raise ArtworkChoice()
-        saved = await self._saved_style(interaction, style_name) if style_name else None
-        params = self._params(
-            rules,
-            strength=strength,
-            quality=quality,
-            size=size,
-            preserve_colors=preserve_colors,
-            seed=seed,
-            private=private,
-            blend=blend,
-            style_name=style_name,
-        )
-        max_bytes = self.bot.settings.nst_max_attachment_bytes
-        # What Discord tells us is checked at once, so the member hears about it within seconds.
-        given = {"content": content, "style": style, "style2": style2}
-        for which, attachment in given.items():
-            if attachment is not None:
-                attachments.check_metadata(which, attachment, max_bytes=max_bytes)
-
-        async def load() -> Inputs:
-            content_raw = await self.intake.download("content", content)
-            style_raw = saved.image if saved else await self.intake.download("style", style)
-            style2_raw = await self.intake.download("style2", style2) if style2 else None
-            return await self.intake.decode_inputs(
-                content_raw, style_raw, style2_raw, saved_name=saved.name if saved else None
+        async with self.intake.place(interaction):
+            rules = await self.intake.admit(interaction)
+            if (style is None) == (style_name is None):
+                raise ArtworkChoice()
+            saved = await self._saved_style(interaction, style_name) if style_name else None
+            params = self._params(
+                rules,
+                strength=strength,
+                quality=quality,
+                size=size,
+                preserve_colors=preserve_colors,
+                seed=seed,
+                private=private,
+                blend=blend,
+                style_name=style_name,
             )
+            max_bytes = self.bot.settings.nst_max_attachment_bytes
+            # What Discord tells us is checked at once: the member hears of it within seconds.
+            given = {"content": content, "style": style, "style2": style2}
+            for which, attachment in given.items():
+                if attachment is not None:
+                    attachments.check_metadata(which, attachment, max_bytes=max_bytes)
 
-        await self.intake.take(interaction, params, load)
+            async def load() -> Inputs:
+                content_raw = await self.intake.download("content", content)
+                style_raw = saved.image if saved else await self.intake.download("style", style)
+                style2_raw = await self.intake.download("style2", style2) if style2 else None
+                return await self.intake.decode_inputs(
+                    content_raw, style_raw, style2_raw, saved_name=saved.name if saved else None
+                )
+
+            await self.intake.take(interaction, params, load)
 
     @stylize.autocomplete("style_name")
     async def _style_names(
@@ -175,32 +176,33 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self, interaction: discord.Interaction, message: discord.Message
     ) -> None:
         """Stylize: the message's first image in the style of its second, or of a saved style."""
-        rules = await self.intake.admit(interaction)
-        images = [a for a in message.attachments if attachments.is_image(a)]
-        if not images:
-            raise NoImage()
-        params = self._params(rules)
-        max_bytes = self.bot.settings.nst_max_attachment_bytes
-        for which, attachment in zip(("content", "style"), images[:2]):
-            attachments.check_metadata(which, attachment, max_bytes=max_bytes)
-        if len(images) >= 2:
+        async with self.intake.place(interaction):
+            rules = await self.intake.admit(interaction)
+            images = [a for a in message.attachments if attachments.is_image(a)]
+            if not images:
+                raise NoImage()
+            params = self._params(rules)
+            max_bytes = self.bot.settings.nst_max_attachment_bytes
+            for which, attachment in zip(("content", "style"), images[:2]):
+                attachments.check_metadata(which, attachment, max_bytes=max_bytes)
+            if len(images) >= 2:
 
-            async def load() -> Inputs:
-                content_raw = await self.intake.download("content", images[0])
-                style_raw = await self.intake.download("style", images[1])
-                return await self.intake.decode_inputs(content_raw, style_raw, None)
+                async def load() -> Inputs:
+                    content_raw = await self.intake.download("content", images[0])
+                    style_raw = await self.intake.download("style", images[1])
+                    return await self.intake.decode_inputs(content_raw, style_raw, None)
 
-            await self.intake.take(interaction, params, load)
-            return
-        names = []
-        if interaction.guild_id is not None:
-            names = await self.bot.store.style_names(interaction.guild_id)
-        if not names:
-            raise NoSavedStyles()
-        picker = StylePicker(self, interaction.user.id, images[0], names[:25], params)
-        await interaction.response.send_message(
-            "Which saved style should the photo get?", view=picker, ephemeral=True
-        )
+                await self.intake.take(interaction, params, load)
+                return
+            names = []
+            if interaction.guild_id is not None:
+                names = await self.bot.store.style_names(interaction.guild_id)
+            if not names:
+                raise NoSavedStyles()
+            picker = StylePicker(self, interaction.user.id, images[0], names[:25], params)
+            await interaction.response.send_message(
+                "Which saved style should the photo get?", view=picker, ephemeral=True
+            )
 
     async def stylize_with_saved(
         self,
@@ -210,17 +212,18 @@ class StylizeCog(commands.Cog, name="Stylize"):
         params: Params,
     ) -> None:
         """The context menu's second half: a member picked a saved style for a photo."""
-        await self.intake.admit(interaction)
-        saved = await self._saved_style(interaction, style_name)
-        params = replace(params, style_name=saved.name)
+        async with self.intake.place(interaction):
+            await self.intake.admit(interaction)
+            saved = await self._saved_style(interaction, style_name)
+            params = replace(params, style_name=saved.name)
 
-        async def load() -> Inputs:
-            content_raw = await self.intake.download("content", photo)
-            return await self.intake.decode_inputs(
-                content_raw, saved.image, None, saved_name=saved.name
-            )
+            async def load() -> Inputs:
+                content_raw = await self.intake.download("content", photo)
+                return await self.intake.decode_inputs(
+                    content_raw, saved.image, None, saved_name=saved.name
+                )
 
-        await self.intake.take(interaction, params, load)
+            await self.intake.take(interaction, params, load)
 
     def _params(self, rules: GuildSettings, **chosen) -> Params:
         """The member's choices under the server's defaults and the bot-wide caps."""

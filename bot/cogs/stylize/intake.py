@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -107,6 +107,8 @@ class Intake:
         settings = bot.settings
         self.rates = Rates(settings.nst_member_rate, settings.nst_guild_rate)
         self._hosts = attachments.allowed_hosts(settings.discord_api_base)
+        # Interactions holding a place in the queue (see `place`).
+        self._places: set[int] = set()
 
     async def download(self, which: str, attachment: discord.Attachment) -> bytes:
         settings = self.bot.settings
@@ -170,41 +172,49 @@ class Intake:
                 raise DailyLimit(rules.daily_limit)
         return rules
 
+    @contextlib.asynccontextmanager
+    async def place(self, interaction: discord.Interaction) -> AsyncIterator[None]:
+        """Hold the member's place in the queue from the moment the request arrives, before
+        anything is awaited, so that of a burst it is the latest request that is refused over
+        the caps (raises MemberQueueFull or QueueFull), and no burst slips past them while we
+        check and download. `take` turns the place into the queued job; otherwise it is given
+        back when the block ends."""
+        self.scheduler.queue.reserve(interaction.user.id)
+        self._places.add(interaction.id)
+        try:
+            yield
+        finally:
+            if interaction.id in self._places:
+                self._places.discard(interaction.id)
+                self.scheduler.queue.release(interaction.user.id)
+
     async def take(
         self,
         interaction: discord.Interaction,
         params: Params,
         load: Callable[[], Awaitable[Inputs]],
     ) -> None:
-        """Hold the member's place, answer "thinking…", load the inputs and queue the job; a
+        """In the member's `place`: answer "thinking…", load the inputs and queue the job; a
         problem with the inputs is told to the member in one line and nothing is queued."""
-        queue = self.scheduler.queue
-        # Hold the member's place while we download, so a burst can't slip past the caps.
-        queue.reserve(interaction.user.id)
+        if interaction.id not in self._places:
+            raise RuntimeError("Intake.take needs the member's place (Intake.place)")
         try:
             await interaction.response.defer(thinking=True, ephemeral=params.private)
             inputs = await load()
         except UserFacingError as err:
-            queue.release(interaction.user.id)
             await self._refuse_after_defer(interaction, str(err))
             return
-        except BaseException:
-            queue.release(interaction.user.id)
-            raise
         params = replace(params, artworks=inputs.artworks)
         request = Request.from_interaction(
             interaction, params, inputs.content, inputs.style, inputs.style2, inputs.clip
         )
         job_id_var.set(request.id)
         # Journaled before the member hears it is queued: a restart will still run it.
-        try:
-            await self.bot.store.add(
-                request.to_record(), inputs.content_raw, inputs.style_raw, inputs.style2_raw
-            )
-        except BaseException:
-            queue.release(interaction.user.id)
-            raise
+        await self.bot.store.add(
+            request.to_record(), inputs.content_raw, inputs.style_raw, inputs.style2_raw
+        )
         self.rates.spend(interaction)
+        self._places.discard(interaction.id)  # the place is the job's now
         position = self.scheduler.enqueue(request)
         log.info("queued for user %s at position %s: %s", interaction.user.id, position, params)
         async with request.edit_lock:
