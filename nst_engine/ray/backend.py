@@ -489,6 +489,15 @@ class RayBackend(SlotStatus):
                 self._lost(slot, _line(err))
                 await asyncio.sleep(_RESTART_POLL)
                 continue
+            except Exception as err:  # noqa: BLE001 - the monitor must outlive any one probe
+                # Anything else (through Ray Client, a dropped connection): not usable until a
+                # probe is answered again.
+                log.warning(
+                    "actor %d: its probe failed (%s); probing again", slot.index, _line(err)
+                )
+                self._lost(slot, _line(err))
+                await asyncio.sleep(_RESTART_POLL)
+                continue
             if broken is not None:
                 message = (
                     broken

@@ -150,6 +150,39 @@ async def test_a_sigkilled_actor_fails_its_job_with_worker_died_and_ray_restarts
     assert (await backend.submit(tiny_job()).result()).steps == 4
 
 
+@on_ray_loop
+async def test_a_probe_that_fails_oddly_marks_the_actor_lost_until_one_is_answered(
+    backend, monkeypatch, caplog
+):
+    """A probe can fail with something that is not one of Ray's actor errors (through Ray
+    Client, a dropped connection): the actor counts as lost (the bot's /healthz says 503)
+    and the monitor keeps probing, so it comes back, rather than ending silently."""
+    real, failures = backend._probe, [2]
+
+    async def probe(slot):
+        if failures[0]:
+            failures[0] -= 1
+            raise ConnectionError("the Ray Client connection dropped")
+        return await real(slot)
+
+    monkeypatch.setattr(backend, "_probe", probe)
+    (slot,) = backend._slots
+    slot.wake.set()  # probe now rather than within the second
+    async with asyncio.timeout(10):
+        while backend.warm:
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(backend.wait_warm(), 30)
+    assert failures == [0]
+    assert (
+        sum(
+            "probe failed (the Ray Client connection dropped)" in r.getMessage()
+            for r in caplog.records
+        )
+        == 2
+    )
+    assert (await backend.submit(tiny_job()).result()).steps == 4
+
+
 def test_actors_end_with_the_bot_that_owns_them(head, tmp_path):
     """A driver killed with SIGKILL (say, by the OOM killer) leaves no actor holding a model."""
     script = textwrap.dedent(
