@@ -15,7 +15,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -59,7 +58,8 @@ def _measure(size: int, steps: int, intra: int, inter: int, layers_too: bool) ->
 
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
-    from nst_engine import StyleOptions, load_model, stylize
+    from bench.step_time import _engine_ms_per_step
+    from nst_engine import StyleOptions, load_model
 
     model = load_model("random")
     rng = np.random.default_rng(0)
@@ -67,18 +67,9 @@ def _measure(size: int, steps: int, intra: int, inter: int, layers_too: bool) ->
     style = (rng.uniform(size=(size, size, 3)) * 255).astype(np.uint8)
     report = {}
     for name, layers in LAYER_CHOICES.items() if layers_too else [("all five", None)]:
-        stamps: list[float] = []
         changes = {"style_layers": layers} if layers else {}
         options = StyleOptions(max_size=size, steps=steps + 3, precision="float32", **changes)
-        stylize(
-            content,
-            style,
-            options,
-            model=model,
-            on_progress=lambda _p, out=stamps: out.append(time.perf_counter()),
-        )
-        timed = stamps[2:]
-        report[name] = (timed[-1] - timed[0]) / (len(timed) - 1) * 1000
+        report[name] = _engine_ms_per_step(model, content, style, options, warmup=3)
     return report
 
 

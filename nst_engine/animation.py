@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -21,12 +21,9 @@ import numpy as np
 from nst_engine.images import output_size, resize
 from nst_engine.model import VGG19Features
 from nst_engine.options import Losses, Progress, StyleOptions
-from nst_engine.transfer import TemporalTerm, load_model, stylize
+from nst_engine.transfer import ProgressCallback, StopCheck, TemporalTerm, load_model, stylize
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[Progress], None]
-StopCheck = Callable[[], bool]
 
 # Weight of the temporal term: the sum over trusted pixels of the squared difference from the
 # warped previous frame (pixels in [0, 1]). Chosen with bench/animation.py (see the README).

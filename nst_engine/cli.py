@@ -233,16 +233,7 @@ def _stylize(args: argparse.Namespace) -> int:
     bar = ProgressBar(sys.stderr)
     result = stylize(content, styles, options, model=model, on_progress=bar.update)
     bar.close()
-    made = provenance.parameters(
-        options,
-        quality=args.quality,
-        size=args.size,
-        styles=[provenance.artwork_label(path.read_bytes()) for path in args.style],
-        weights=result.weights,
-        blend=None,
-    )
-    if args.style_blend:
-        made["style_blend"] = list(args.style_blend)
+    made = _parameters(args, options, result.weights)
     size = save_image(result.image, args.output, parameters=made)
     h, w = result.image.shape[:2]
     label = "" if result.is_real_style_transfer else " [random weights: not a real style transfer]"
@@ -306,17 +297,8 @@ def _stylize_clip(args: argparse.Namespace, options: StyleOptions) -> int:
         on_progress=bar.update,
     )
     bar.close()
-    made = provenance.parameters(
-        options,
-        quality=args.quality,
-        size=args.size,
-        styles=[provenance.artwork_label(path.read_bytes()) for path in args.style],
-        weights=result.weights,
-        blend=None,
-    )
+    made = _parameters(args, options, result.weights)
     made.update(frames=len(result.frames), temporal_weight=temporal, later_steps=result.steps[-1])
-    if args.style_blend:
-        made["style_blend"] = list(args.style_blend)
     data = encode_clip(
         clip.with_frames(result.frames), clip_format_for(args.output), parameters=made
     )
@@ -329,6 +311,21 @@ def _stylize_clip(args: argparse.Namespace, options: StyleOptions) -> int:
         f"{sum(result.steps)} steps{label}"
     )
     return 0
+
+
+def _parameters(args: argparse.Namespace, options: StyleOptions, weights: str) -> dict:
+    """The ``parameters`` written into the output: how it was made, to make it again."""
+    made = provenance.parameters(
+        options,
+        quality=args.quality,
+        size=args.size,
+        styles=[provenance.artwork_label(path.read_bytes()) for path in args.style],
+        weights=weights,
+        blend=None,
+    )
+    if args.style_blend:
+        made["style_blend"] = list(args.style_blend)
+    return made
 
 
 def _weights(args: argparse.Namespace) -> str:

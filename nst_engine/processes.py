@@ -8,7 +8,9 @@ pid files, the Ray guard and the loopback Ray helpers use these to end only what
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import os
+import signal
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 
@@ -37,6 +39,23 @@ def descendants(roots: Iterable[int], *, group: int | None = None) -> list[int]:
         found |= more
         grew = bool(more)
     return sorted(found)
+
+
+def noted(pids: Iterable[int]) -> dict[int, str]:
+    """The start time of each of ``pids`` that is running: what `kill_noted` takes."""
+    return {pid: started for pid in pids if (started := start_time(pid)) is not None}
+
+
+def kill_noted(processes: Mapping[int, str]) -> list[int]:
+    """SIGKILL each process that still runs with the start time noted for it (a pid reused
+    since is left alone); the pids it ended."""
+    ended = []
+    for pid, started in processes.items():
+        if start_time(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                ended.append(pid)
+    return ended
 
 
 def _stat(pid: int) -> list[str] | None:

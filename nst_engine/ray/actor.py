@@ -11,8 +11,8 @@ messages with `messages`, a long poll that answers as soon as one is there:
     ("unknown", ticket)                          this actor never ran the job (Ray restarted it)
 
 Plain calls, not a streaming generator: they work the same through Ray Client (``ray://``),
-which cannot stream. The actor is threaded (`MAX_CONCURRENCY`): `messages`, `cancel`, `forget`
-and the backend's `ready` probe are answered while the job runs in a thread of its own.
+which cannot stream. The actor is threaded (`MAX_CONCURRENCY`): `messages`, `cancel` and the
+backend's `ready` probe are answered while the job runs in a thread of its own.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from nst_engine.options import StyleOptions
 
 log = logging.getLogger(__name__)
 
-# A `messages` poll, a `cancel` or `forget`, and a `ready` probe at the same time (the job
-# itself runs in a thread of its own), with one to spare.
+# A `messages` poll, a `cancel` and a `ready` probe at the same time (the job itself runs in
+# a thread of its own), with one to spare.
 MAX_CONCURRENCY = 4
 
 
@@ -125,15 +125,5 @@ class EngineActor:
             while found[-1][0] == "progress":
                 found.append(mailbox.messages.get_nowait())
         if found[-1][0] != "progress":
-            self._forget(ticket)
+            del self._mailboxes[ticket]
         return found
-
-    def forget(self, ticket: int) -> None:
-        """The backend has given up on job ``ticket`` (time limit, shutdown): stop it before
-        its next step and drop its messages. Nothing, for a job that has ended."""
-        if ticket in self._mailboxes:
-            self._stopped.add(ticket)
-            self._forget(ticket)
-
-    def _forget(self, ticket: int) -> None:
-        self._mailboxes.pop(ticket, None)

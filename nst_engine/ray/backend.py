@@ -438,8 +438,8 @@ class RayBackend(SlotStatus):
             if isinstance(err, asyncio.CancelledError):
                 raise
         finally:
-            # Stop a job we gave up on (time limit, lost, shut down); a no-op for one that ended.
-            self._signal_forget(slot, handle._ticket)
+            # A job given up on needs no word to its actor: past its time limit the actor was
+            # killed, a lost one is gone, and `close` ends every actor.
             self._running.pop(handle._ticket, None)
             slot.job = None
             self._dispatch()
@@ -447,11 +447,6 @@ class RayBackend(SlotStatus):
     def _signal_cancel(self, slot, ticket: int) -> None:
         with contextlib.suppress(Exception):  # a lost actor: its job fails anyway
             slot.actor.cancel.remote(ticket)
-
-    @staticmethod
-    def _signal_forget(slot: _Slot, ticket: int) -> None:
-        with contextlib.suppress(Exception):  # likewise
-            slot.actor.forget.remote(ticket)
 
     # -- actors ----------------------------------------------------------------------------
 

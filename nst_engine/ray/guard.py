@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 
-from nst_engine.processes import descendants, start_time
+from nst_engine.processes import descendants, kill_noted, noted
 
 # Seconds between looks at the bot's processes, and given to Ray's own clean-up.
 _LOOK = 1.0
@@ -32,22 +32,14 @@ def watch(roots: list[int], pipe: int) -> list[int]:
     running. Returns the pids it ended."""
     seen: dict[int, str] = {}
     while True:
-        for pid in descendants(roots):
-            if pid != os.getpid() and (started := start_time(pid)) is not None:
+        for pid, started in noted(descendants(roots)).items():
+            if pid != os.getpid():
                 seen.setdefault(pid, started)
         readable, _, _ = select.select([pipe], [], [], _LOOK)
         if readable and not os.read(pipe, 4096):
             break
     time.sleep(_GRACE)
-    ended = []
-    for pid, started in seen.items():
-        if start_time(pid) == started:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            ended.append(pid)
-    return ended
+    return kill_noted(seen)
 
 
 def main() -> None:

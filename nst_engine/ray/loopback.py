@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from nst_engine.processes import descendants, start_time
+from nst_engine.processes import descendants, kill_noted, noted
 
 # Every Ray process of the cluster listens on 127.0.0.1, sends no usage statistics, and, being
 # on loopback only and short-lived, asks for no token (so none is written to ~/.ray).
@@ -128,7 +128,7 @@ class LoopbackHead:
     def stop(self) -> None:
         """End the head's processes (SIGTERM to its group, then SIGKILL to whatever of the
         cluster is left) and remove its folder."""
-        cluster = {pid: start_time(pid) for pid in self.pids()}
+        cluster = noted(self.pids())
         process, self._process = self._process, None
         if process is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -139,10 +139,7 @@ class LoopbackHead:
                 os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(_STOP_WAIT)
-        for pid, started in cluster.items():  # any worker the raylet left behind
-            if started is not None and start_time(pid) == started:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        kill_noted(cluster)  # any worker the raylet left behind
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
 
@@ -239,50 +236,42 @@ class LoopbackCluster:
     def kill_node(self, node_id: str) -> None:
         """Lose a worker node as a crashed host is lost: its raylet, object store and workers
         are killed at once, with no chance to tell the head."""
-        workers = descendants(self._raylet_pids(self._workers[node_id]))
+        processes = noted(descendants(_node_pids(self._workers[node_id])))
         self._cluster.remove_node(self._workers.pop(node_id), allow_graceful=False)
-        for pid in workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_noted(processes)
 
     def pids(self) -> list[int]:
         """Every running process of the cluster (its nodes' and their workers')."""
         if self._cluster is None:
             return []
-        roots = [
-            info.process.pid
-            for node in self._cluster.list_all_nodes()
-            for infos in node.all_processes.values()
-            for info in infos
-        ]
-        return descendants([pid for pid in roots if start_time(pid) is not None])
+        return descendants(
+            pid for node in self._cluster.list_all_nodes() for pid in _node_pids(node)
+        )
 
     def stop(self) -> None:
         """End every node (and what is left of their workers) and remove its folder."""
         if self._cluster is not None:
-            cluster = {pid: start_time(pid) for pid in self.pids()}
+            cluster = noted(self.pids())
             with contextlib.suppress(Exception):
                 self._cluster.shutdown()
             self._cluster = None
             self._workers.clear()
-            for pid, started in cluster.items():
-                if started is not None and start_time(pid) == started:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+            kill_noted(cluster)
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
             if os.environ.get("RAY_TMPDIR") == str(self.temp_dir):
                 del os.environ["RAY_TMPDIR"]
-
-    @staticmethod
-    def _raylet_pids(node: Any) -> list[int]:
-        return [info.process.pid for infos in node.all_processes.values() for info in infos]
 
     def __enter__(self) -> LoopbackCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _node_pids(node: Any) -> list[int]:
+    """The processes a Ray node started itself (its raylet, object store, agents…)."""
+    return [info.process.pid for infos in node.all_processes.values() for info in infos]
 
 
 def _free_port() -> int:

@@ -67,9 +67,8 @@ class Delivery:
         self._last_edit[request.id] = now
         eta = progress.eta
         eta_text = f", about {clock(eta)} left" if eta is not None else ""
-        doing = painting(request)
-        if progress.frames > 1:
-            doing = painting(request, f" frame {progress.frame}/{progress.frames}")
+        frame = f" frame {progress.frame}/{progress.frames}" if progress.frames > 1 else ""
+        doing = painting(request, frame)
         text = (
             f"🎨 {request.mention}, {doing} {request.percent}% "
             f"(step {progress.step}/{progress.total}{eta_text})"

@@ -135,10 +135,9 @@ class Intake:
         content = await self.decode_content(content_raw)
         style = await attachments.decode("style", style_raw, max_bytes=max_bytes)
         style2 = None
-        if style2_raw is not None:
-            style2 = await attachments.decode("style2", style2_raw, max_bytes=max_bytes)
         labels = [f"saved:{saved_name}" if saved_name else provenance.artwork_label(style_raw)]
         if style2_raw is not None:
+            style2 = await attachments.decode("style2", style2_raw, max_bytes=max_bytes)
             labels.append(provenance.artwork_label(style2_raw))
         return Inputs.of(
             content,
