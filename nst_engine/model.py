@@ -13,7 +13,7 @@ import numpy as np
 
 from nst_engine.errors import WeightsError
 from nst_engine.options import cpu_has_fast_bfloat16
-from nst_engine.weights import RANDOM, random_weights, resolve_weights, weights_label
+from nst_engine.weights import HED_LABEL, RANDOM, random_weights, resolve_weights, weights_label
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,10 @@ class VGG19Features:
                     f"the weights file {path.name} is not a readable VGG19 no-top HDF5 file "
                     f"({type(err).__name__}); download it again or point NST_WEIGHTS elsewhere"
                 ) from err
-            log.info("VGG19 weights loaded from %s", path)
+            if self.label == HED_LABEL:
+                log.warning("VGG19 weights: %s, from %s", HED_LABEL, path)
+            else:
+                log.info("VGG19 weights loaded from %s", path)
         vgg.trainable = False
         self._vgg = vgg
         self._extractor = cache(self._build)

