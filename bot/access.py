@@ -2,12 +2,17 @@
 server's own role and channel allow-list for using the bot.
 
 Commands that change a server also carry ``default_permissions``, but a server's admins can
-override those for any role or channel, so every such command checks again here.
+override those for any role or channel, so every such command checks again when it runs, with
+the one check `admin_only`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import discord
+from discord import app_commands
 
 from bot.errors import NeedsManageServer, NeedsRole, WrongChannel
 from bot.store import GuildSettings
@@ -22,6 +27,24 @@ def require_manage_server(interaction: discord.Interaction, doing: str) -> None:
     """Raises NeedsManageServer (one line, naming what was refused) unless the member has it."""
     if not manages_server(interaction):
         raise NeedsManageServer(doing)
+
+
+_T = TypeVar("_T")
+
+# What server-only commands declare (Discord then offers them only in servers); the tree
+# answers one that arrives elsewhere anyway in one line.
+SERVER_ONLY = app_commands.AppCommandContext(guild=True)
+
+
+def admin_only(doing: str) -> Callable[[_T], _T]:
+    """The check of every admin command: Manage Server, checked when the command runs (before
+    its options are converted), refused in one line naming ``doing``."""
+
+    def predicate(interaction: discord.Interaction) -> bool:
+        require_manage_server(interaction, doing)
+        return True
+
+    return app_commands.check(predicate)
 
 
 def require_may_use(interaction: discord.Interaction, settings: GuildSettings) -> None:

@@ -11,7 +11,9 @@ import discord
 from discord.ext import commands
 
 from bot.api_base import use_gateway_of
+from bot.decoding import DECODE_BUDGET_PIXELS, PixelBudget
 from bot.metrics import Metrics
+from bot.replays import SeenInteractions
 from bot.settings import Settings
 from bot.store import JobStore
 from bot.tree import StyleTree
@@ -48,6 +50,9 @@ class StyleBot(commands.Bot):
         self.metrics = metrics
         self.http_session: aiohttp.ClientSession | None = None
         self._heap_frozen = False
+        self._seen = SeenInteractions()
+        # Member images decoded in this process (saved styles, attachment checks) share it.
+        self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
 
     async def setup_hook(self) -> None:
         # Runs again when nst-bot retries a login that failed part-way (Discord out of reach).
@@ -68,6 +73,11 @@ class StyleBot(commands.Bot):
             await self.tree.sync()
             log.info("commands synced globally (may take up to an hour to appear)")
 
+    def first_delivery(self, interaction: discord.Interaction) -> bool:
+        """False for an interaction the gateway delivered again (a replay after a RESUME): the
+        tree and every component handler call this before doing anything."""
+        return self._seen.first(interaction)
+
     def stop_accepting(self) -> None:
         """Refuse new work from now on (the first thing a SIGTERM does)."""
         for cog in self._draining_cogs():
@@ -87,6 +97,7 @@ class StyleBot(commands.Bot):
         await super().close()
         if self.http_session:
             await self.http_session.close()
+        self.decode_budget.close()
 
     @property
     def connected(self) -> bool:

@@ -29,17 +29,15 @@ from bot.store.database import (
     JournalUnavailable,
 )
 from bot.store.jobs import JobRecord, JobsMixin, StoredJob
+from bot.store.names import STYLE_NAME_LENGTH, BadStyleName, style_key, style_name
 from bot.store.servers import (
     GUILD_SETTINGS,
     MAX_STYLES,
-    STYLE_NAME_LENGTH,
-    BadStyleName,
     GuildSettings,
     SavedStyle,
     ServersMixin,
     StyleExists,
     TooManyStyles,
-    style_name,
 )
 
 
@@ -63,5 +61,6 @@ __all__ = [
     "StoredJob",
     "StyleExists",
     "TooManyStyles",
+    "style_key",
     "style_name",
 ]

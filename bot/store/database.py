@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.store import names
+
 log = logging.getLogger(__name__)
 
 _JOB_ID = re.compile(r"^[0-9a-f]{8,32}$")
@@ -82,9 +84,8 @@ _ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "jobs": (("status_message_id", "INTEGER"),),
 }
 
-# Saved styles: names are 1-32 characters (spaces collapsed), unique per server whatever
-# their case, at most MAX_STYLES per server.
-STYLE_NAME_LENGTH = 32
+# Saved styles: names are 1-32 characters (see `bot.store.names`), unique per server by their
+# key, at most MAX_STYLES per server.
 MAX_STYLES = 100
 # What `update_guild_settings` may change; None clears a setting.
 GUILD_SETTINGS = ("max_size", "default_quality", "daily_limit", "role_id")
@@ -164,6 +165,7 @@ class Database:
             for table, column, kind in missing:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             db.executescript(_SCHEMA)
+            _migrate_style_names(db)
         except BaseException:
             db.close()
             raise
@@ -259,6 +261,52 @@ class Database:
         if not _JOB_ID.match(job_id):
             raise ValueError(f"bad job id {job_id!r}")
         return self.root / "jobs" / job_id
+
+
+def _migrate_style_names(db: sqlite3.Connection) -> None:
+    """Saved styles' names and keys as `bot.store.names` makes them now (an older bot only
+    collapsed spaces and folded case). Of names that are now the same, the first saved is kept
+    and the others are removed; a name with nothing visible left is renamed after its image."""
+    rows = db.execute(
+        "SELECT rowid, guild_id, key, name, sha256 FROM styles ORDER BY guild_id, created, rowid"
+    ).fetchall()
+    kept: dict[tuple[int, str], str] = {}
+    removed, renamed = [], []
+    for rowid, guild_id, key, name, sha256 in rows:
+        new_name = names.migrated(name) or f"unnamed {sha256[:8]}"
+        new_key = names.style_key(new_name)
+        if (guild_id, new_key) in kept:
+            removed.append((rowid, guild_id, name, kept[guild_id, new_key]))
+            continue
+        kept[guild_id, new_key] = new_name
+        if (new_key, new_name) != (key, name):
+            renamed.append((rowid, guild_id, name, new_name, new_key))
+    if not removed and not renamed:
+        return
+    with db:
+        db.executemany("DELETE FROM styles WHERE rowid=?", [(r[0],) for r in removed])
+        # Through a key no name can have, so that no two rows hold one key in between.
+        db.executemany(
+            "UPDATE styles SET key=? WHERE rowid=?", [(f"\0{r[0]}", r[0]) for r in renamed]
+        )
+        db.executemany(
+            "UPDATE styles SET key=?, name=? WHERE rowid=?", [(r[4], r[3], r[0]) for r in renamed]
+        )
+    for _rowid, guild_id, name, new_name, _key in renamed:
+        if new_name != name:
+            log.warning("guild %s: saved style %r is now called %r", guild_id, name, new_name)
+    for _rowid, guild_id, name, first in removed:
+        log.warning(
+            "guild %s: removed saved style %r: its name is now the same as %r, saved before it",
+            guild_id,
+            name,
+            first,
+        )
+    log.info(
+        "style names brought up to date: %d renamed or re-keyed, %d removed as duplicates",
+        len(renamed),
+        len(removed),
+    )
 
 
 def _busy(err: sqlite3.DatabaseError) -> bool:

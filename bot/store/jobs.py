@@ -51,13 +51,26 @@ class JobsMixin:
     """Jobs: their rows, inputs and results (mixed into `JobStore`)."""
 
     async def add(
-        self, record: JobRecord, content: bytes, style: bytes, style2: bytes | None = None
+        self,
+        record: JobRecord,
+        content: bytes,
+        style: bytes,
+        style2: bytes | None = None,
+        *,
+        counted: bool = False,
     ) -> None:
         """Journal an accepted job with its inputs (files first, then the row), and count it
-        towards its member's pictures of the day."""
-        await self._run(self._add, record, content, style, style2)
+        towards its member's pictures of the day, unless ``counted`` already (`hold_picture`)."""
+        await self._run(self._add, record, content, style, style2, counted)
 
-    def _add(self, record: JobRecord, content: bytes, style: bytes, style2: bytes | None) -> None:
+    def _add(
+        self,
+        record: JobRecord,
+        content: bytes,
+        style: bytes,
+        style2: bytes | None,
+        counted: bool = False,
+    ) -> None:
         folder = self._dir(record.id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "content.bin").write_bytes(content)
@@ -66,7 +79,7 @@ class JobsMixin:
             (folder / "style2.bin").write_bytes(style2)
         now = time.time()
         with self._conn() as db:
-            if record.guild_id is not None:
+            if record.guild_id is not None and not counted:
                 # Counted with the row, in one transaction; a count kept apart from the jobs
                 # table survives `prune`, which may remove today's rows (NST_KEEP_HOURS < 24).
                 db.execute(
@@ -94,6 +107,37 @@ class JobsMixin:
                     record.status_message_id,
                 ),
             )
+
+    async def hold_picture(self, guild_id: int, user_id: int, limit: int) -> str | None:
+        """Count a picture towards the member's day the moment a request arrives, if they are
+        under ``limit``: the check and the count are one statement, so no burst slips past it.
+        The UTC day it was counted on, or None at the limit. `add(..., counted=True)` then
+        doesn't count the job again; `give_back_picture` undoes it for a refused request."""
+
+        def hold() -> str | None:
+            day = utc_day(time.time())
+            with self._conn() as db:
+                cursor = db.execute(
+                    "INSERT INTO daily_use VALUES (?,?,?,1) ON CONFLICT(guild_id, user_id, day) "
+                    "DO UPDATE SET pictures=pictures+1 WHERE pictures < ?",
+                    (guild_id, user_id, day, limit),
+                )
+            return day if cursor.rowcount > 0 else None
+
+        return await self._run(hold)
+
+    async def give_back_picture(self, guild_id: int, user_id: int, day: str) -> None:
+        """Undo a `hold_picture`: the request was refused before it became a job."""
+
+        def give_back() -> None:
+            with self._conn() as db:
+                db.execute(
+                    "UPDATE daily_use SET pictures=pictures-1 "
+                    "WHERE guild_id=? AND user_id=? AND day=? AND pictures > 0",
+                    (guild_id, user_id, day),
+                )
+
+        await self._run(give_back)
 
     async def set_state(self, job_id: str, state: str, *, attempt: bool = False) -> None:
         def update() -> None:
@@ -128,16 +172,32 @@ class JobsMixin:
         await self._run(update)
 
     async def save_result(self, job_id: str, png: bytes) -> None:
-        """Keep the picture and mark the job done (computed, not yet delivered)."""
+        """Keep the picture and mark the job done (computed, not yet delivered). Its attempts
+        start again at 0: from now on they count tries to deliver it (`delivery_tried`)."""
 
         def save() -> None:
             (self._dir(job_id) / "result.png").write_bytes(png)
             with self._conn() as db:
                 db.execute(
-                    "UPDATE jobs SET state='done', updated=? WHERE id=?", (time.time(), job_id)
+                    "UPDATE jobs SET state='done', attempts=0, updated=? WHERE id=?",
+                    (time.time(), job_id),
                 )
 
         await self._run(save)
+
+    async def delivery_tried(self, job_id: str) -> int:
+        """Count one more try to deliver a done job; the tries so far, this one included."""
+
+        def update() -> int:
+            with self._conn() as db:
+                db.execute(
+                    "UPDATE jobs SET attempts=attempts+1, updated=? WHERE id=?",
+                    (time.time(), job_id),
+                )
+                row = db.execute("SELECT attempts FROM jobs WHERE id=?", (job_id,)).fetchone()
+            return row[0] if row else 1
+
+        return await self._run(update)
 
     async def load(self, job_id: str) -> StoredJob | None:
         return await self._run(self._load, job_id)

@@ -10,23 +10,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.errors import UserFacingError
-from bot.store.database import GUILD_SETTINGS, MAX_STYLES, STYLE_NAME_LENGTH, utc_day
+from bot.errors import UserFacingError, shown
+from bot.store.database import GUILD_SETTINGS, MAX_STYLES, utc_day
+from bot.store.names import style_key, style_name
 
 log = logging.getLogger(__name__)
-
-
-class BadStyleName(UserFacingError):
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"A style name must be 1 to {STYLE_NAME_LENGTH} characters, not {len(name)}."
-        )
 
 
 class StyleExists(UserFacingError):
     def __init__(self, name: str) -> None:
         super().__init__(
-            f"This server already has a style called {name!r}; names are unique whatever "
+            f"This server already has a style called {shown(name)}; names are unique whatever "
             "their case, so pick another or remove that one with /styles remove."
         )
 
@@ -44,7 +38,7 @@ class SavedStyle:
     """An artwork a server saved under a name."""
 
     guild_id: int
-    # As the member typed it (spaces collapsed); looked up whatever its case.
+    # As the member typed it (NFKC, spaces collapsed); looked up by `style_key`.
     name: str
     # The member who saved it (who may remove it, besides Manage Server).
     user_id: int
@@ -204,14 +198,14 @@ class ServersMixin:
                     "SELECT COUNT(*) FROM styles WHERE guild_id=?", (guild_id,)
                 ).fetchone()[0]
                 if db.execute(
-                    "SELECT 1 FROM styles WHERE guild_id=? AND key=?", (guild_id, _key(name))
+                    "SELECT 1 FROM styles WHERE guild_id=? AND key=?", (guild_id, style_key(name))
                 ).fetchone():
                     raise StyleExists(name)
                 if count >= MAX_STYLES:
                     raise TooManyStyles()
                 db.execute(
                     "INSERT INTO styles VALUES (?,?,?,?,?,?,?)",
-                    (guild_id, _key(name), name, user_id, saved.created, saved.sha256, image),
+                    (guild_id, style_key(name), name, user_id, saved.created, saved.sha256, image),
                 )
 
         await self._run(insert)
@@ -225,7 +219,7 @@ class ServersMixin:
                 self._conn()
                 .execute(
                     "SELECT * FROM styles WHERE guild_id=? AND key=?",
-                    (guild_id, _key(_collapse(name))),
+                    (guild_id, style_key(name)),
                 )
                 .fetchone()
             )
@@ -263,28 +257,11 @@ class ServersMixin:
             with self._conn() as db:
                 cursor = db.execute(
                     "DELETE FROM styles WHERE guild_id=? AND key=?",
-                    (guild_id, _key(_collapse(name))),
+                    (guild_id, style_key(name)),
                 )
                 return cursor.rowcount > 0
 
         return await self._run(delete)
-
-
-def style_name(name: str) -> str:
-    """``name`` with runs of spaces collapsed; BadStyleName unless it is 1-32 characters."""
-    collapsed = _collapse(name)
-    if not 1 <= len(collapsed) <= STYLE_NAME_LENGTH:
-        raise BadStyleName(collapsed)
-    return collapsed
-
-
-def _collapse(name: str) -> str:
-    return " ".join(name.split())
-
-
-def _key(name: str) -> str:
-    """What makes two names the same name: case folded (Unicode-aware, unlike SQLite's NOCASE)."""
-    return name.casefold()
 
 
 def _saved_style(row: sqlite3.Row) -> SavedStyle:

@@ -11,6 +11,7 @@ class FakeJournal:
     def __init__(self) -> None:
         self.rows: dict[str, str] = {}
         self.attempts: dict[str, int] = {}
+        self.deliveries: dict[str, int] = {}
         self.fail: Exception | None = None
 
     async def set_state(self, job_id: str, state: str, *, attempt: bool = False) -> None:
@@ -24,6 +25,12 @@ class FakeJournal:
 
     async def requeue(self, job_id: str) -> None:
         await self.set_state(job_id, "queued")
+
+    async def delivery_tried(self, job_id: str) -> int:
+        if self.fail:
+            raise self.fail
+        self.deliveries[job_id] = self.deliveries.get(job_id, 0) + 1
+        return self.deliveries[job_id]
 
 
 def metric(m: Metrics, name: str) -> float:

@@ -86,7 +86,9 @@ async def test_a_name_outside_1_to_32_characters_is_refused_in_one_line(world: W
     image = artwork(world)
     # Discord's client keeps names to 32 characters; a forged interaction does not.
     line = await add(world, name, image, validate=False)
-    assert line.startswith("A style name must be 1 to 32 characters, not ")
+    assert line.startswith(
+        ("A style name must be 1 to 32 characters, not ", "The name option must be 1 to 32")
+    )
     assert "\n" not in line
     assert world.emu.downloads[int(image["id"])] == 0
 

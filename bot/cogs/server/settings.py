@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot import access
 from bot.cogs.server.errors import NothingToChange
-from bot.errors import BadOption
+from bot.errors import BadOption, channel_list
 from bot.store import MAX_STYLES, GuildSettings
 
 if TYPE_CHECKING:
@@ -45,19 +45,21 @@ class SettingsCog(commands.Cog, name="Server settings"):
         description="This server's choices for the bot (Manage Server)",
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
+        allowed_contexts=access.SERVER_ONLY,
     )
     channels = app_commands.Group(
         name="channels", description="Channels the bot may be used in", parent=settings
     )
 
     @settings.command(name="view")
+    @access.admin_only("see this server's bot settings")
     async def settings_view(self, interaction: discord.Interaction) -> None:
         """Show this server's settings beside the bot-wide caps."""
-        access.require_manage_server(interaction, "see this server's bot settings")
         await interaction.response.defer(ephemeral=True, thinking=True)
         await self._show(interaction, "")
 
     @settings.command(name="set")
+    @access.admin_only(MANAGE)
     @app_commands.describe(
         max_size=f"Longest side of results in pixels, {MIN_SIZE}–{MAX_SIZE} (the bot's cap wins)",
         default_quality="Quality when a member doesn't choose: fast, balanced or best",
@@ -73,7 +75,6 @@ class SettingsCog(commands.Cog, name="Server settings"):
         role: discord.Role | None = None,
     ) -> None:
         """Change this server's settings; options left out stay as they are."""
-        access.require_manage_server(interaction, MANAGE)
         changes: dict[str, object] = {}
         if max_size is not None:
             _require(_whole(max_size) and MIN_SIZE <= max_size <= MAX_SIZE, "max_size", max_size)
@@ -105,10 +106,10 @@ class SettingsCog(commands.Cog, name="Server settings"):
         await self._show(interaction, "Saved.")
 
     @settings.command(name="reset")
+    @access.admin_only(MANAGE)
     @app_commands.describe(setting="Which setting to return to the bot's default")
     async def settings_reset(self, interaction: discord.Interaction, setting: Resettable) -> None:
         """Return a setting (or all of them) to the bot's default."""
-        access.require_manage_server(interaction, MANAGE)
         await interaction.response.defer(ephemeral=True, thinking=True)
         store, guild_id = self.bot.store, interaction.guild_id
         names = {"role": "role_id"}
@@ -125,6 +126,7 @@ class SettingsCog(commands.Cog, name="Server settings"):
         await self._show(interaction, f"Reset {'everything' if setting == 'all' else setting}.")
 
     @channels.command(name="add")
+    @access.admin_only(MANAGE)
     @app_commands.describe(channel="A channel the bot may be used in")
     async def channels_add(
         self, interaction: discord.Interaction, channel: discord.TextChannel
@@ -139,6 +141,7 @@ class SettingsCog(commands.Cog, name="Server settings"):
         )
 
     @channels.command(name="remove")
+    @access.admin_only(MANAGE)
     @app_commands.describe(channel="A channel to take off the list")
     async def channels_remove(
         self, interaction: discord.Interaction, channel: discord.TextChannel
@@ -154,7 +157,6 @@ class SettingsCog(commands.Cog, name="Server settings"):
 
     async def _change_channels(self, interaction, change, channel, changed: str, same: str):
         """Add a channel to the allow-list or take one off, and show the list."""
-        access.require_manage_server(interaction, MANAGE)
         await interaction.response.defer(ephemeral=True, thinking=True)
         done = await change(interaction.guild_id, channel.id)
         allowed = (await self.bot.store.guild_settings(interaction.guild_id)).channels
@@ -206,7 +208,7 @@ def describe(
 
 
 def _channels(channels: frozenset[int]) -> str:
-    return ", ".join(f"<#{c}>" for c in sorted(channels)) if channels else "every channel"
+    return channel_list(channels) if channels else "every channel"
 
 
 def _rate(per_minute: int) -> str:

@@ -14,10 +14,20 @@ from discord.ext import commands
 from PIL import Image, ImageDraw
 
 from bot import access
-from bot.cogs.server.errors import NotYourStyle, UnknownStyle
+from bot.cogs.server.errors import NotYourStyle, SavingTooFast, UnknownStyle
 from bot.cogs.stylize import attachments
-from bot.store import MAX_STYLES, STYLE_NAME_LENGTH, SavedStyle, StyleExists, TooManyStyles
+from bot.cogs.stylize.errors import BadAttachment
+from bot.markdown import literal
+from bot.store import (
+    MAX_STYLES,
+    STYLE_NAME_LENGTH,
+    SavedStyle,
+    StyleExists,
+    TooManyStyles,
+    style_key,
+)
 from bot.store import style_name as checked_name
+from nst_engine.errors import ImageError
 from nst_engine.images import decode_image, encode_image, output_size, resize
 
 if TYPE_CHECKING:
@@ -33,6 +43,9 @@ STYLE_MAX_SIDE = 512
 PAGE = 25
 SHEET_COLUMNS = 5
 THUMB = 96
+# Saves per member per minute are NST_MEMBER_RATE, as for /stylize: each one is a download and
+# a decode of up to NST_MAX_ATTACHMENT_BYTES.
+RATE_WINDOW = 60.0
 _LABEL = 18
 _PAD = 8
 
@@ -45,9 +58,18 @@ class StylesCog(commands.Cog, name="Styles"):
     def __init__(self, bot: StyleBot) -> None:
         self.bot = bot
         self._hosts = attachments.allowed_hosts(bot.settings.discord_api_base)
+        rate = bot.settings.nst_member_rate
+        self._saves = (
+            commands.CooldownMapping(app_commands.Cooldown(rate, RATE_WINDOW), lambda key: key)
+            if rate
+            else None
+        )
 
     styles = app_commands.Group(
-        name="styles", description="Artworks this server keeps by name", guild_only=True
+        name="styles",
+        description="Artworks this server keeps by name",
+        guild_only=True,
+        allowed_contexts=access.SERVER_ONLY,
     )
 
     @styles.command(name="add")
@@ -70,10 +92,11 @@ class StylesCog(commands.Cog, name="Styles"):
         access.require_may_use(interaction, await store.guild_settings(interaction.guild_id))
         # The store checks both again when it saves; here they spare a pointless download.
         names = await store.style_names(interaction.guild_id)
-        if any(n.casefold() == name.casefold() for n in names):
+        if any(style_key(n) == style_key(name) for n in names):
             raise StyleExists(name)
         if len(names) >= MAX_STYLES:
             raise TooManyStyles()
+        self._spend_a_save(interaction.user.id)
         data = await attachments.fetch(
             self.bot.http_session,
             "image",
@@ -83,8 +106,10 @@ class StylesCog(commands.Cog, name="Styles"):
             timeout=settings.nst_download_timeout,
         )
         attachments.check_bytes("image", image, data)
-        pixels = await attachments.decode("image", data, max_bytes=max_bytes)
-        png = await asyncio.to_thread(bounded_png, pixels)
+        # The full-size pixels live until the PNG is made: the budget covers both.
+        budget = self.bot.decode_budget
+        async with budget.decoding(data):
+            png = await budget.run(style_png, data, max_bytes=max_bytes)
         saved = await store.add_style(interaction.guild_id, name, interaction.user.id, png)
         log.info(
             "guild %s: user %s saved style %r (%d bytes, sha256 %s)",
@@ -96,11 +121,20 @@ class StylesCog(commands.Cog, name="Styles"):
         )
         height, width = _png_size(png)
         await interaction.followup.send(
-            f"Saved the style **{discord.utils.escape_markdown(saved.name)}** for this server "
+            f"Saved the style **{literal(saved.name)}** for this server "
             f"({width}×{height}); anyone here can use it with `/stylize style_name:`.",
             file=discord.File(io.BytesIO(png), filename="style.png"),
             ephemeral=True,
         )
+
+    def _spend_a_save(self, user_id: int) -> None:
+        """Count a save that is about to download (a burst counts in full), or raise
+        SavingTooFast when the member has used up this minute's."""
+        if self._saves is None:
+            return
+        bucket = self._saves.get_bucket(user_id)
+        if wait := bucket.update_rate_limit():
+            raise SavingTooFast(bucket.rate, wait)
 
     @styles.command(name="remove")
     @app_commands.describe(name="The saved style to remove")
@@ -124,16 +158,16 @@ class StylesCog(commands.Cog, name="Styles"):
             saved.name,
         )
         await interaction.followup.send(
-            f"Removed the style **{discord.utils.escape_markdown(saved.name)}**.", ephemeral=True
+            f"Removed the style **{literal(saved.name)}**.", ephemeral=True
         )
 
     @styles_remove.autocomplete("name")
     async def _style_names(
         self, interaction: discord.Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        wanted = current.casefold()
+        wanted = style_key(current)
         names = await self.bot.store.style_names(interaction.guild_id)
-        return [app_commands.Choice(name=n, value=n) for n in names if wanted in n.casefold()][:25]
+        return [app_commands.Choice(name=n, value=n) for n in names if wanted in style_key(n)][:25]
 
     @styles.command(name="list")
     async def styles_list(self, interaction: discord.Interaction) -> None:
@@ -154,7 +188,7 @@ class StylesCog(commands.Cog, name="Styles"):
                 title=f"Saved styles {start + 1}–{start + len(page)} of {len(saved)} "
                 f"(at most {MAX_STYLES})",
                 description="\n".join(
-                    f"{start + i}. **{discord.utils.escape_markdown(s.name)}** — <@{s.user_id}>"
+                    f"{start + i}. **{literal(s.name)}** — <@{s.user_id}>"
                     for i, s in enumerate(page, 1)
                 ),
             )
@@ -165,6 +199,16 @@ class StylesCog(commands.Cog, name="Styles"):
                 ephemeral=True,
                 allowed_mentions=NO_PINGS,
             )
+
+
+def style_png(data: bytes, *, max_bytes: int) -> bytes:
+    """A member's upload as a saved style's PNG (`bounded_png`); BadAttachment if it can't be
+    decoded. The full-size pixels never leave this call."""
+    try:
+        pixels = decode_image(data, max_bytes=max_bytes)
+    except ImageError as err:
+        raise BadAttachment("image", str(err)) from None
+    return bounded_png(pixels)
 
 
 def bounded_png(image: np.ndarray) -> bytes:

@@ -11,6 +11,7 @@ import numpy as np
 import yarl
 
 from bot.cogs.stylize.errors import BadAttachment
+from bot.decoding import PixelBudget
 from nst_engine.errors import ImageError
 from nst_engine.frames import Clip, decode_clip, is_animation_file
 from nst_engine.images import DEFAULT_MAX_PIXELS, decode_image, sniff_image_type
@@ -153,25 +154,35 @@ def check_bytes(which: str, attachment: discord.Attachment, data: bytes) -> None
         )
 
 
-async def decode_content(data: bytes, *, max_bytes: int, max_frames: int) -> np.ndarray | Clip:
+async def decode_content(
+    data: bytes, *, max_bytes: int, max_frames: int, budget: PixelBudget | None = None
+) -> np.ndarray | Clip:
     """The photo, or an animated GIF or WebP's frames and timing (too many frames, or frames
-    too large, refused in one line from the file's structure, before anything is decoded)."""
+    too large, refused in one line from the file's structure, before anything is decoded).
+    With a ``budget``, the decode waits for its pixels (every frame's) to be free."""
     if sniff_image_type(data[:64]) in ("gif", "webp") and is_animation_file(data):
         try:
-            return await asyncio.to_thread(
-                decode_clip,
-                data,
-                max_bytes=max_bytes,
-                max_frames=max_frames,
+            return await _decoded(
+                budget, data, max_frames, decode_clip, max_bytes=max_bytes, max_frames=max_frames
             )
         except ImageError as err:
             raise BadAttachment("content", str(err)) from None
-    return await decode("content", data, max_bytes=max_bytes)
+    return await decode("content", data, max_bytes=max_bytes, budget=budget)
 
 
-async def decode(which: str, data: bytes, *, max_bytes: int) -> np.ndarray:
-    """Decode in a thread (the event loop never waits on pixels)."""
+async def decode(
+    which: str, data: bytes, *, max_bytes: int, budget: PixelBudget | None = None
+) -> np.ndarray:
+    """Decode in a thread (the event loop never waits on pixels); with a ``budget``, in its
+    thread once the image's pixels (read from its header) are free in it."""
     try:
-        return await asyncio.to_thread(decode_image, data, max_bytes=max_bytes)
+        return await _decoded(budget, data, 1, decode_image, max_bytes=max_bytes)
     except ImageError as err:
         raise BadAttachment(which, str(err)) from None
+
+
+async def _decoded(budget: PixelBudget | None, data: bytes, frames: int, fn, **limits):
+    if budget is None:
+        return await asyncio.to_thread(fn, data, **limits)
+    async with budget.decoding(data, frames=frames):
+        return await budget.run(fn, data, **limits)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.cogs.stylize import attachments
 from bot.cogs.stylize.delivery import picture_name
 from bot.cogs.stylize.errors import (
     GalleryGone,
@@ -141,20 +140,15 @@ class Buttons:
             params = Params.from_dict(stored.record.params).nudged(delta)
             if seed is not None:
                 params = params.varied(seed)
-            max_bytes = self.bot.settings.nst_max_attachment_bytes
 
             async def load() -> Inputs:
-                async def decode(which: str, data: bytes | None):
-                    if data is None:
-                        return None
-                    return await attachments.decode(which, data, max_bytes=max_bytes)
-
+                style2 = stored.style2
                 return Inputs.of(
                     await self.intake.decode_content(stored.content),
-                    await decode("style", stored.style),
+                    await self.intake.decode("style", stored.style),
                     stored.content,
                     stored.style,
-                    style2=await decode("style2", stored.style2),
+                    style2=None if style2 is None else await self.intake.decode("style2", style2),
                     style2_raw=stored.style2,
                     artworks=params.artworks,
                 )

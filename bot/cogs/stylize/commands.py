@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
+from bot import access
 from bot.cogs.stylize import attachments
 from bot.cogs.stylize.buttons import Buttons
 from bot.cogs.stylize.delivery import PROGRESS_EDIT_SECONDS, Delivery
@@ -22,13 +23,14 @@ from bot.cogs.stylize.lifecycle import JobState
 from bot.cogs.stylize.models import Params, Quality
 from bot.cogs.stylize.scheduler import Scheduler
 from bot.cogs.stylize.views import Action, JobViews, StylePicker
-from bot.store import GuildSettings, SavedStyle
-from nst_engine.images import decode_image
+from bot.store import GuildSettings, SavedStyle, style_key
 
 if TYPE_CHECKING:
     from bot.client import StyleBot
 
 log = logging.getLogger(__name__)
+
+GALLERY = "choose this server's gallery"
 
 
 class StylizeCog(commands.Cog, name="Stylize"):
@@ -40,10 +42,10 @@ class StylizeCog(commands.Cog, name="Stylize"):
         # This extension's persistent buttons; `setup` registers their type.
         self.views = JobViews(self._press)
         self.delivery = Delivery(bot, self.views)
-        max_bytes = settings.nst_max_attachment_bytes
 
+        # A restart's journaled jobs are decoded as new ones are: in the bot's shared budget.
         async def decode(data: bytes):
-            return await asyncio.to_thread(decode_image, data, max_bytes=max_bytes)
+            return await self.intake.decode("style", data)
 
         async def decode_content(data: bytes):
             return await self.intake.decode_content(data)
@@ -87,6 +89,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         await self.scheduler.close()
 
     async def _press(self, interaction: discord.Interaction, action: Action, job_id: str) -> None:
+        # A press the gateway replays never gets here (see JobButton.interaction_check).
         await self.buttons.press(interaction, action, job_id)
 
     # The bot's shutdown (see bot.client.StyleBot.drain).
@@ -168,8 +171,8 @@ class StylizeCog(commands.Cog, name="Stylize"):
         if interaction.guild_id is None:
             return []
         names = await self.bot.store.style_names(interaction.guild_id)
-        typed = typed.casefold()
-        matches = [n for n in names if typed in n.casefold()]
+        typed = style_key(typed)
+        matches = [n for n in names if typed in style_key(n)]
         return [app_commands.Choice(name=n, value=n) for n in matches[:25]]
 
     async def stylize_message(
@@ -199,10 +202,8 @@ class StylizeCog(commands.Cog, name="Stylize"):
                 names = await self.bot.store.style_names(interaction.guild_id)
             if not names:
                 raise NoSavedStyles()
-            picker = StylePicker(self, interaction.user.id, images[0], names[:25], params)
-            await interaction.response.send_message(
-                "Which saved style should the photo get?", view=picker, ephemeral=True
-            )
+            picker = StylePicker(self, interaction.user.id, images[0], names, params)
+            await interaction.response.send_message(picker.text, view=picker, ephemeral=True)
 
     async def stylize_with_saved(
         self,
@@ -211,7 +212,8 @@ class StylizeCog(commands.Cog, name="Stylize"):
         style_name: str,
         params: Params,
     ) -> None:
-        """The context menu's second half: a member picked a saved style for a photo."""
+        """The context menu's second half: a member picked one of the menu's saved styles for a
+        photo (the picker has checked the pick and that it is not a replay)."""
         async with self.intake.place(interaction):
             await self.intake.admit(interaction)
             saved = await self._saved_style(interaction, style_name)
@@ -268,9 +270,11 @@ class StylizeCog(commands.Cog, name="Stylize"):
         description="Choose where members can cross-post their pictures",
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
+        allowed_contexts=access.SERVER_ONLY,
     )
 
     @gallery.command(name="set")
+    @access.admin_only(GALLERY)
     @app_commands.describe(channel="The channel that collects shared pictures")
     async def gallery_set(
         self, interaction: discord.Interaction, channel: discord.TextChannel
@@ -282,6 +286,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         )
 
     @gallery.command(name="clear")
+    @access.admin_only(GALLERY)
     async def gallery_clear(self, interaction: discord.Interaction) -> None:
         """Stop offering a gallery in this server."""
         await self.bot.store.set_gallery_channel(interaction.guild_id, None)

@@ -16,6 +16,7 @@ from bot.cogs.stylize.jobs import Undeliverable, figures
 from bot.cogs.stylize.lifecycle import JobState
 from bot.cogs.stylize.models import Request
 from bot.cogs.stylize.views import Action, JobViews
+from bot.markdown import literal
 from nst_engine.images import encode_image, sniff_image_type
 from nst_engine.options import Progress, StyleResult
 from nst_engine.text import clock
@@ -31,6 +32,10 @@ PROGRESS_EDIT_SECONDS = 3.0
 TOKEN_LIFETIME = 15 * 60 - 30
 # Discord's answer to a webhook call with a stale interaction token.
 _INVALID_TOKEN = 401
+# Discord's answer to a file over the upload limit (its JSON code is 40005).
+_TOO_LARGE = 413
+# Discord's answer when a route's rate limit is spent: worth trying again later.
+_RATE_LIMITED = 429
 
 
 class Delivery:
@@ -102,10 +107,13 @@ class Delivery:
             text += f" {request.note}"
         try:
             await self._send(request, text, png, embed, self.views(request.id, *actions))
-        except (discord.Forbidden, discord.NotFound) as err:
-            # The channel is gone, the bot may not post there, or the member's DMs are closed:
-            # no retry will reach them, so the job ends here instead of at every restart.
-            raise Undeliverable(f"{err.status} {err.text}") from None
+        except discord.HTTPException as err:
+            # Too large, the channel gone or closed to the bot, the member's DMs closed: no
+            # retry will change Discord's answer, so the job ends here, not at every restart.
+            if permanent(err):
+                why = refusal(err, private=request.params.private)
+                raise Undeliverable(f"{err.status} {err.text}", why) from None
+            raise
         async with request.edit_lock:
             if self._token_alive(request) and request.interaction is not None:
                 with contextlib.suppress(discord.HTTPException):
@@ -252,6 +260,23 @@ class Delivery:
         await channel.send(text, allowed_mentions=mentions, **extras())
 
 
+def permanent(err: discord.HTTPException) -> bool:
+    """Whether Discord's refusal is for good: any 4xx but a rate limit (a 5xx or a 429 may
+    pass if tried later)."""
+    return 400 <= err.status < 500 and err.status != _RATE_LIMITED
+
+
+def refusal(err: discord.HTTPException, *, private: bool = False) -> str:
+    """Why a picture could not be delivered, in the member's words (ends "painted but …")."""
+    if err.status == _TOO_LARGE:
+        return "Discord refused it as too large for this channel; try a smaller size"
+    if isinstance(err, (discord.Forbidden, discord.NotFound)):
+        if private:
+            return "the bot can't send it to you (your DMs are closed to it)"
+        return "the bot can't post it there any more (the channel is gone or closed to the bot)"
+    return f"Discord refused it ({err.status} {err.text or 'no reason given'})"
+
+
 def queued_text(request: Request, position: int | None, running: int) -> str:
     ahead = (position or 1) - 1 + running
     if request.resumed:
@@ -291,7 +316,7 @@ def params_embed(
     embed.add_field(name="Colours", value="photo's" if p.preserve_colors else "artwork's")
     embed.add_field(name="Seed", value=str(p.seed))
     if p.style_name:
-        embed.add_field(name="Style", value=p.style_name)
+        embed.add_field(name="Style", value=literal(p.style_name))
     if request.style2 is not None:
         embed.add_field(name="Blend", value=f"{1 - p.blend:g} first, {p.blend:g} second")
     footer = f"job {request.id}"

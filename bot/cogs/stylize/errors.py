@@ -97,3 +97,10 @@ class NoSavedStyles(UserFacingError):
             "That message has one image and this server has no saved styles yet: post the photo "
             "and the artwork together, or save an artwork with /styles add."
         )
+
+
+class BadPick(UserFacingError):
+    """A pick from the Stylize menu that its options could not have sent (a forged interaction)."""
+
+    def __init__(self) -> None:
+        super().__init__("That pick is not one of the styles this menu offers; pick one from it.")

@@ -62,6 +62,16 @@ class Inputs:
         return cls(content, style, content_raw, style_raw, **more)
 
 
+@dataclass
+class Place:
+    """What a request holds from its arrival until it is a job or refused (see `Intake.place`)."""
+
+    # The server's rules as `admit` found them (None until then).
+    rules: GuildSettings | None = None
+    # The UTC day a picture was counted on under the server's daily limit (None: none counted).
+    day: str | None = None
+
+
 RATE_WINDOW = 60.0
 
 
@@ -107,8 +117,9 @@ class Intake:
         settings = bot.settings
         self.rates = Rates(settings.nst_member_rate, settings.nst_guild_rate)
         self._hosts = attachments.allowed_hosts(settings.discord_api_base)
-        # Interactions holding a place in the queue (see `place`).
-        self._places: set[int] = set()
+        # What each request holds from its arrival until it is a job, by interaction id (see
+        # `place`).
+        self._places: dict[int, Place] = {}
 
     async def download(self, which: str, attachment: discord.Attachment) -> bytes:
         settings = self.bot.settings
@@ -131,13 +142,12 @@ class Intake:
         *,
         saved_name: str | None = None,
     ) -> Inputs:
-        max_bytes = self.bot.settings.nst_max_attachment_bytes
         content = await self.decode_content(content_raw)
-        style = await attachments.decode("style", style_raw, max_bytes=max_bytes)
+        style = await self.decode("style", style_raw)
         style2 = None
         labels = [f"saved:{saved_name}" if saved_name else provenance.artwork_label(style_raw)]
         if style2_raw is not None:
-            style2 = await attachments.decode("style2", style2_raw, max_bytes=max_bytes)
+            style2 = await self.decode("style2", style2_raw)
             labels.append(provenance.artwork_label(style2_raw))
         return Inputs.of(
             content,
@@ -150,42 +160,85 @@ class Intake:
         )
 
     async def decode_content(self, data: bytes) -> np.ndarray | Clip:
-        """The photo, or an animated GIF or WebP (up to NST_MAX_FRAMES frames)."""
+        """The photo, or an animated GIF or WebP (up to NST_MAX_FRAMES frames), decoded in the
+        bot's shared budget."""
         settings = self.bot.settings
         return await attachments.decode_content(
-            data, max_bytes=settings.nst_max_attachment_bytes, max_frames=settings.nst_max_frames
+            data,
+            max_bytes=settings.nst_max_attachment_bytes,
+            max_frames=settings.nst_max_frames,
+            budget=self.bot.decode_budget,
+        )
+
+    async def decode(self, which: str, data: bytes) -> np.ndarray:
+        """An artwork, decoded in the bot's shared budget."""
+        return await attachments.decode(
+            which,
+            data,
+            max_bytes=self.bot.settings.nst_max_attachment_bytes,
+            budget=self.bot.decode_budget,
         )
 
     async def admit(self, interaction: discord.Interaction) -> GuildSettings:
-        """Refuse new work while shutting down, past a member's or a server's rate, or against
-        the server's own rules (channels, role, pictures a day); the server's settings."""
+        """In the member's `place`: refuse new work while shutting down, past a member's or a
+        server's rate, or against the server's own rules as they stand now (channels, role,
+        pictures a day, whose place is held from here); the server's settings."""
+        place = self._place_of(interaction, "admit")
         self.scheduler.admit()
         self.rates.check(interaction)
         if interaction.guild_id is None:
-            return GuildSettings()
+            place.rules = GuildSettings()
+            return place.rules
         rules = await self.bot.store.guild_settings(interaction.guild_id)
         access.require_may_use(interaction, rules)
-        if rules.daily_limit:
-            made = await self.bot.store.pictures_today(interaction.guild_id, interaction.user.id)
-            if made >= rules.daily_limit:
+        if rules.daily_limit and place.day is None:
+            place.day = await self.bot.store.hold_picture(
+                interaction.guild_id, interaction.user.id, rules.daily_limit
+            )
+            if place.day is None:
                 raise DailyLimit(rules.daily_limit)
+        place.rules = rules
         return rules
+
+    def size_cap(self, rules: GuildSettings | None) -> int:
+        """The longest side a picture may have: the bot's cap, or the server's if lower."""
+        cap = self.bot.settings.nst_max_size
+        if rules is not None and rules.max_size:
+            cap = min(cap, rules.max_size)
+        return cap
 
     @contextlib.asynccontextmanager
     async def place(self, interaction: discord.Interaction) -> AsyncIterator[None]:
         """Hold the member's place in the queue from the moment the request arrives, before
         anything is awaited, so that of a burst it is the latest request that is refused over
         the caps (raises MemberQueueFull or QueueFull), and no burst slips past them while we
-        check and download. `take` turns the place into the queued job; otherwise it is given
-        back when the block ends."""
+        check and download; `admit` adds the day's place under a daily limit. `take` turns
+        the places into the queued job; otherwise they are given back when the block ends."""
         self.scheduler.queue.reserve(interaction.user.id)
-        self._places.add(interaction.id)
+        self._places[interaction.id] = Place()
         try:
             yield
         finally:
-            if interaction.id in self._places:
-                self._places.discard(interaction.id)
+            held = self._places.pop(interaction.id, None)
+            if held is not None:
                 self.scheduler.queue.release(interaction.user.id)
+                await self._give_back_day(interaction, held)
+
+    async def _give_back_day(self, interaction: discord.Interaction, held: Place) -> None:
+        if held.day is None or interaction.guild_id is None:
+            return
+        try:
+            await self.bot.store.give_back_picture(
+                interaction.guild_id, interaction.user.id, held.day
+            )
+        except Exception as err:  # noqa: BLE001 - the member loses one picture of the day
+            log.error("could not give back a refused request's picture of the day: %s", err)
+
+    def _place_of(self, interaction: discord.Interaction, step: str) -> Place:
+        place = self._places.get(interaction.id)
+        if place is None:
+            raise RuntimeError(f"Intake.{step} needs the member's place (Intake.place)")
+        return place
 
     async def take(
         self,
@@ -193,10 +246,12 @@ class Intake:
         params: Params,
         load: Callable[[], Awaitable[Inputs]],
     ) -> None:
-        """In the member's `place`: answer "thinking…", load the inputs and queue the job; a
-        problem with the inputs is told to the member in one line and nothing is queued."""
-        if interaction.id not in self._places:
-            raise RuntimeError("Intake.take needs the member's place (Intake.place)")
+        """In the member's `place`, once admitted: answer "thinking…", load the inputs and queue
+        the job; a problem with the inputs is told to the member in one line and nothing is
+        queued. The size is capped by the rules as `admit` found them, so a re-run or a pick
+        from the menu obeys the server's cap as it stands when pressed, not as it was."""
+        place = self._place_of(interaction, "take")
+        params = params.checked(max_size=self.size_cap(place.rules))
         try:
             await interaction.response.defer(thinking=True, ephemeral=params.private)
             inputs = await load()
@@ -210,10 +265,14 @@ class Intake:
         job_id_var.set(request.id)
         # Journaled before the member hears it is queued: a restart will still run it.
         await self.bot.store.add(
-            request.to_record(), inputs.content_raw, inputs.style_raw, inputs.style2_raw
+            request.to_record(),
+            inputs.content_raw,
+            inputs.style_raw,
+            inputs.style2_raw,
+            counted=place.day is not None,
         )
         self.rates.spend(interaction)
-        self._places.discard(interaction.id)  # the place is the job's now
+        del self._places[interaction.id]  # the places are the job's now
         position = self.scheduler.enqueue(request)
         log.info("queued for user %s at position %s: %s", interaction.user.id, position, params)
         async with request.edit_lock:

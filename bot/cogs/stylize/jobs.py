@@ -8,19 +8,27 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from bot.cogs.stylize import lifecycle
 from bot.cogs.stylize.models import Request
 from nst_engine import provenance
 from nst_engine.animation import DEFAULT_TEMPORAL_WEIGHT, AnimationResult, later_steps_for
 from nst_engine.frames import Clip, encode_clip
-from nst_engine.images import encode_image
+from nst_engine.images import encode_image, output_size, resize
 from nst_engine.options import Progress, StyleOptions, StyleResult, options_for_quality
 from nst_engine.pool import Job
 from nst_engine.text import format_bytes
 
 
 class Undeliverable(Exception):
-    """The member can't be reached at all (channel gone, no permission, DMs closed)."""
+    """No try will deliver the picture (Discord refused it as too large, the channel is gone or
+    closed to the bot, DMs are closed). The message is Discord's answer, for the log; ``why``
+    ends the member's line "your picture was painted but …"."""
+
+    def __init__(self, answer: str, why: str = "Discord would not take it") -> None:
+        super().__init__(answer)
+        self.why = why
 
 
 class Notifier(Protocol):
@@ -55,6 +63,9 @@ class Journal(lifecycle.Journal, Protocol):
     async def pending(self) -> list: ...
 
     async def load(self, job_id: str) -> Any: ...
+
+    async def delivery_tried(self, job_id: str) -> int:
+        """Count one more try to deliver a painted job; the tries so far, this one included."""
 
 
 @dataclass(frozen=True)
@@ -164,13 +175,52 @@ def figures(result: StyleResult | AnimationResult) -> Figures:
     return Figures(w, h, result.steps, result.seconds)
 
 
+# Still pictures too large for the upload limit as PNG try these, the smallest that fits.
+_STILL_FORMATS = {"webp": "WebP", "jpeg": "JPEG"}
+# A still is never shrunk below this longest side to fit (a thumbnail still shows the picture).
+_SMALLEST_STILL = 16
+
+
+def fit_still(image: np.ndarray, parameters: dict, limit: int) -> tuple[bytes, str | None]:
+    """The picture encoded within ``limit`` bytes: a PNG (with its parameters) if it fits, else
+    a WebP or JPEG, else a smaller one; and what was done, for the member."""
+    png = encode_image(image, "png", parameters=parameters)
+    if len(png) <= limit:
+        return png, None
+    for fmt, label in _STILL_FORMATS.items():
+        data = encode_image(image, fmt, quality=90)
+        if len(data) <= limit:
+            return data, f"(sent as {label} to fit Discord's upload limit here, {_mb(limit)})"
+    height, width = image.shape[:2]
+    formats = _STILL_FORMATS.items()
+    while True:
+        side = max(_SMALLEST_STILL, int(max(width, height) * 0.7))
+        smaller = output_size(width, height, side, min_side=min(side, _SMALLEST_STILL))
+        if smaller == (width, height):
+            break  # as small as it goes: Discord will say whether it fits
+        width, height = smaller
+        small = resize(image, width, height)
+        tries = [(label, encode_image(small, fmt, quality=85)) for fmt, label in formats]
+        label, data = min(tries, key=lambda pair: len(pair[1]))
+        if len(data) <= limit:
+            break
+    return data, (
+        f"(sent as a {width}×{height} {label} to fit Discord's upload limit here, {_mb(limit)})"
+    )
+
+
+def _mb(limit: int) -> str:
+    return format_bytes(limit, up=False)
+
+
 def encode_result(
     request: Request, result: StyleResult | AnimationResult, parameters: dict
 ) -> tuple[bytes, str | None]:
-    """The file to post (a PNG, or the animation in its own format, fitted to the upload
-    limit) and a line for the member if the animation had to be shortened or shrunk."""
+    """The file to post, fitted to the upload limit where the member asked (a PNG, or else a
+    smaller file; an animation in its own format), and a line for the member if it had to be
+    changed to fit."""
     if not isinstance(result, AnimationResult):
-        return encode_image(result.image, "png", parameters=parameters), None
+        return fit_still(result.image, parameters, request.upload_limit)
     clip = request.clip.with_frames(result.frames)
 
     def encode(clip: Clip) -> bytes:
@@ -182,7 +232,7 @@ def encode_result(
     w, h = sent.size
     return data, (
         f"(shortened to {len(sent.frames)} frames of {w}×{h} to fit Discord's upload limit "
-        f"here, {format_bytes(request.upload_limit, up=False)})"
+        f"here, {_mb(request.upload_limit)})"
     )
 
 

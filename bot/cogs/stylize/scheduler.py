@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # A job that was running when the process died this many times is not tried again.
 MAX_ATTEMPTS = 2
+# A painted job whose delivery failed for a passing reason (Discord's 5xx, a rate limit, a
+# dropped connection) is tried again at the next start, up to this many tries in all.
+MAX_DELIVERIES = 3
 
 
 class Scheduler:
@@ -322,11 +325,18 @@ class Scheduler:
         return await handle.result()
 
     async def _deliver(self, request: Request, png: bytes, result: StyleResult | None) -> None:
+        tries = await self._delivery_tried(request)
+        if tries > MAX_DELIVERIES:
+            log.warning("the picture was not delivered in %d tries; giving up", MAX_DELIVERIES)
+            await self._undeliverable(
+                request, f"it could not be delivered in {MAX_DELIVERIES} tries; run /stylize again"
+            )
+            return
         try:
             await self.notifier.deliver(request, png, result)
         except Undeliverable as err:
             log.warning("the picture could not be delivered (%s)", err)
-            await self.lifecycle.move(request, JobState.UNDELIVERABLE)
+            await self._undeliverable(request, err.why)
             return
         except Exception:  # noqa: BLE001 - journaled as done: the next start delivers it
             log.exception("delivering the picture failed; it is kept for the next start")
@@ -336,6 +346,18 @@ class Scheduler:
         if result is not None:
             made = figures(result)
             log.info("delivered %d steps in %.1fs", made.steps, made.seconds)
+
+    async def _delivery_tried(self, request: Request) -> int:
+        """This try's number (1 for the first); a journal that can't count lets it try."""
+        try:
+            return await self.journal.delivery_tried(request.id)
+        except Exception as err:  # noqa: BLE001 - delivering matters more than the count
+            log.error("could not journal a delivery try: %s", err)
+            return 1
+
+    async def _undeliverable(self, request: Request, why: str) -> None:
+        await self.lifecycle.move(request, JobState.UNDELIVERABLE)
+        await self._tell(request, f"❌ {request.mention}, your picture was painted but {why}.")
 
     async def _tell(self, request: Request, text: str) -> None:
         try:

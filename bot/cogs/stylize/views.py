@@ -11,6 +11,8 @@ from typing import ClassVar, Literal
 
 import discord
 
+from bot.cogs.stylize.errors import BadPick
+
 log = logging.getLogger(__name__)
 
 Action = Literal["cancel", "stronger", "weaker", "variation", "delete", "share", "gallery"]
@@ -63,6 +65,11 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE):
     ) -> JobButton:
         return cls(match["action"], match["job"])  # type: ignore[arg-type]
 
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # The first hook discord.py gives a dynamic item: a press the gateway replays after a
+        # RESUME is dropped here, before anything is done for it.
+        return first_delivery(interaction)
+
     async def callback(self, interaction: discord.Interaction) -> None:
         if self.press is None:
             await interaction.response.send_message(
@@ -87,9 +94,23 @@ class JobViews:
         return view
 
 
+def first_delivery(interaction: discord.Interaction) -> bool:
+    """False for an interaction the gateway delivered again (see `bot.replays`)."""
+    seen = getattr(interaction.client, "first_delivery", None)
+    return seen is None or seen(interaction)
+
+
+# Discord's select menus hold at most 25 options: more saved styles are shown in pages of it.
+PAGE = 25
+QUESTION = "Which saved style should the photo get?"
+# Set in an interaction's extras once the picker's checks have run on it.
+_CHECKED = "nst:picker-checked"
+
+
 class StylePicker(discord.ui.View):
     """An ephemeral menu of the server's saved styles, for the Stylize context menu on a
-    message with one image; only the member who asked may pick."""
+    message with one image, in pages of `PAGE` with Previous and Next; only the member who
+    asked may pick. A refused pick is answered in one line and the menu stays usable."""
 
     def __init__(self, cog, user_id: int, photo: discord.Attachment, names, params) -> None:
         super().__init__(timeout=300)
@@ -97,9 +118,44 @@ class StylePicker(discord.ui.View):
         self.user_id = user_id
         self.photo = photo
         self.params = params
-        self.choice.options = [discord.SelectOption(label=name, value=name) for name in names]
+        self.names = list(names)
+        self._offered = frozenset(self.names)
+        self.page = 0
+        if len(self.names) <= PAGE:  # one page: no buttons to page with
+            self.remove_item(self.previous)
+            self.remove_item(self.next)
+        self._show()
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-len(self.names) // PAGE))
+
+    @property
+    def text(self) -> str:
+        """The menu's message: the question, and which styles this page shows."""
+        if self.pages == 1:
+            return QUESTION
+        first = self.page * PAGE + 1
+        last = min(len(self.names), first + PAGE - 1)
+        return f"{QUESTION} (styles {first}–{last} of {len(self.names)})"
+
+    def _show(self) -> None:
+        shown = self.names[self.page * PAGE : (self.page + 1) * PAGE]
+        self.choice.options = [discord.SelectOption(label=name, value=name) for name in shown]
+        self.choice.placeholder = (
+            "Pick a saved style"
+            if self.pages == 1
+            else f"Pick a saved style (page {self.page + 1} of {self.pages})"
+        )
+        self.previous.disabled = self.page == 0
+        self.next.disabled = self.page >= self.pages - 1
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # The first hook a view gives, for the menu and both page buttons: a replayed
+        # interaction is dropped before anything is done for it.
+        interaction.extras[_CHECKED] = True
+        if not first_delivery(interaction):
+            return False
         if interaction.user.id == self.user_id:
             return True
         await interaction.response.send_message(
@@ -107,12 +163,45 @@ class StylePicker(discord.ui.View):
         )
         return False
 
-    @discord.ui.select(placeholder="Pick a saved style", min_values=1, max_values=1)
-    async def choice(self, interaction: discord.Interaction, select: discord.ui.Select) -> None:
-        self.stop()
-        await self.cog.stylize_with_saved(interaction, self.photo, select.values[0], self.params)
+    @discord.ui.select(placeholder="Pick a saved style", min_values=1, max_values=1, row=0)
+    async def choice(self, interaction: discord.Interaction, _select: discord.ui.Select) -> None:
+        # Not stopped: after a refusal (or a picture) the member may pick again.
+        name = self._picked(interaction)
+        await self.cog.stylize_with_saved(interaction, self.photo, name, self.params)
+
+    def _picked(self, interaction: discord.Interaction) -> str:
+        """The saved style a pick names, read from the raw payload: exactly one value, text, and
+        one of the styles this menu offers (a forged pick is refused with BadPick)."""
+        values = (interaction.data or {}).get("values")
+        if not isinstance(values, list) or len(values) != 1:
+            raise BadPick()
+        (name,) = values
+        if not isinstance(name, str) or name not in self._offered:
+            raise BadPick()
+        return name
+
+    @discord.ui.button(label="Previous", emoji="◀️", style=discord.ButtonStyle.secondary, row=1)
+    async def previous(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
+        await self._turn(interaction, -1)
+
+    @discord.ui.button(label="Next", emoji="▶️", style=discord.ButtonStyle.secondary, row=1)
+    async def next(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
+        await self._turn(interaction, +1)
+
+    async def _turn(self, interaction: discord.Interaction, by: int) -> None:
+        self.page = min(self.pages - 1, max(0, self.page + by))
+        self._show()
+        await interaction.response.edit_message(content=self.text, view=self)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, item) -> None:
-        await interaction.client.tree.on_error(  # the same error ladder as the commands
-            interaction, discord.app_commands.CommandInvokeError(None, error)
-        )
+        if _CHECKED not in interaction.extras:
+            # discord.py could not read the payload's values (null, a number, a forged
+            # "resolved"), before any check ran: a forged pick, answered once like any other.
+            if not first_delivery(interaction):
+                return
+            log.warning("refused a malformed pick: %s: %s", type(error).__name__, error)
+            error = BadPick()
+        # The same error ladder as the commands: a member's mistake in one line, anything else
+        # logged with an id to quote. It takes the error itself (there is no command to wrap
+        # it in an app_commands.CommandInvokeError).
+        await interaction.client.tree.on_error(interaction, error)  # type: ignore[arg-type]

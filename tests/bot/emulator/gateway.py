@@ -82,6 +82,7 @@ class Gateway:
         self.resume_count = 0
         self.presences: list[dict[str, Any]] = []  # every op 3 PRESENCE_UPDATE the bot sent
         self.later: list[tuple[str, dict[str, Any]]] = []  # see tell_later
+        self._replay_seq: int | None = None  # see replay_from
 
     @property
     def ready(self) -> bool:
@@ -199,6 +200,8 @@ class Gateway:
             return
         session = self.session
         seq = d.get("seq") or 0
+        if session is not None and self._replay_seq is not None:
+            seq, self._replay_seq = min(seq, self._replay_seq - 1), None
         if (
             session is None
             or conn.session is not None
@@ -262,6 +265,18 @@ class Gateway:
         if intent is not None and not session.intents & intent:
             return None
         return await self._send(session, event, data)
+
+    def replay_from(self, interaction_id: int) -> None:
+        """The next RESUME replays from this interaction's dispatch on, whatever sequence the
+        client says it has seen (a gateway's replay after a RESUME may repeat events)."""
+        session = self.session
+        if session is None:
+            raise RuntimeError("the bot has no gateway session")
+        self._replay_seq = next(
+            s
+            for s, event, data in session.events
+            if event == "INTERACTION_CREATE" and data.get("id") == str(interaction_id)
+        )
 
     def tell_later(self, event: str, data: dict[str, Any]) -> None:
         """A dispatch for something that changed in a synchronous helper (a role made for a new

@@ -374,6 +374,7 @@ class DiscordEmulator:
         attachments: Mapping[str, Mapping[str, Any]] | None = None,
         locale: str = "en-US",
         validate: bool = True,
+        craft: Callable[[dict[str, Any]], None] | None = None,
     ) -> InteractionRecord:
         """Dispatch INTERACTION_CREATE for ``/name`` (``"group sub"`` for subcommands).
 
@@ -381,7 +382,8 @@ class DiscordEmulator:
         ``EmuMember``/``EmuUser``, ``EmuChannel`` or ``EmuRole`` for those types; for
         attachments, a payload from ``add_attachment`` (in ``options`` or ``attachments``).
         With ``validate``, refuses what Discord's client would not send (unknown or missing
-        options, values outside choices, ranges or lengths).
+        options, values outside choices, ranges or lengths). ``craft`` may change the whole
+        payload just before it is dispatched, as a forged interaction would.
         """
         channel = channel or self.channel
         guild = self._guild_of(channel)
@@ -424,7 +426,7 @@ class DiscordEmulator:
             data["guild_id"] = command["guild_id"]
         if resolved:
             data["resolved"] = resolved
-        return await self._interact(2, data, user=user, channel=channel, locale=locale)
+        return await self._interact(2, data, user=user, channel=channel, locale=locale, craft=craft)
 
     async def invoke_message_command(
         self,
@@ -485,12 +487,18 @@ class DiscordEmulator:
         return list(record.callback.data.get("choices", []))
 
     async def press_button(
-        self, message: MessageRecord, custom_id: str, *, user: EmuMember | None = None
+        self,
+        message: MessageRecord,
+        custom_id: str,
+        *,
+        user: EmuMember | None = None,
+        craft: Callable[[dict[str, Any]], None] | None = None,
     ) -> InteractionRecord:
-        """Press the button ``custom_id`` on ``message`` as ``user`` (default: ``emu.member``)."""
+        """Press the button ``custom_id`` on ``message`` as ``user`` (default: ``emu.member``);
+        ``craft`` may change the payload as a forged interaction would."""
         component = self._pressable(message, custom_id, user, kind=2)
         data = {"custom_id": custom_id, "component_type": component["type"]}
-        return await self._component(message, data, user)
+        return await self._component(message, data, user, craft=craft)
 
     async def choose(
         self,
@@ -499,8 +507,11 @@ class DiscordEmulator:
         values: Sequence[str],
         *,
         user: EmuMember | None = None,
+        craft: Callable[[dict[str, Any]], None] | None = None,
     ) -> InteractionRecord:
-        """Pick ``values`` in the string select menu ``custom_id`` on ``message``."""
+        """Pick ``values`` in the string select menu ``custom_id`` on ``message``; ``craft`` may
+        then change the payload as a forged interaction would (Discord itself only sends what
+        the menu offers)."""
         component = self._pressable(message, custom_id, user, kind=3)
         offered = [o["value"] for o in component.get("options", [])]
         unknown = [v for v in values if v not in offered]
@@ -510,7 +521,7 @@ class DiscordEmulator:
         if not low <= len(values) <= high:
             raise ValueError(f"select {custom_id!r} takes {low} to {high} values")
         data = {"custom_id": custom_id, "component_type": 3, "values": list(values)}
-        return await self._component(message, data, user)
+        return await self._component(message, data, user, craft=craft)
 
     def _pressable(
         self, message: MessageRecord, custom_id: str, user: EmuMember | None, *, kind: int
@@ -532,14 +543,21 @@ class DiscordEmulator:
         return component
 
     async def _component(
-        self, message: MessageRecord, data: dict[str, Any], user: EmuMember | None
+        self,
+        message: MessageRecord,
+        data: dict[str, Any],
+        user: EmuMember | None,
+        *,
+        craft: Callable[[dict[str, Any]], None] | None = None,
     ) -> InteractionRecord:
         channel = self._channel(message.channel_id)
         guild = self._guild_of(channel)
         if message.interaction_id is not None and user is None:
             user = self._by_id[message.interaction_id].user
         user = user or (self.member if guild is self.guild else guild.members[-1])
-        return await self._interact(3, data, user=user, channel=channel, source=message)
+        return await self._interact(
+            3, data, user=user, channel=channel, source=message, craft=craft
+        )
 
     async def _interact(
         self,
@@ -550,6 +568,7 @@ class DiscordEmulator:
         channel: EmuChannel,
         source: MessageRecord | None = None,
         locale: str = "en-US",
+        craft: Callable[[dict[str, Any]], None] | None = None,
     ) -> InteractionRecord:
         guild = self._guild_of(channel)
         if user.guild is not guild:
@@ -579,6 +598,8 @@ class DiscordEmulator:
         }
         if source is not None:
             payload["message"] = copy.deepcopy(source.payload)
+        if craft is not None:
+            craft(payload)
         record = InteractionRecord(
             id=interaction_id,
             token=token,
@@ -812,6 +833,15 @@ class DiscordEmulator:
     async def invalidate_session(self, *, resumable: bool = False) -> None:
         """Op 9 INVALID_SESSION; when not resumable, the client identifies anew."""
         await self._gateway.send_op(9, resumable)
+
+    async def replay(self, interaction: InteractionRecord) -> None:
+        """Deliver ``interaction`` again, as a gateway does when a RESUME replays from a sequence
+        the client had in fact seen: the connection drops, the client resumes, and the replay
+        starts at that interaction's INTERACTION_CREATE (and goes on with what came after)."""
+        self._gateway.replay_from(interaction.id)
+        resumed = self.resume_count
+        self.drop_gateway()
+        await self.wait_until(lambda: self.resume_count > resumed, what="the RESUME")
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> int | None:
         """Send any gateway dispatch the emulator has no helper for; returns its sequence."""
