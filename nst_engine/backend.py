@@ -2,8 +2,9 @@
 
 A *backend* takes `Job`s and hands back a `Handle` per job: its progress (some reports carry a
 preview), then its result or error, and a way to cancel it. `nst_engine.pool.EnginePool`
-(worker processes on this host) is one; a backend on a Ray cluster is meant to be another. The
-caller knows only this module:
+(worker processes on this host) is one, `nst_engine.ray.RayBackend` (actors on a Ray cluster)
+another; both are the job runner of `nst_engine.runner` with workers of their own. The caller
+knows only this module:
 
     backend: Backend = EnginePool("imagenet", workers=2)
     async with backend:
@@ -160,95 +161,3 @@ class Backend(Protocol):
     def worker_pids(self) -> list[int]:
         """Process ids of the workers that are up (for monitoring and tests)."""
         ...
-
-
-class SlotStatus:
-    """What the local pool and the Ray backend say alike about their worker slots and queue.
-
-    A backend using it has ``_slots`` (each with ``ready``, ``idle`` and ``pid``), ``_queue``,
-    ``_running``, ``_closed``, an asyncio.Event ``_warm_or_closed`` set whenever a slot becomes
-    ready or the backend closes, ``start``/``close``, and a ``warm`` of its own.
-    """
-
-    _slots: list[Any]
-    _queue: Any
-    _running: dict[int, Any]
-    _closed: bool
-    _warm_or_closed: Any
-
-    warm: bool
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def wait_warm(self) -> None:
-        """Return once the backend is warm (at once if it is now).
-
-        Raises:
-            RuntimeError: It closed first.
-        """
-        while not self.warm:
-            if self._closed:
-                raise RuntimeError(f"this {type(self).__name__} has been closed")
-            await self._warm_or_closed.wait()
-
-    @property
-    def size(self) -> int:
-        """Number of worker slots (jobs that can run at once when all are up)."""
-        return len(self._slots)
-
-    @property
-    def free_workers(self) -> int:
-        """Workers ready and idle right now."""
-        return sum(slot.idle for slot in self._slots)
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
-    def worker_pids(self) -> list[int]:
-        """Process ids of the workers that are up (for monitoring, and for tests)."""
-        return [slot.pid for slot in self._slots if slot.ready and slot.pid is not None]
-
-    def _set_ready(self, slot: Any, ready: bool) -> None:
-        """Mark a slot ready or not, and wake `wait_warm` callers when that makes it warm."""
-        slot.ready = ready
-        if self.warm or self._closed:
-            self._warm_or_closed.set()
-        else:
-            self._warm_or_closed.clear()
-
-    def _cancel(self, handle: Any) -> bool:
-        """A handle's cancel: at once if queued, else by telling its worker (between steps)."""
-        if handle.done or handle._cancel_requested:
-            return False
-        handle._cancel_requested = True
-        if handle.state == "queued":
-            if handle in self._queue:
-                self._queue.remove(handle)
-            handle._finish(
-                "cancelled", error=JobCancelled("the job was cancelled before it started")
-            )
-            log.info("job %s cancelled while queued", handle.job_id)
-            return True
-        for slot in self._slots:
-            if slot.job is handle:
-                self._signal_cancel(slot, handle._ticket)
-        log.info("job %s: cancel requested while running", handle.job_id)
-        return True
-
-    def _signal_cancel(self, slot: Any, ticket: int) -> None:
-        """Tell the worker running ``ticket`` in ``slot`` to stop before its next step."""
-        raise NotImplementedError

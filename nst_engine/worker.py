@@ -1,18 +1,9 @@
-"""The worker side of `nst_engine.pool`: what runs inside each worker process.
+"""What runs inside a worker, wherever it runs: a process of `nst_engine.pool`, or a Ray actor
+(`nst_engine.ray.actor`). Both load the model with `load` and run each job with `run`.
 
 The pool starts `main` in a spawned process and gives it one end of a duplex pipe (a Unix socket
-pair). The worker loads VGG19 once, then runs one job at a time. Messages are pickled tuples,
-each preceded by its length (`HEADER`):
-
-    parent → worker   ("job", ticket, content, styles, options, timeout, frames)
-                      ("cancel", ticket)
-    worker → parent   ("ready",) or ("broken", error)          once, after loading the model
-                      ("progress", ticket, Progress)           throttled; some carry a preview
-                      ("done", ticket, result)                 a job's last message, or
-                      ("error", ticket, error, traceback text)
-
-A ticket names one job, so a late cancel can never stop the next one. The pipe is ordered, so a
-job's result always comes after its last progress report.
+pair). The worker loads VGG19 once, then runs one job at a time. The messages are those of
+`nst_engine.messages`, each pickled and preceded by its length (`HEADER`).
 
 A worker never outlives its parent, whatever kills the parent: on Linux the kernel kills it
 (``PR_SET_PDEATHSIG``), and anywhere the end of the pipe (EOF) — read while idle and between two
@@ -35,15 +26,27 @@ import struct
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
 from nst_engine.animation import stylize_frames
+from nst_engine.backend import steps_of
 from nst_engine.errors import NSTError
+from nst_engine.messages import (
+    Cancel,
+    Failed,
+    Finished,
+    JobOrder,
+    Loaded,
+    LoadFailed,
+    Progressed,
+    TimedOut,
+    portable,
+)
 from nst_engine.model import VGG19Features, quiet_tensorflow
 from nst_engine.options import Progress, StyleOptions
 from nst_engine.transfer import load_model, stylize
@@ -60,10 +63,6 @@ STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 _NICENESS = 10
 # prctl(2) option: the signal this process gets when the thread that started it exits.
 _PR_SET_PDEATHSIG = 1
-
-
-class TimedOut(Exception):
-    """A job used up its time limit; the pool turns it into `JobTimeout`."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,16 @@ class WorkerConfig:
     memory_limit_mb: int | None = None
 
 
-def frame(message: tuple[Any, ...]) -> tuple[bytes, bytes]:
+class Outbox(Protocol):
+    """Where `run` sends a job's messages, and learns whether it was cancelled: the pipe to
+    the pool, or a Ray actor's mailbox."""
+
+    def send(self, message: Any) -> None: ...
+
+    def cancelled(self, ticket: int) -> bool: ...
+
+
+def frame(message: Any) -> tuple[bytes, bytes]:
     """A message as it goes on the pipe: its header, then its pickle."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return HEADER.pack(len(data)), data
@@ -99,7 +107,7 @@ class Pipe:
         sock.setblocking(True)
         self._sock = sock
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: Any) -> None:
         header, data = frame(message)
         try:
             self._sock.sendall(header)
@@ -107,14 +115,14 @@ class Pipe:
         except OSError:
             _parent_gone()
 
-    def receive(self) -> tuple[Any, ...]:
+    def receive(self) -> Any:
         (size,) = HEADER.unpack(self._read(HEADER.size))
         return pickle.loads(self._read(size))
 
     def cancelled(self, ticket: int) -> bool:
         """Whether the parent has asked to stop job ``ticket``, reading only what has arrived."""
         while multiprocessing.connection.wait([self._sock], timeout=0):
-            if self.receive() == ("cancel", ticket):
+            if self.receive() == Cancel(ticket):
                 return True
         return False
 
@@ -141,15 +149,15 @@ def main(sock: socket.socket, parent_pid: int, config: WorkerConfig) -> None:
     # Below the parent's priority, so the server's event loop gets a core when it needs one.
     os.nice(_NICENESS)
     try:
-        model = _load(config)
+        model = load(config)
     except Exception as err:  # noqa: BLE001 - reported to the parent, which refuses to start
-        pipe.send(("broken", _portable(err)))
+        pipe.send(LoadFailed(portable(err)))
         return
-    pipe.send(("ready",))
+    pipe.send(Loaded())
     while True:
         message = pipe.receive()
-        if message[0] == "job":
-            _run(pipe, model, config, *message[1:])
+        if isinstance(message, JobOrder):
+            run(pipe, model, config, message)
         # Anything else is a cancel that arrived after its job ended: nothing left to stop.
 
 
@@ -178,7 +186,7 @@ def _parent_gone() -> NoReturn:
     os._exit(0)
 
 
-def _load(config: WorkerConfig) -> VGG19Features:
+def load(config: WorkerConfig) -> VGG19Features:
     """Pin the GPU, configure TensorFlow and load the model once."""
     if config.gpu is not None:
         # Must happen before TensorFlow is imported, or every GPU is already claimed.
@@ -208,54 +216,46 @@ def _cap_memory(extra_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (mapped + extra_mb * 2**20, resource.RLIM_INFINITY))
 
 
-def _run(
-    pipe: Pipe,
-    model: VGG19Features,
-    config: WorkerConfig,
-    ticket: int,
-    content: np.ndarray,
-    styles: Sequence[np.ndarray],
-    options: StyleOptions,
-    timeout: float | None,
-    frames: Sequence[np.ndarray] | None = None,
-) -> None:
-    """Run one job (a picture, or an animation's ``frames``), reporting progress and obeying
-    cancel and time limit; answer the parent."""
-    deadline = math.inf if timeout is None else time.monotonic() + timeout
+def run(outbox: Outbox, model: VGG19Features, config: WorkerConfig, order: JobOrder) -> None:
+    """Run one job (a picture, or an animation's frames), reporting its progress and obeying
+    cancel and time limit; its last message is its result or its error."""
+    job, ticket = order.job, order.ticket
+    deadline = math.inf if job.timeout is None else time.monotonic() + job.timeout
     stop = timed_out = False
 
     def should_stop() -> bool:
         nonlocal stop, timed_out
         timed_out = timed_out or time.monotonic() >= deadline
-        stop = stop or pipe.cancelled(ticket)
+        stop = stop or outbox.cancelled(ticket)
         return timed_out or stop
 
     reporter = Reporter(
-        lambda progress: pipe.send(("progress", ticket, progress)),
+        lambda progress: outbox.send(Progressed(ticket, progress)),
         preview_interval=config.preview_interval,
         progress_interval=config.progress_interval,
     )
     try:
-        paint = stylize if frames is None else partial(stylize_frames, frames)
+        if job.frames is None:
+            paint = partial(stylize, job.content)
+        else:
+            paint = partial(stylize_frames, job.frames)
         result = paint(
-            *(() if frames is not None else (content,)),
-            list(styles),
-            options,
+            list(job.styles),
+            job.options,
             model=model,
             on_progress=reporter,
             should_stop=should_stop,
         )
         reporter.finish()
-    except Exception as err:  # noqa: BLE001 - every outcome goes back to the parent
-        # The parent logs the traceback of what the engine did not raise on purpose.
+    except Exception as err:  # noqa: BLE001 - every outcome goes back to the runner
+        # The runner logs the traceback of what the engine did not raise on purpose.
         expected = isinstance(err, NSTError | ValueError)
-        pipe.send(("error", ticket, _portable(err), None if expected else traceback.format_exc()))
+        outbox.send(Failed(ticket, portable(err), None if expected else traceback.format_exc()))
         return
     if timed_out:
-        steps = result.steps if frames is None else sum(result.steps)
-        pipe.send(("error", ticket, TimedOut(f"stopped after {steps} steps"), None))
+        outbox.send(Failed(ticket, TimedOut(f"stopped after {steps_of(result)} steps")))
     else:
-        pipe.send(("done", ticket, result))
+        outbox.send(Finished(ticket, result))
 
 
 class Reporter:
@@ -314,21 +314,3 @@ def _configure_tensorflow(on_gpu: bool, cpu_threads: int | None) -> None:
     elif cpu_threads:
         # Several CPU workers would otherwise each start one thread per core and fight.
         tf.config.threading.set_intra_op_parallelism_threads(cpu_threads)
-
-
-def _portable(err: BaseException) -> Exception:
-    """An exception that survives pickling: engine errors as they are, anything else as text
-    (TensorFlow's, say, may not unpickle in the parent); its traceback goes separately."""
-    if type(err) is ValueError or (isinstance(err, NSTError) and _pickles(err)):
-        return err  # type: ignore[return-value]
-    if isinstance(err, ValueError):
-        return ValueError(str(err))
-    return RuntimeError(f"{type(err).__name__}: {err}")
-
-
-def _pickles(err: BaseException) -> bool:
-    try:
-        pickle.loads(pickle.dumps(err))
-    except Exception:  # noqa: BLE001 - any failure means "send it as text"
-        return False
-    return True

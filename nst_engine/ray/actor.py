@@ -1,14 +1,11 @@
 """The Ray actor of `nst_engine.ray.backend`: one engine worker, with VGG19 loaded once.
 
-It runs jobs with the local pool's own worker code (`nst_engine.worker`: model loading, the job
-loop with its cancel and time-limit checks, the progress `Reporter`), fed through a mailbox in
-place of the pool's pipe. The backend starts a job with `start` and collects the worker's
-messages with `messages`, a long poll that answers as soon as one is there:
-
-    ("progress", ticket, Progress)               throttled; some carry a preview
-    ("done", ticket, StyleResult)                the job's last message, or
-    ("error", ticket, error, traceback text)
-    ("unknown", ticket)                          this actor never ran the job (Ray restarted it)
+It runs jobs with the local pool's own worker code (`nst_engine.worker`: `load` for the model,
+`run` for each job with its cancel and time-limit checks and its throttled progress), fed
+through a mailbox in place of the pool's pipe. The backend starts a job with `start` and
+collects its messages (`nst_engine.messages`: `Progressed`, then `Finished` or `Failed`, or
+`UnknownJob` when Ray restarted the actor in between) with `messages`, a long poll that answers
+as soon as one is there.
 
 Plain calls, not a streaming generator: they work the same through Ray Client (``ray://``),
 which cannot stream. The actor is threaded (`MAX_CONCURRENCY`): `messages`, `cancel` and the
@@ -22,14 +19,11 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from nst_engine import worker
-from nst_engine.options import StyleOptions
+from nst_engine.messages import JobOrder, Progressed, UnknownJob, portable
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +33,14 @@ MAX_CONCURRENCY = 4
 
 
 class Mailbox:
-    """What `nst_engine.worker`'s job loop takes for its pipe: messages go to a queue that the
-    generator task drains, and a cancel is a ticket in the actor's set of stopped jobs."""
+    """The `nst_engine.worker.Outbox` of one job: its messages go to a queue that `messages`
+    drains, and a cancel is its ticket in the actor's set of stopped jobs."""
 
     def __init__(self, stopped: set[int]) -> None:
-        self.messages: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.messages: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stopped = stopped
 
-    def send(self, message: tuple[Any, ...]) -> None:
+    def send(self, message: Any) -> None:
         self.messages.put(message)
 
     def cancelled(self, ticket: int) -> bool:
@@ -71,10 +65,10 @@ class EngineActor:
         self._broken: Exception | None = None
         self._node = ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id()
         try:
-            self._model = worker._load(self._config)
+            self._model = worker.load(self._config)
         except Exception as err:  # noqa: BLE001 - reported by `ready`
             log.exception("the model could not be loaded")
-            self._broken = worker._portable(err)
+            self._broken = portable(err)
 
     def ready(self) -> tuple[int, tuple[str, str], Exception | None]:
         """This actor's process id, its node's address and id, and why it cannot work (or
@@ -85,45 +79,37 @@ class EngineActor:
         """Stop job ``ticket`` before its next step."""
         self._stopped.add(ticket)
 
-    def start(
-        self,
-        ticket: int,
-        content: np.ndarray,
-        styles: Sequence[np.ndarray],
-        options: StyleOptions,
-        timeout: float | None,
-        frames: Sequence[np.ndarray] | None = None,
-    ) -> None:
-        """Start job ``ticket`` in a thread; its messages wait for `messages`."""
+    def start(self, order: JobOrder) -> None:
+        """Start a job in a thread; its messages wait for `messages`."""
         mailbox = Mailbox(self._stopped)
-        self._mailboxes[ticket] = mailbox
+        self._mailboxes[order.ticket] = mailbox
         threading.Thread(
             target=self._work,
-            args=(mailbox, ticket, content, styles, options, timeout, frames),
-            name=f"nst-job-{ticket}",
+            args=(mailbox, order),
+            name=f"nst-job-{order.ticket}",
             daemon=True,
         ).start()
 
-    def _work(self, mailbox: Mailbox, ticket: int, *job: Any) -> None:
+    def _work(self, mailbox: Mailbox, order: JobOrder) -> None:
         try:
-            worker._run(mailbox, self._model, self._config, ticket, *job)
+            worker.run(mailbox, self._model, self._config, order)
         finally:
-            self._stopped.discard(ticket)
+            self._stopped.discard(order.ticket)
 
-    def messages(self, ticket: int, wait: float) -> list[tuple[Any, ...]]:
+    def messages(self, ticket: int, wait: float) -> list[Any]:
         """Job ``ticket``'s messages since the last call: waits up to ``wait`` seconds for the
         first, then takes whatever else is there. Empty if none came in time; its last is the
         job's result or error, after which the job is forgotten."""
         mailbox = self._mailboxes.get(ticket)
         if mailbox is None:
-            return [("unknown", ticket)]
+            return [UnknownJob(ticket)]
         try:
             found = [mailbox.messages.get(timeout=wait)]
         except queue.Empty:
             return []
         with contextlib.suppress(queue.Empty):
-            while found[-1][0] == "progress":
+            while isinstance(found[-1], Progressed):
                 found.append(mailbox.messages.get_nowait())
-        if found[-1][0] != "progress":
+        if not isinstance(found[-1], Progressed):
             del self._mailboxes[ticket]
         return found

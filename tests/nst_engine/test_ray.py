@@ -1,5 +1,7 @@
 """The Ray backend on a real one-host Ray that listens on loopback only (`LoopbackHead`), with
-one CPU actor, seeded random weights, tiny images and few steps.
+one CPU actor, seeded random weights, tiny images and few steps. What every backend does alike
+(progress, cancel, time limit, a worker that dies, close) is tested in `test_backends.py`; here,
+what is Ray's own.
 
 Every test runs twice: with the backend joining the cluster as a driver (``HOST:PORT``), and
 through the head's Ray Client server (``ray://HOST:PORT``). Starting the head and loading an
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +20,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import pytest_asyncio
 
@@ -31,28 +31,18 @@ os.environ.update(ENV)
 import ray  # noqa: E402
 
 from nst_engine import StyleOptions  # noqa: E402
-from nst_engine.backend import Backend, Job, JobCancelled, JobTimeout, WorkerDied  # noqa: E402
+from nst_engine.backend import Backend, Job  # noqa: E402
 from nst_engine.ray import RayBackend, RayUnavailable  # noqa: E402
 from tests.support import gradient_image, listening_sockets, stripes_image  # noqa: E402
 
 on_ray_loop = pytest.mark.asyncio(loop_scope="module")
 STYLE = stripes_image(32, 32)
-# Long enough to still be running when a test cancels, kills or times it out.
-LONG = StyleOptions(max_size=32, steps=5000)
 
 
 def tiny_job(steps: int = 4, **options: object) -> Job:
     return Job(
         gradient_image(64, 48, seed=3), (STYLE,), StyleOptions(max_size=64, steps=steps, **options)
     )
-
-
-def long_job(**fields: object) -> Job:
-    return Job(gradient_image(32, 32), (STYLE,), LONG, **fields)
-
-
-async def first_event(handle):
-    return await anext(aiter(handle.events()))
 
 
 @pytest.fixture(scope="module", params=["driver", "client"])
@@ -92,81 +82,22 @@ async def test_the_cluster_and_its_actors_listen_on_loopback_only(head, backend)
 
 
 @on_ray_loop
-async def test_progress_streams_with_previews_then_one_result(backend):
-    handle = backend.submit(tiny_job(steps=8, preview_size=24))
-    events = [progress async for progress in handle.events()]
-    result = await handle.result()
-
-    assert [p.step for p in events] == list(range(1, 9)) and result.steps == 8
-    assert all(p.total == 8 and p.snapshot is None for p in events)
-    previews = [p.preview for p in events if p.preview is not None]
-    assert previews and all(p.dtype == np.uint8 and max(p.shape[:2]) == 24 for p in previews)
-    assert result.image.shape == (48, 64, 3) and result.image.dtype == np.uint8
-    assert handle.state == "done" and not result.cancelled
-
-
-@on_ray_loop
-async def test_cancel_stops_a_running_job_within_a_step_and_drops_a_queued_one(backend):
-    running = backend.submit(long_job())
-    waiting = backend.submit(tiny_job())
-    assert waiting.state == "queued" and backend.queued == 1
-    assert waiting.cancel() and not waiting.cancel()
-    with pytest.raises(JobCancelled, match="cancelled before it started"):
-        await waiting.result()
-
-    seen = (await first_event(running)).step
-    assert running.worker_pid == backend.worker_pids()[0] != os.getpid()
-    asked = time.monotonic()
-    assert running.cancel()
-    result = await running.result()
-    assert time.monotonic() - asked < 5
-    assert result.cancelled and running.state == "cancelled"
-    assert seen <= result.steps <= seen + 20 < LONG.steps
-
-
-@on_ray_loop
-async def test_a_job_past_its_time_limit_fails_with_job_timeout(backend):
-    handle = backend.submit(long_job(timeout=1.0))
-    started = time.monotonic()
-    with pytest.raises(JobTimeout, match=r"time limit of 1 s"):
-        await handle.result()
-    assert 0.9 <= time.monotonic() - started < 10 and handle.state == "failed"
-
-
-@on_ray_loop
-async def test_a_sigkilled_actor_fails_its_job_with_worker_died_and_ray_restarts_it(backend):
-    handle = backend.submit(long_job())
-    await first_event(handle)
-    (old,) = backend.worker_pids()
-    os.kill(old, signal.SIGKILL)
-    with pytest.raises(WorkerDied, match="stopped unexpectedly") as info:
-        await handle.result()
-    assert "\n" not in str(info.value)
-    assert not backend.warm  # no actor alive: the bot's /healthz says 503
-
-    await asyncio.wait_for(backend.wait_warm(), 120)
-    (new,) = backend.worker_pids()
-    assert new != old
-    assert (await backend.submit(tiny_job()).result()).steps == 4
-
-
-@on_ray_loop
 async def test_a_probe_that_fails_oddly_marks_the_actor_lost_until_one_is_answered(
     backend, monkeypatch, caplog
 ):
     """A probe can fail with something that is not one of Ray's actor errors (through Ray
     Client, a dropped connection): the actor counts as lost (the bot's /healthz says 503)
     and the monitor keeps probing, so it comes back, rather than ending silently."""
-    real, failures = backend._probe, [2]
+    (slot,) = backend._slots
+    real, failures = slot.probe, [2]
 
-    async def probe(slot):
+    async def probe():
         if failures[0]:
             failures[0] -= 1
             raise ConnectionError("the Ray Client connection dropped")
-        return await real(slot)
+        return await real()
 
-    monkeypatch.setattr(backend, "_probe", probe)
-    (slot,) = backend._slots
+    monkeypatch.setattr(slot, "probe", probe)
     slot.wake.set()  # probe now rather than within the second
     async with asyncio.timeout(10):
         while backend.warm:
@@ -242,14 +173,10 @@ async def test_an_unreachable_cluster_fails_in_one_line_naming_its_address(head)
 
 
 @on_ray_loop
-async def test_closing_ends_the_actors_and_leaves_the_cluster(head, backend):
-    pids = backend.worker_pids()
+async def test_closing_leaves_the_cluster(backend):
+    """(That closing ends the actors is tested for every backend, in `test_backends.py`.)"""
     await backend.close()
     assert not backend.warm and not ray.is_initialized()
-    deadline = time.monotonic() + 30
-    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-    assert not any(_running(pid) for pid in pids)
 
 
 @on_ray_loop
