@@ -5,9 +5,10 @@
 
 The clip is a textured picture panned 2 px to the left per frame, so the true motion is
 known: flicker is the mean absolute difference (0-255) between consecutive output frames
-after undoing that shift. The style distance is the Gram distance (the style loss, unweighted)
-of the middle frame to the artwork. Costs are wall seconds per frame after a warm-up clip, so
-that tracing the step functions is not counted.
+after undoing that shift. The style distance is `nst_engine.distances.style_distance` (the one
+measure of bench.compare and the tests) of the middle frame to the artwork; it means something
+only on trained features (`--weights hed`). Costs are wall seconds per frame after a warm-up
+clip, so that tracing the step functions is not counted.
 """
 
 from __future__ import annotations
@@ -66,22 +67,6 @@ def flicker(frames: tuple[np.ndarray, ...] | list[np.ndarray]) -> float:
 _input_width = 1
 
 
-def style_distance(model, image: np.ndarray, style: np.ndarray, options) -> float:
-    """The unweighted style loss of ``image`` against ``style`` at the size the engine uses."""
-    import tensorflow as tf
-
-    from nst_engine.losses import gram_matrix, style_loss
-    from nst_engine.transfer import _resize_long_side
-
-    extractor = model.extractor(tuple(options.style_layers), "float32")
-    side = round(options.style_scale * max(image.shape[:2]))
-    styled = _resize_long_side(style, max(32, side)).astype(np.float32) / 255
-    grams = [gram_matrix(f) for f in extractor(tf.constant(styled[None]))]
-    feats = extractor(tf.constant(image[None].astype(np.float32) / 255))
-    weights = np.full(len(grams), 1 / len(grams), np.float32)
-    return float(style_loss(feats, grams, weights))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=10)
@@ -101,6 +86,7 @@ def main() -> None:
         later_steps_for,
         stylize_frames,
     )
+    from nst_engine.distances import style_distance
     from nst_engine.options import options_for_quality
 
     global _input_width
@@ -129,7 +115,7 @@ def main() -> None:
         clip, style, options, model=model, temporal_weight=0, warm_start=False
     )
     base_flicker = flicker(baseline.frames)
-    base_style = style_distance(model, baseline.frames[middle], style, options)
+    base_style = style_distance(model, baseline.frames[middle], style)
     base_first = baseline.seconds[0]
     print(f"(frame-by-frame took {time.perf_counter() - started:.1f} s)")
     header = (
@@ -151,7 +137,7 @@ def main() -> None:
                 clip, style, options, model=model, temporal_weight=weight, later_steps=later
             )
             ours_flicker = flicker(ours.frames)
-            ours_style = style_distance(model, ours.frames[middle], style, options)
+            ours_style = style_distance(model, ours.frames[middle], style)
             later_s = float(np.mean(ours.seconds[1:]))
             print(
                 f"| ours | {weight:g} | {later} | {ours_flicker:.2f} | "

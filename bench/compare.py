@@ -1,16 +1,18 @@
-"""The plain tutorial loop and each quality preset on the same picture, side by side.
+"""The plain tutorial loop and each quality preset on the same pictures, side by side.
 
-    python -m bench.compare [--size 256] [--precisions float32 auto] [--plot FILE.png]
+    python -m bench.compare [--size 256] [--pairs astronaut-ihc ...|all] [--precisions float32]
+                            [--weights hed|random|PATH] [--plot FILE.png] [--pictures DIR]
 
 Each run is its own process (so wall time includes start-up, as a member would wait) on the
-same seeded VGG19 weights file (the ImageNet file cannot be fetched on the machines this was
-built on; speed does not depend on the values). Every preset runs once per precision asked
-for, with that precision's preset (`options_for_quality(..., precision=...)`). The table ends
-with one independent measure of quality for all: the style distance (mean squared Gram
-difference over the five style layers, against the artwork) and the content distance (mean
-squared block5_conv2 difference, against the photo), both computed in float32 by this script,
-not by the runs themselves. `--config NAME:field=value,...` adds a variant (`quality=NAME`
-starts it from a preset, in float32 unless it names a precision).
+same weights file. By default that is the trained stand-in (`--weights hed`: HED-VGG16 in
+VGG19's shape, not ImageNet VGG19, which cannot be fetched on the machines this was built on):
+quality can only be judged on trained features. `--weights random` is for speed alone (speed
+does not depend on the values; its distances mean nothing). Every preset runs once per
+precision asked for. Each pair (bench.pairs) ends with the one measure of quality of
+`nst_engine.distances`, computed in float32 by this script, not by the runs: the style
+distance (relative Gram distance, each style layer weighing the same) and the content distance
+(relative block5_conv2 difference). `--config NAME:field=value,...` adds a variant
+(`quality=NAME` starts it from a preset, in float32 unless it names a precision).
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ TUTORIAL = "tutorial"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument(
+        "--pairs", nargs="*", default=["astronaut-ihc"], help="bench.pairs names, or all"
+    )
+    parser.add_argument(
+        "--weights", default="hed", help="hed (trained stand-in), random (speed only) or a path"
+    )
+    parser.add_argument("--pictures", type=Path, help="save every run's picture here as PNG")
+    parser.add_argument(
+        "--figure", type=Path, help="the first pair's photo, artwork and every run, side by side"
+    )
     parser.add_argument("--tutorial-steps", type=int, default=300)
     parser.add_argument("--presets", nargs="*", default=["fast", "balanced", "best"])
     parser.add_argument(
@@ -62,6 +74,7 @@ def main() -> None:
     )
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--weights-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         _child(args)
@@ -80,43 +93,62 @@ def main() -> None:
 
 def _measure(args: argparse.Namespace) -> tuple[list[dict], str]:
     quiet_tensorflow()
+    from bench.pairs import PAIRS
     from nst_engine.model import resolve_precision
 
+    pairs = list(PAIRS) if args.pairs == ["all"] else args.pairs
     work = Path(tempfile.mkdtemp(prefix="nst-bench-"))
-    _prepare(work, args.size)
+    weights_file, label = _weights_file(args.weights, work)
     runs = {TUTORIAL: ""}
     for preset in args.presets:
         for precision in dict.fromkeys(resolve_precision(p) for p in args.precisions):
             runs[f"{preset}/{precision}"] = f"quality={preset},precision={precision}"
     runs.update(c.split(":", 1) for c in args.config)
     rows = []
-    for name, config in runs.items():
-        started = time.perf_counter()
-        cpu_before = _children_cpu()
-        cmd = [
-            sys.executable,
-            "-m",
-            "bench.compare",
-            "--run",
-            name,
-            "--workdir",
-            str(work),
-            "--size",
-            str(args.size),
-            "--tutorial-steps",
-            str(args.tutorial_steps),
-            *(["--config", f"{name}:{config}"] if config else []),
-        ]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        report = json.loads(out.strip().splitlines()[-1])
-        report["wall"] = time.perf_counter() - started
-        report["cpu"] = _children_cpu() - cpu_before
-        rows.append(report)
-        print(f"… {name} done in {report['wall']:.1f} s", file=sys.stderr, flush=True)
-    style_d, content_d = _distances(work, [r["name"] for r in rows])
-    for r in rows:
-        r["style"], r["content"] = style_d[r["name"]], content_d[r["name"]]
-    return rows, f"size {args.size} px; {_machine()}"
+    for pair in pairs:
+        pair_dir = work / pair
+        pair_dir.mkdir()
+        _prepare(pair_dir, args.size, pair)
+        pair_rows = []
+        for name, config in runs.items():
+            started = time.perf_counter()
+            cpu_before = _children_cpu()
+            cmd = [
+                sys.executable, "-m", "bench.compare", "--run", name,
+                "--workdir", str(pair_dir), "--weights-file", str(weights_file),
+                "--size", str(args.size), "--tutorial-steps", str(args.tutorial_steps),
+                *(["--config", f"{name}:{config}"] if config else []),
+            ]  # fmt: skip
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            report = json.loads(out.strip().splitlines()[-1])
+            report["wall"] = time.perf_counter() - started
+            report["cpu"] = _children_cpu() - cpu_before
+            report["pair"] = pair
+            pair_rows.append(report)
+            print(f"… {pair} {name} done in {report['wall']:.1f} s", file=sys.stderr, flush=True)
+        _judge(pair_dir, pair_rows, weights_file, args.pictures)
+        if args.figure and not rows:
+            figure(pair_dir, pair_rows, label, args.figure)
+        rows += pair_rows
+    return rows, f"size {args.size} px; weights: {label}; {_machine()}"
+
+
+def _weights_file(spec: str, work: Path) -> tuple[Path, str]:
+    """The one file every run loads, and how to name it in the table."""
+    from nst_engine.weights import (
+        RANDOM,
+        WEIGHTS_FILE,
+        random_weights,
+        resolve_weights,
+        save_legacy_h5,
+        weights_label,
+    )
+
+    if spec == RANDOM:
+        return save_legacy_h5(random_weights(0), work / WEIGHTS_FILE), (
+            "seeded random (speed only: the distances mean nothing)"
+        )
+    return resolve_weights(spec), weights_label(spec)
 
 
 def _children_cpu() -> float:
@@ -127,23 +159,36 @@ def _children_cpu() -> float:
 
 
 def _print(rows: list[dict], header: str) -> None:
-    base = next(r for r in rows if r["name"] == TUTORIAL)
     print(header)
     print(
-        f"{'run':<18} {'precision':>9} {'steps':>6} {'wall s':>7} {'speed-up':>8} "
+        f"{'pair':<18} {'run':<18} {'precision':>9} {'steps':>6} {'wall s':>7} {'speed-up':>8} "
         f"{'CPU s':>7} {'speed-up':>8} {'peak RSS':>9} {'style dist':>11} {'× tut':>6} "
         f"{'content dist':>12} {'× tut':>6}"
     )
     for r in rows:
+        base = _tutorial(rows, r.get("pair"))
         cpu = r.get("cpu", float("nan"))
         print(
-            f"{r['name']:<18} {r['precision']:>9} {r['steps']:>6} {r['wall']:>7.1f} "
-            f"{base['wall'] / r['wall']:>7.2f}× {cpu:>7.1f} {base.get('cpu', cpu) / cpu:>7.2f}× "
+            f"{r.get('pair', '-'):<18} {r['name']:<18} {r['precision']:>9} {r['steps']:>6} "
+            f"{r['wall']:>7.1f} {base['wall'] / r['wall']:>7.2f}× "
+            f"{cpu:>7.1f} {base.get('cpu', cpu) / cpu:>7.2f}× "
             f"{r['rss_mb']:>7.0f}MB "
             f"{r['style']:>11.4g} {r['style'] / base['style']:>6.3f} "
             f"{r['content']:>12.4g} {r['content'] / base['content']:>6.2f}",
             flush=True,
         )
+    names = [n for n in dict.fromkeys(r["name"] for r in rows) if n != TUTORIAL]
+    if len({r.get("pair") for r in rows}) > 1:
+        print("worst over the pairs (least speed-up, highest distance ratios):")
+        for name in names:
+            mine = [r for r in rows if r["name"] == name]
+            ratios = [(r, _tutorial(rows, r.get("pair"))) for r in mine]
+            print(
+                f"{name:<18} wall {min(b['wall'] / r['wall'] for r, b in ratios):.2f}×, "
+                f"CPU {min(b['cpu'] / r['cpu'] for r, b in ratios):.2f}×, "
+                f"style {max(r['style'] / b['style'] for r, b in ratios):.3f}×, "
+                f"content {max(r['content'] / b['content'] for r, b in ratios):.3f}×"
+            )
 
 
 def plot(rows: list[dict], header: str, path: Path, time: str = "wall") -> None:
@@ -157,7 +202,9 @@ def plot(rows: list[dict], header: str, path: Path, time: str = "wall") -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
     markers = {"float32": "o", "bfloat16": "s", "float16": "^"}
     presets = list(dict.fromkeys(r["name"].split("/")[0] for r in rows if r["name"] != TUTORIAL))
-    base = _tutorial(rows)
+    pair = rows[0].get("pair")
+    rows = [r for r in rows if r.get("pair") == pair]
+    base = _tutorial(rows, pair)
     for r in rows:
         tutorial = r["name"] == TUTORIAL
         preset = r["name"].split("/")[0]
@@ -192,28 +239,71 @@ def plot(rows: list[dict], header: str, path: Path, time: str = "wall") -> None:
     plt.close(fig)
 
 
-def _tutorial(rows: list[dict]) -> dict:
-    return next(r for r in rows if r["name"] == TUTORIAL)
+def figure(work: Path, rows: list[dict], weights: str, path: Path) -> None:
+    """The photo, the artwork and each run's picture in a row, each named with its time and
+    distances, the weights named under them (a PNG)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    photo = np.load(work / "content.npy")
+    h, w = photo.shape[:2]
+    tiles = [("photo", photo, ""), ("artwork", np.load(work / "style.npy"), "")]
+    base = _tutorial(rows, rows[0].get("pair"))
+    for r in rows:
+        image = np.load(work / f"out-{r['name'].replace('/', '-')}.npy")
+        # "x", not "×": Pillow's bundled font has no "×".
+        note = (
+            f"{r['wall']:.0f} s, style {r['style'] / base['style']:.2f}x, "
+            f"content {r['content'] / base['content']:.2f}x"
+        )
+        tiles.append((r["name"].split("/")[0], image, note))
+    pad, caption = 8, 34
+    sheet = Image.new("RGB", (len(tiles) * (w + pad) + pad, h + caption + 2 * pad + 14), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=12)
+    for i, (name, image, note) in enumerate(tiles):
+        tile = Image.fromarray(image)
+        if tile.size != (w, h):  # the artwork: its centre, cut to the photo's shape
+            scale = max(w / tile.width, h / tile.height)
+            tile = tile.resize((round(tile.width * scale), round(tile.height * scale)))
+            left, top = (tile.width - w) // 2, (tile.height - h) // 2
+            tile = tile.crop((left, top, left + w, top + h))
+        x = pad + i * (w + pad)
+        sheet.paste(tile, (x, pad))
+        draw.text((x, h + pad + 4), name, fill="black", font=font)
+        draw.text((x, h + pad + 18), note, fill="dimgray", font=font)
+    draw.text((pad, h + caption + pad), f"weights: {weights}", fill="firebrick", font=font)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
 
 
-def _prepare(work: Path, size: int) -> None:
-    from nst_engine.weights import WEIGHTS_FILE, random_weights, save_legacy_h5
-    from tests.support import gradient_image, stripes_image
+def _tutorial(rows: list[dict], pair: str | None = None) -> dict:
+    return next(r for r in rows if r["name"] == TUTORIAL and r.get("pair") == pair)
 
-    save_legacy_h5(random_weights(0), work / WEIGHTS_FILE)
-    np.save(work / "content.npy", gradient_image(size, size * 3 // 4, seed=3))
-    np.save(work / "style.npy", stripes_image(size, size, period=max(4, size // 24)))
+
+def _prepare(work: Path, size: int, pair: str) -> None:
+    """The pair's photo at the output size and its artwork at the same longest side, as the
+    engine sizes them, so that the tutorial and the presets start from the same arrays."""
+    from bench.pairs import pair as load_pair
+    from nst_engine.images import output_size, resize
+
+    photo, artwork = load_pair(pair)
+    w, h = output_size(photo.shape[1], photo.shape[0], size)
+    scale = max(w, h) / max(artwork.shape[:2])
+    np.save(work / "content.npy", resize(photo, w, h))
+    np.save(
+        work / "style.npy",
+        resize(artwork, round(artwork.shape[1] * scale), round(artwork.shape[0] * scale)),
+    )
 
 
 def _child(args: argparse.Namespace) -> None:
     quiet_tensorflow()
     from nst_engine import load_model, stylize
     from nst_engine.model import resolve_precision
-    from nst_engine.weights import WEIGHTS_FILE
 
     work = Path(args.workdir)
     content, style = np.load(work / "content.npy"), np.load(work / "style.npy")
-    model = load_model(str(work / WEIGHTS_FILE))
+    model = load_model(args.weights_file)
     t0 = time.perf_counter()
     if args.run == TUTORIAL:
         from bench.tutorial import tutorial_loop
@@ -272,32 +362,28 @@ def _parse(default: object, text: str) -> object:
     return type(default)(text)
 
 
-def _distances(work: Path, names: list[str]) -> tuple[dict[str, float], dict[str, float]]:
-    quiet_tensorflow()
-    import tensorflow as tf
-
+def _judge(work: Path, rows: list[dict], weights_file: Path, pictures: Path | None) -> None:
+    """Each run's style and content distance (nst_engine.distances), and its picture saved."""
     from nst_engine import load_model
-    from nst_engine.losses import content_loss, gram_matrix, style_loss
-    from nst_engine.options import CONTENT_LAYERS, STYLE_LAYERS
-    from nst_engine.weights import WEIGHTS_FILE
+    from nst_engine.distances import content_distance, style_distance
 
-    model = load_model(str(work / WEIGHTS_FILE))
-    extractor = model.extractor(STYLE_LAYERS + CONTENT_LAYERS)
-    n = len(STYLE_LAYERS)
-    equal = [1 / n] * n
+    model = load_model(str(weights_file))
+    photo, artwork = np.load(work / "content.npy"), np.load(work / "style.npy")
+    for r in rows:
+        image = np.load(work / f"out-{r['name'].replace('/', '-')}.npy")
+        r["style"] = style_distance(model, image, artwork)
+        r["content"] = content_distance(model, image, photo)
+        if pictures:
+            from PIL import Image
 
-    def features(image: np.ndarray):
-        return extractor(tf.constant(image[None].astype(np.float32) / 255))
+            pictures.mkdir(parents=True, exist_ok=True)
+            stem = f"{r['pair']}-{image.shape[1]}px-{r['name'].replace('/', '-')}"
+            Image.fromarray(image).save(pictures / f"{stem}.png")
+    if pictures:
+        from PIL import Image
 
-    style = features(np.load(work / "style.npy"))
-    grams = [gram_matrix(f) for f in style[:n]]
-    content = features(np.load(work / "content.npy"))
-    style_d, content_d = {}, {}
-    for name in names:
-        out = features(np.load(work / f"out-{name.replace('/', '-')}.npy"))
-        style_d[name] = float(style_loss(out[:n], grams, equal))
-        content_d[name] = float(content_loss(out[n:], content[n:]))
-    return style_d, content_d
+        for name, array in (("photo", photo), ("artwork", artwork)):
+            Image.fromarray(array).save(pictures / f"{rows[0]['pair']}-{name}.png")
 
 
 def _machine() -> str:

@@ -69,6 +69,10 @@ class StyleOptions:
     style_emphasis: float = 1.0
     # Weight of the total-variation (smoothness) term.
     tv_weight: float = 30.0
+    # The TV weight is multiplied by this once per halving at the coarse levels. The TV term is a
+    # sum over pixels, so at half the side it weighs about half as much against the content and
+    # style terms (means); 2 keeps the balance of full size at every level, 1 is the plain loop.
+    tv_level_scale: float = 1.0
     # Start from a copy of the content image, from seeded uniform noise, or from the content
     # recoloured to the artwork's per-channel mean and spread ("matched").
     init: Init = "content"
@@ -104,6 +108,9 @@ class StyleOptions:
     # applies again below each level: 3 levels at 0.75 of 240 steps run 135 at a quarter of the
     # size, 45 at half, 60 at full size.
     levels: int = 2
+    # Moving up a level, add back the photo's detail that the coarser level could not hold, so
+    # the finer level starts from a sharp picture instead of a blurred enlargement.
+    keep_detail: bool = False
     # Stop when the total loss improved by less than this fraction over the last 20 steps (0: off).
     early_stop_tolerance: float = 0.0
 
@@ -129,6 +136,10 @@ class StyleOptions:
         _check(
             math.isfinite(self.tv_weight) and self.tv_weight >= 0,
             f"tv_weight must be a finite number ≥ 0, not {self.tv_weight}",
+        )
+        _check(
+            0 < self.tv_level_scale <= 8,
+            f"tv_level_scale must be above 0 and at most 8, not {self.tv_level_scale}",
         )
         _check(
             0 < self.style_emphasis <= 100,
@@ -223,36 +234,41 @@ class StyleOptions:
 
 
 # Quality presets: steps and the optimisation schedule, chosen by measurement with
-# bench/compare.py against the plain tutorial loop (300 Adam steps, float32); see the README.
-# Each meets the targets in float32 alone (at least 3× sooner than the tutorial, its style
-# distance within 1.01×, content distance within 3×), so every CPU gets them. The same
-# schedule runs where bfloat16 is fast (`precision="auto"`), only sooner: fewer steps would
-# cost distance in either precision. Three resolution levels, most steps at a quarter of the
-# size, L-BFGS below full size and Adam at full size.
+# bench/compare.py against the plain tutorial loop (300 Adam steps, float32) on trained features
+# (the HED stand-in) and five photo/artwork pairs; see docs/performance.md. L-BFGS at every
+# level: on trained features it reaches the tutorial's balance of style and content in a fraction
+# of the steps, where Adam's few full-size steps left the coarse levels' blotches and noise. Two
+# levels, most steps at half the side, the photo's detail added back on the way up
+# (`keep_detail`) so the full-size level starts sharp, and the style weight raised a fifth to
+# make up for the steps not taken. L-BFGS runs in float32 whatever the
+# precision (see transfer), so the schedules are the same on every machine.
 QUALITY_PRESETS: dict[str, dict[str, object]] = {
-    # A quick look: the fewest full-size steps, a stronger style weight to make up for them.
+    # A quick look: three quarters of the steps at half size.
     "fast": {
-        "steps": 120,
-        "levels": 3,
-        "coarse_fraction": 0.8,
-        "coarse_optimizer": "lbfgs",
-        "style_emphasis": 1.8,
+        "steps": 32,
+        "levels": 2,
+        "coarse_fraction": 0.75,
+        "optimizer": "lbfgs",
+        "keep_detail": True,
+        "style_emphasis": 1.2,
     },
     # The default.
     "balanced": {
-        "steps": 160,
-        "levels": 3,
-        "coarse_fraction": 0.8,
-        "coarse_optimizer": "lbfgs",
-        "style_emphasis": 1.6,
+        "steps": 40,
+        "levels": 2,
+        "coarse_fraction": 0.7,
+        "optimizer": "lbfgs",
+        "keep_detail": True,
+        "style_emphasis": 1.2,
     },
     # The closest to the tutorial's balance of style and content: more steps at full size.
     "best": {
-        "steps": 160,
-        "levels": 3,
-        "coarse_fraction": 0.75,
-        "coarse_optimizer": "lbfgs",
-        "style_emphasis": 1.5,
+        "steps": 50,
+        "levels": 2,
+        "coarse_fraction": 0.6,
+        "optimizer": "lbfgs",
+        "keep_detail": True,
+        "style_emphasis": 1.2,
     },
 }
 DEFAULT_QUALITY = "balanced"

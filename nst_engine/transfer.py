@@ -180,14 +180,12 @@ class _Run:
         n_style = len(opts.style_layers)
         layer_weights = opts.style_layer_weights or (1.0,) * n_style
         layer_weights = tf.constant(np.array(layer_weights) / sum(layer_weights), tf.float32)
-        weights = tf.constant(
-            [opts.effective_content_weight, opts.effective_style_weight, opts.tv_weight], tf.float32
-        )
         image_px = self._start(target_px)
         history: list[Losses] = []
         per_level = opts.level_steps()
         plan = _plan(per_level, target_px.shape[:2])
         cancelled = converged = False
+        coarser_target = None
         for depth, steps in plan:
             h, w = _level_size(target_px.shape[:2], depth)
             # At a coarse level the artwork shrinks by the same factor, so its brush strokes
@@ -210,14 +208,18 @@ class _Run:
                     tf.image.resize(mask[None, :, :, None], (h, w)),
                     tf.constant(weight, tf.float32),
                 )
+            tv = opts.tv_weight * opts.tv_level_scale**depth
+            weights = tf.constant(
+                [opts.effective_content_weight, opts.effective_style_weight, tv], tf.float32
+            )
             solver: _Solver = _SOLVERS[optimizer](opts)
             # The step function is traced for this model, these layers and this size once and
             # kept for the next job of the same size.
             level = _Level(
-                image=tf.Variable(tf.image.resize(image_px[None], (h, w))),
+                image=tf.Variable(self._level_start(image_px, target, coarser_target)),
                 steps=steps,
                 targets=(style_grams, content_targets, layer_weights, weights),
-                compiled=self._compiled(solver.make, extractor, n_style, (h, w)),
+                compiled=self._compiled(solver, extractor, n_style, (h, w)),
                 temporal=temporal,
             )
             window: list[float] = []
@@ -235,12 +237,27 @@ class _Run:
 
             solver.solve(level, proceed, record)
             image_px = level.image.numpy()[0]
+            coarser_target = target
             if cancelled:
                 break
         if image_px.shape[:2] != target_px.shape[:2]:
             # Cancelled before the full-size level: hand back the picture at the size asked for.
             image_px = tf.image.resize(image_px[None], target_px.shape[:2]).numpy()[0]
         return _Outcome(np.clip(image_px, 0, 1), history, cancelled, converged)
+
+    def _level_start(self, image_px: np.ndarray, target, coarser_target):
+        """The start of a level, 1×h×w×3: the picture so far at this level's size and, with
+        `keep_detail`, the photo's detail that the coarser level could not hold added back
+        (the target at this size less the coarser target enlarged), so that the fine level
+        starts sharp instead of from a blurred enlargement."""
+        import tensorflow as tf
+
+        size = tuple(target.shape[1:3])
+        start = tf.image.resize(image_px[None], size)
+        if self.options.keep_detail and coarser_target is not None:
+            start = start + (target - tf.image.resize(coarser_target, size))
+            start = tf.clip_by_value(start, 0.0, 1.0)
+        return start
 
     def _start(self, target_px: np.ndarray) -> np.ndarray:
         """The starting image at full size, float32 H×W×3 in [0, 1]."""
@@ -258,12 +275,15 @@ class _Run:
             start = np.clip(start + noise, 0.0, 1.0).astype(np.float32)
         return start
 
-    def _compiled(self, make, extractor, n_style: int, size: tuple[int, int]):
-        """One traced tf.function per loaded model, layer choice and image size, reused by
-        every job of that size (tracing costs about a second; re-runs and tiny jobs would
-        spend most of their time on it). Kept per size: one trace relaxed to any size failed
-        in the gradient of the Adam state."""
-        key = (make.__name__, extractor, n_style, size)
+    def _compiled(self, solver: _Solver, extractor, n_style: int, size: tuple[int, int]):
+        """One traced tf.function per loaded model, layer choice and, for Adam, image size,
+        reused by every job (tracing costs about a second; re-runs and tiny jobs would spend
+        most of their time on it). Adam's is kept per size: one trace relaxed to any size
+        failed in the gradient of its state. L-BFGS's takes the image as a plain tensor and is
+        traced once for any size, so a worker painting many sizes holds one graph, not one a
+        size (bench/soak.py: 30% more memory after 300 jobs of random sizes otherwise)."""
+        make = solver.make
+        key = (make.__name__, extractor, n_style, None if solver.any_size else size)
         return _lru(self.model.compiled, key, lambda: make(extractor, n_style), COMPILED_CACHE_SIZE)
 
     def _style_grams(self, extractor, n_style: int, scale: float) -> list:
@@ -361,9 +381,10 @@ def _loss_and_grad_function(extractor, n_style: int):
     """Compiled (content, style, tv, gradient) of the image, for L-BFGS."""
     import tensorflow as tf
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def loss_and_grad(image, style_grams, content_targets, layer_weights, weights, temporal=()):
         with tf.GradientTape() as tape:
+            tape.watch(image)
             content, style, tv = _objective(
                 extractor, n_style, image, style_grams, content_targets, layer_weights, weights
             )
@@ -421,6 +442,8 @@ class _Solver(Protocol):
 
     # Makes the compiled function of the image that `solve` calls: make(extractor, n_style).
     make: Callable[..., Callable[..., object]]
+    # Whether that function serves every image size (else one is made per size).
+    any_size: bool
 
     def solve(
         self, level: _Level, proceed: Callable[[], bool], record: Callable[[Losses], None]
@@ -433,6 +456,7 @@ class _Adam:
 
     options: StyleOptions
     make = staticmethod(_step_function)
+    any_size = False
 
     def solve(self, level: _Level, proceed, record) -> None:
         import tensorflow as tf
@@ -456,6 +480,7 @@ class _LBFGS:
 
     options: StyleOptions
     make = staticmethod(_loss_and_grad_function)
+    any_size = True
 
     def solve(self, level: _Level, proceed, record) -> None:
         import tensorflow as tf
@@ -466,8 +491,8 @@ class _LBFGS:
         last: list[Losses] = []
 
         def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-            image.assign(tf.constant(x.reshape(shape), tf.float32))
-            c, s, tv, held, grad = level.compiled(image, *level.targets, level.temporal)
+            pixels = tf.constant(x.reshape(shape), tf.float32)
+            c, s, tv, held, grad = level.compiled(pixels, *level.targets, level.temporal)
             last[:] = [Losses(float(c), float(s), float(tv), float(held))]
             return float(c + s + tv + held), grad.numpy().astype(np.float64).ravel()
 

@@ -39,11 +39,17 @@ def test_a_named_precision_is_kept_whatever_the_cpu(monkeypatch):
         assert options.steps == QUALITY_PRESETS["balanced"]["steps"]
 
 
-def test_presets_are_the_tested_schedules():
+def test_presets_are_the_schedules_tuned_on_trained_features():
+    # docs/performance.md: L-BFGS at both levels, half size first, the photo's detail kept.
+    steps = []
     for quality, preset in QUALITY_PRESETS.items():
         options = options_for_quality(quality, precision="float32")
-        assert options.coarse_optimizer == "lbfgs" and options.optimizer == "adam"
-        assert len(options.level_steps()) == 3 and sum(options.level_steps()) == preset["steps"]
+        assert options.optimizer == "lbfgs" and options.coarse_optimizer in (None, "lbfgs")
+        assert options.keep_detail and options.start_noise > 0
+        coarse, full = options.level_steps()
+        assert coarse > 0 and full > 0 and coarse + full == preset["steps"]
+        steps.append(options.steps)
+    assert steps == sorted(steps)  # fast, balanced, best: more steps each
 
 
 def test_the_bots_call_works_and_a_step_cap_keeps_steps_the_planned_total():

@@ -279,3 +279,26 @@ def test_levels_that_meet_vggs_floor_at_the_same_size_are_merged():
     # 256 px keeps its three levels, and a level given no steps is skipped.
     assert _plan((20, 20, 120), (256, 256)) == [(2, 20), (1, 20), (0, 120)]
     assert _plan((0, 5, 5), (256, 256)) == [(1, 5), (0, 5)]
+
+
+def test_keep_detail_starts_the_full_size_level_sharp(random_model, style_image):
+    # One step at half size, one at full size, barely any style: the full-size level starts from
+    # the half-size picture enlarged (blurred) unless the photo's detail is added back.
+    photo = gradient_image(64, 64, seed=4)
+    options = StyleOptions(
+        max_size=64, steps=2, levels=2, coarse_fraction=0.5, strength=0, learning_rate=0.002
+    )
+    blurred = stylize(photo, style_image, options, model=random_model).image
+    sharp = stylize(photo, style_image, options.replace(keep_detail=True), model=random_model).image
+    error = [np.abs(x.astype(float) - photo).mean() for x in (blurred, sharp)]
+    assert error[1] < 0.5 * error[0], error
+
+
+def test_tv_level_scale_weighs_the_smoothness_term_per_halving(random_model, style_image):
+    photo = gradient_image(64, 64, seed=4)
+    options = StyleOptions(max_size=64, steps=2, levels=2, coarse_fraction=0.5)
+    plain = stylize(photo, style_image, options, model=random_model)
+    scaled = stylize(photo, style_image, options.replace(tv_level_scale=2), model=random_model)
+    # The first step is at half size: its TV term is doubled; the full-size one is not scaled.
+    assert scaled.history[0].tv == pytest.approx(2 * plain.history[0].tv, rel=1e-4)
+    assert scaled.history[1].tv < 2 * plain.history[1].tv
