@@ -20,6 +20,7 @@ from bot.markdown import literal
 from nst_engine.images import encode_image, sniff_image_type
 from nst_engine.options import Progress, StyleResult
 from nst_engine.text import clock
+from nst_engine.weights import HED, HED_LABEL
 
 if TYPE_CHECKING:
     from bot.client import StyleBot
@@ -306,7 +307,7 @@ def picture_name(data: bytes) -> str:
 def params_embed(
     bot: StyleBot, request: Request, name: str = "stylized.png", size: str | None = None
 ) -> discord.Embed:
-    """The member's options, and a loud label when the weights are random."""
+    """The member's options, and the weights named when they are not ImageNet's."""
     p = request.params
     embed = discord.Embed(title="Stylized", colour=discord.Colour.blurple())
     embed.set_image(url=f"attachment://{name}")
@@ -322,5 +323,7 @@ def params_embed(
     footer = f"job {request.id}"
     if bot.settings.nst_weights == "random":
         footer += " · random VGG19 weights: NOT a real style transfer (test mode)"
+    elif bot.settings.nst_weights == HED:
+        footer += f" · {HED_LABEL}"
     embed.set_footer(text=footer)
     return embed
