@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
+import socket
 import sys
 import time
+import urllib.error
+import urllib.parse
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from nst_engine import provenance
-from nst_engine.errors import NSTError
+from nst_engine.errors import ImageError, NSTError, WeightsError
 from nst_engine.options import (
     DEFAULT_QUALITY,
     QUALITY_PRESETS,
@@ -20,13 +25,18 @@ from nst_engine.options import (
 )
 from nst_engine.text import clock, format_bytes
 from nst_engine.weights import (
+    HED,
     HED_LABEL,
     IMAGENET,
     RANDOM,
     WEIGHTS_ENV,
     WEIGHTS_FILE,
+    WEIGHTS_URL,
     default_weights,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,29 @@ ANIMATION_SUFFIXES = (".gif", ".webp", ".mp4", ".webm")
 MAX_FRAMES_ENV = "NST_MAX_FRAMES"
 USAGE_ERROR = 2
 _DEFAULTS = StyleOptions()
+# The expert flags (by StyleOptions' field) and their defaults. A picture's parameters record each
+# one given another value, so that two pictures made differently never read the same, and the
+# chunk stays short.
+EXPERT_DEFAULTS: dict[str, object] = {
+    "content_weight": None,
+    "style_weight": None,
+    "tv_weight": _DEFAULTS.tv_weight,
+    "learning_rate": _DEFAULTS.learning_rate,
+    "init": _DEFAULTS.init,
+    "optimizer": _DEFAULTS.optimizer,
+    "style_scale": _DEFAULTS.style_scale,
+    "precision": "auto",
+}
+# The flag behind each StyleOptions field the CLI sets, so that a refused value names the flag
+# the user typed ("--size must be …", not "max_size must be …").
+FLAGS = {
+    "max_size": "--size",
+    "strength": "--strength",
+    "steps": "--steps",
+    "seed": "--seed",
+    "style_blend": "--style-blend",
+    **{field: "--" + field.replace("_", "-") for field in EXPERT_DEFAULTS},
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,6 +83,16 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(USAGE_ERROR)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: …)" only where there is one to show: not after a required flag, nor
+    where the help already gives the default in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="nst",
@@ -62,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stylize",
         help="stylize CONTENT in the style of STYLE",
         description="Stylize CONTENT in the style of one or more STYLE images.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     run.add_argument("content", type=Path, help="the photo to repaint")
     run.add_argument("style", type=Path, nargs="+", help="the artwork(s) whose style to use")
@@ -79,20 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--quality",
         choices=tuple(QUALITY_PRESETS),
         default=DEFAULT_QUALITY,
-        help="preset: steps, precision and schedule chosen by measurement (see README)",
+        help="preset: its steps and schedule, chosen by measurement, are the same on every "
+        "machine (see docs/performance.md)",
     )
     run.add_argument(
         "--precision",
         choices=("auto", "float32", "bfloat16", "float16"),
-        default="auto",
-        help="arithmetic of the feature network, and the preset made for it: auto picks "
-        "bfloat16 on CPUs with AVX512-BF16/AMX (and bfloat16/float16 on GPUs), float32 elsewhere",
+        default=EXPERT_DEFAULTS["precision"],
+        help="arithmetic of Adam's steps (--optimizer adam); the presets' L-BFGS steps always "
+        "compute in float32, so a preset gives the same picture in every precision. auto picks "
+        "bfloat16 on CPUs with AVX512-BF16/AMX and on GPUs of compute capability 8+, float16 on "
+        "older GPUs, float32 elsewhere",
     )
     run.add_argument(
         "--steps", type=int, default=None, help="optimisation steps (default: the preset's)"
     )
     run.add_argument(
-        "--size", type=int, default=_DEFAULTS.max_size, help="longest side of the output in pixels"
+        "--size",
+        type=int,
+        default=_DEFAULTS.max_size,
+        help="longest side of the output in pixels, 32-4096 (inputs are not enlarged)",
     )
     run.add_argument(
         "--weights",
@@ -109,29 +158,35 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--content-weight",
         type=float,
-        default=None,
+        default=EXPERT_DEFAULTS["content_weight"],
         help="expert: content weight (default 1e4)",
     )
     run.add_argument(
         "--style-weight",
         type=float,
-        default=None,
+        default=EXPERT_DEFAULTS["style_weight"],
         help="expert: style weight, overrides --strength (default from strength: 1e-2 at 5)",
     )
     run.add_argument(
-        "--tv-weight", type=float, default=_DEFAULTS.tv_weight, help="smoothness weight"
+        "--tv-weight", type=float, default=EXPERT_DEFAULTS["tv_weight"], help="smoothness weight"
     )
     run.add_argument(
-        "--init", choices=("content", "noise"), default=_DEFAULTS.init, help="starting image"
+        "--init",
+        choices=("content", "noise"),
+        default=EXPERT_DEFAULTS["init"],
+        help="starting image",
     )
     run.add_argument(
         "--optimizer",
         choices=("adam", "lbfgs"),
-        default=_DEFAULTS.optimizer,
+        default=EXPERT_DEFAULTS["optimizer"],
         help="Adam (the seed's) or SciPy's L-BFGS-B (Gatys et al.'s)",
     )
     run.add_argument(
-        "--learning-rate", type=float, default=_DEFAULTS.learning_rate, help="Adam step size"
+        "--learning-rate",
+        type=float,
+        default=EXPERT_DEFAULTS["learning_rate"],
+        help="Adam step size",
     )
     run.add_argument(
         "--style-blend",
@@ -143,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--style-scale",
         type=float,
-        default=_DEFAULTS.style_scale,
+        default=EXPERT_DEFAULTS["style_scale"],
         help="style image size relative to the output (0.25-4)",
     )
     run.add_argument(
@@ -188,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
+    except WeightsError as err:
+        _fail(_with_its_cause(err))
     except (NSTError, ValueError) as err:
         _fail(str(err))
     except KeyboardInterrupt:
@@ -196,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    from nst_engine.images import load_image, save_image
+    from nst_engine.images import save_image
     from nst_engine.model import quiet_tensorflow
 
     animated = args.output.suffix.lower() in ANIMATION_SUFFIXES and _is_animation(args.content)
@@ -209,28 +266,11 @@ def _stylize(args: argparse.Namespace) -> int:
         _fail(f"output must end in {', '.join(OUTPUT_SUFFIXES)}, not '{args.output.name}'{also}")
     if not args.output.parent.is_dir():
         _fail(f"no such folder for the output: {args.output.parent}")
-    steps = {} if args.steps is None else {"steps": args.steps}
-    options = options_for_quality(
-        args.quality,
-        precision=args.precision,
-        **steps,
-        strength=args.strength,
-        max_size=args.size,
-        seed=args.seed,
-        preserve_colors=args.preserve_colors,
-        content_weight=args.content_weight,
-        style_weight=args.style_weight,
-        tv_weight=args.tv_weight,
-        init=args.init,
-        learning_rate=args.learning_rate,
-        optimizer=args.optimizer,
-        style_blend=tuple(args.style_blend) if args.style_blend else None,
-        style_scale=args.style_scale,
-    )
+    options = _options(args)
     if animated:
         return _stylize_clip(args, options)
-    content = load_image(args.content)
-    styles = [load_image(path) for path in args.style]
+    content = _load_image(args.content)
+    styles = [_load_image(path) for path in args.style]
     weights = _weights(args)
 
     quiet_tensorflow()
@@ -250,6 +290,48 @@ def _stylize(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - started:.1f} s, {result.steps} steps{label}"
     )
     return 0
+
+
+def _options(args: argparse.Namespace) -> StyleOptions:
+    """The preset with the flags given; a refused value is one line naming its flag."""
+    steps = {} if args.steps is None else {"steps": args.steps}
+    try:
+        return options_for_quality(
+            args.quality,
+            precision=args.precision,
+            **steps,
+            strength=args.strength,
+            max_size=args.size,
+            seed=args.seed,
+            preserve_colors=args.preserve_colors,
+            content_weight=args.content_weight,
+            style_weight=args.style_weight,
+            tv_weight=args.tv_weight,
+            init=args.init,
+            learning_rate=args.learning_rate,
+            optimizer=args.optimizer,
+            style_blend=tuple(args.style_blend) if args.style_blend else None,
+            style_scale=args.style_scale,
+        )
+    except ValueError as err:
+        field, _, rest = str(err).partition(" ")
+        if field in FLAGS:
+            raise ValueError(f"{FLAGS[field]} {rest}") from None
+        raise
+
+
+def _load_image(path: Path) -> np.ndarray:
+    """`images.load_image`, with the file named in a refusal: there may be several inputs."""
+    from nst_engine.images import load_image
+
+    try:
+        return load_image(path)
+    except ImageError as err:
+        raise ImageError(_naming(path, err)) from None
+
+
+def _naming(path: Path, err: Exception) -> str:
+    return str(err) if path.name in str(err) else f"{path.name}: {err}"
 
 
 def _is_animation(path: Path) -> bool:
@@ -273,7 +355,6 @@ def _stylize_clip(args: argparse.Namespace, options: StyleOptions) -> int:
     import os
 
     from nst_engine.frames import DEFAULT_MAX_FRAMES, clip_format_for, encode_clip, load_clip
-    from nst_engine.images import load_image
     from nst_engine.model import quiet_tensorflow
 
     max_frames = args.max_frames
@@ -284,8 +365,11 @@ def _stylize_clip(args: argparse.Namespace, options: StyleOptions) -> int:
         max_frames = int(raw)
     if max_frames < 1:
         _fail(f"--max-frames must be at least 1, not {max_frames}")
-    clip = load_clip(args.content, max_frames=max_frames, max_side=args.size)
-    styles = [load_image(path) for path in args.style]
+    try:
+        clip = load_clip(args.content, max_frames=max_frames, max_side=args.size)
+    except ImageError as err:
+        raise ImageError(_naming(args.content, err)) from None
+    styles = [_load_image(path) for path in args.style]
     weights = _weights(args)
     quiet_tensorflow()
     from nst_engine.animation import DEFAULT_TEMPORAL_WEIGHT, stylize_frames
@@ -333,6 +417,9 @@ def _parameters(args: argparse.Namespace, options: StyleOptions, weights: str) -
     )
     if args.style_blend:
         made["style_blend"] = list(args.style_blend)
+    for field, default in EXPERT_DEFAULTS.items():
+        if getattr(args, field) != default:
+            made[field] = getattr(args, field)
     return made
 
 
@@ -346,29 +433,68 @@ def _weights_note(label: str) -> str:
 
 
 def _weights(args: argparse.Namespace) -> str:
-    """The weights to load, with a loud warning on stderr when they are random."""
-    weights = args.weights or default_weights()
-    if weights == RANDOM:
-        print(
-            "warning: VGG19 has RANDOM weights: this output is NOT a real style transfer "
-            "(for tests and demos only)",
-            file=sys.stderr,
+    """The weights to load; a --weights path that is not a file is refused now, naming the flag.
+
+    Random weights are announced once, by the engine's warning as it loads them.
+    """
+    if args.weights in (None, IMAGENET, HED, RANDOM):
+        return args.weights or default_weights()
+    if not Path(args.weights).expanduser().is_file():
+        _fail(
+            f"no weights file at {args.weights}; --weights must be imagenet, hed, random, "
+            f"or the path of {WEIGHTS_FILE}"
         )
-    return weights
+    return args.weights
+
+
+def _with_its_cause(err: WeightsError) -> str:
+    """The error's line, naming what a failed download ran into: Keras wraps urllib's error in
+    a bare Exception, and the line names only that wrapper's type."""
+    wrapper = err.__cause__
+    if wrapper is None:
+        return str(err)
+    host = urllib.parse.urlsplit(WEIGHTS_URL).hostname
+    cause: BaseException = wrapper
+    while True:
+        if isinstance(cause, urllib.error.HTTPError):
+            said = f"{host} answered HTTP {cause.code} {cause.reason}"
+            break
+        if isinstance(cause, urllib.error.URLError):
+            reason = cause.reason
+            if isinstance(reason, socket.gaierror):
+                said = f"the name lookup of {host} failed: {reason.strerror}"
+            elif isinstance(reason, OSError) and reason.strerror:
+                said = f"{host}: {reason.strerror}"
+            else:
+                said = f"{host}: {reason}"
+            break
+        inner = cause.__cause__ or cause.__context__
+        if inner is None:
+            said = str(cause) or type(cause).__name__
+            break
+        cause = inner
+    return str(err).replace(f"({type(wrapper).__name__})", f"({said})", 1)
 
 
 def _info(args: argparse.Namespace) -> int:
     """Print the parameters a PNG (or an animation nst made) carries, as JSON, or say it has
     none."""
-    from nst_engine.frames import read_clip_parameters
-    from nst_engine.images import read_parameters
+    from nst_engine.frames import is_animation_file, read_clip_parameters
+    from nst_engine.images import read_parameters, sniff_image_type
 
     try:
         data = args.image.read_bytes()
     except OSError as err:
         _fail(f"cannot read {args.image}: {err.strerror or err}")
-    png = data.startswith(b"\x89PNG")
-    made = read_parameters(data) if png else read_clip_parameters(data)
+    try:
+        if data.startswith(b"\x89PNG"):
+            made = read_parameters(data)
+        elif sniff_image_type(data) in ("gif", "webp") or is_animation_file(data):
+            made = read_clip_parameters(data)
+        else:
+            _fail(f"{args.image} is not a PNG, GIF, WebP, MP4 or WebM file")
+    except ImageError as err:
+        _fail(f"{args.image}: {err}")
     if made is None:
         _fail(f"{args.image} carries no parameters (not made by nst or the bot)")
     print(json.dumps(made, indent=2, sort_keys=True))
@@ -376,9 +502,15 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
+    from nst_engine.model import quiet_tensorflow
     from nst_engine.weights import fetch_imagenet_weights
 
-    path = fetch_imagenet_weights()
+    # Keras' downloader loads TensorFlow, whose start-up notices stay off the terminal, and
+    # prints "Downloading data from …" and a progress bar on stdout: the answer, or the error's
+    # one line, is all the user sees.
+    quiet_tensorflow()
+    with contextlib.redirect_stdout(io.StringIO()):
+        path = fetch_imagenet_weights()
     print(f"VGG19 {IMAGENET} weights at {path}")
     return 0
 
@@ -398,10 +530,12 @@ class ProgressBar:
         losses = progress.losses
         frames = getattr(progress, "frames", 1)
         frame = f"frame {progress.frame}/{frames} " if frames > 1 else ""
+        # An animation's later frames hold to the previous one: its term is part of the total.
+        temporal = f", temporal {losses.temporal:.3g}" if frames > 1 else ""
         text = (
             f"{fraction:4.0%} {frame}step {progress.step}/{progress.total} "
             f"loss {losses.total:.3g} (content {losses.content:.3g}, style {losses.style:.3g}, "
-            f"tv {losses.tv:.3g}) ETA {clock(eta)}"
+            f"tv {losses.tv:.3g}{temporal}) ETA {clock(eta)}"
         )
         if self.tty:
             filled = int(fraction * self.width)
