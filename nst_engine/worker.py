@@ -194,12 +194,15 @@ def load(config: WorkerConfig) -> VGG19Features:
     _configure_tensorflow(config.gpu is not None, config.cpu_threads)
     model = load_model(config.weights, seed=config.seed)
     if config.memory_limit_mb and config.gpu is None:
-        # One tiny job first: TensorFlow's thread pools and first traces map memory that the cap
-        # must not count against pictures.
+        # Tiny jobs first, one per optimiser and precision: TensorFlow's thread pools, SciPy's
+        # L-BFGS and the first traces map memory that the cap must not count against pictures
+        # (a worker capped before its first L-BFGS job hung in it instead of failing).
         tiny = np.full((64, 64, 3), 128, np.uint8)
-        for precision in ("float32", "auto"):
-            options = StyleOptions(max_size=64, steps=2, precision=precision)
-            stylize(tiny, tiny, options.replace(coarse_fraction=0.5), model=model)
+        for optimizer in ("adam", "lbfgs"):
+            for precision in ("float32", "auto"):
+                options = StyleOptions(max_size=64, steps=2, precision=precision)
+                options = options.replace(coarse_fraction=0.5, optimizer=optimizer)
+                stylize(tiny, tiny, options, model=model)
         _cap_memory(config.memory_limit_mb)
     return model
 
