@@ -18,7 +18,8 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -56,13 +57,14 @@ _ENCODE_MAX_SIDE = {"PNG": 2**31 - 1, "JPEG": 65_500, "WEBP": 16_383}
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _WHITE = (255, 255, 255)
 
-_CORRUPT = "the image file is truncated or corrupt"
+# What a file that fails to decode gets told (an animated picture's too, see nst_engine.clips).
+CORRUPT_MESSAGE = "the image file is truncated or corrupt"
 
 # warnings.catch_warnings() saves and restores the process-wide filter list (and showwarning),
 # so two threads inside it at once can leave our filter installed for good. Decoding is a small
 # part of a job, so serialising decodes is cheap insurance. Warnings other threads raise while
-# a decode holds the lock end up in our debug log instead of stderr.
-_PIL_WARNINGS_LOCK = threading.Lock()
+# a decode holds the lock end up in our debug log instead of stderr. Clips decode under it too.
+PIL_WARNINGS_LOCK = threading.Lock()
 
 
 def decode_image(
@@ -98,13 +100,9 @@ def decode_image(
     size = memoryview(data).nbytes
     if size == 0:
         raise ImageError("the file is empty")
-    if size > max_bytes:
-        raise ImageError(
-            f"the file is {format_bytes(size, up=True)}; "
-            f"the limit is {format_bytes(max_bytes, up=False)}"
-        )
+    check_file_size(size, max_bytes)
 
-    with _PIL_WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+    with PIL_WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         # Pillow only *warns* between MAX_IMAGE_PIXELS and twice that; a warning would let the
         # bomb through. We do not rely on MAX_IMAGE_PIXELS at all (someone may have set it to
         # None); our own check in _decode is the real one, this just keeps Pillow's from being
@@ -138,12 +136,7 @@ def load_image(
     # The name only: a full path would tell a member of the public about our disk layout.
     name = path.name
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageError(
-                f"the file is {format_bytes(size, up=True)}; "
-                f"the limit is {format_bytes(max_bytes, up=False)}"
-            )
+        check_file_size(path.stat().st_size, max_bytes)
         with path.open("rb") as f:
             # Read one byte past the limit so a file that grew since stat() is still refused.
             data = f.read(max_bytes + 1)
@@ -237,7 +230,7 @@ def resize(image: RGBImage, width: int, height: int) -> RGBImage:
     Raises:
         ValueError: ``image`` is not ``uint8`` ``(H, W, 3)``, or a target side is below 1.
     """
-    _check_rgb_array(image)
+    check_rgb_array(image)
     if width < 1 or height < 1:
         raise ValueError(f"target size must be positive, got {width}x{height}")
     if image.shape[1] == width and image.shape[0] == height:
@@ -274,7 +267,7 @@ def encode_image(
         raise ValueError(f"unknown output format {fmt!r}; use one of 'png', 'jpeg', 'webp'")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be between 1 and 100, got {quality}")
-    _check_rgb_array(image)
+    check_rgb_array(image)
     if max(image.shape[:2]) > _ENCODE_MAX_SIDE[pil_format]:
         raise ValueError(
             f"{pil_format} images may be at most {_ENCODE_MAX_SIDE[pil_format]} pixels on a side"
@@ -350,6 +343,85 @@ def save_image(
     return len(data)
 
 
+# --- checks and conversions shared with nst_engine.clips (animated pictures) ---------------
+
+
+def check_file_size(size: int, max_bytes: int) -> None:
+    """Refuse (ImageError) a file of ``size`` bytes over ``max_bytes``, before reading it."""
+    if size > max_bytes:
+        raise ImageError(
+            f"the file is {format_bytes(size, up=True)}; "
+            f"the limit is {format_bytes(max_bytes, up=False)}"
+        )
+
+
+@contextmanager
+def decode_failures(what: str, doing: str, corrupt: str = CORRUPT_MESSAGE) -> Iterator[None]:
+    """Make any failure inside one readable ImageError: an ImageError as it is, running out of
+    memory as that (``what``: "image", "video", ...), anything else as ``corrupt`` (truncated
+    and corrupt files surface as OSError, SyntaxError, ValueError, EOFError, struct.error,
+    zlib.error ... depending on the plugin), logged at debug level as ``doing`` failed."""
+    try:
+        yield
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError(f"there is not enough memory to decode this {what}") from None
+    except Exception as exc:
+        log.debug("%s failed: %s: %s", doing, type(exc).__name__, exc)
+        raise ImageError(corrupt) from None
+
+
+def check_rgb_array(image: object) -> None:
+    """Raise ValueError unless ``image`` is a ``uint8`` ``(H, W, 3)`` array with pixels."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected a NumPy array, got {type(image).__name__}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) array, got {image.dtype} {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image has no pixels: {image.shape}")
+
+
+def check_aspect(size: tuple[int, int]) -> None:
+    """Refuse (ImageError) a ``(width, height)`` whose longest side is over `MAX_ASPECT`
+    times the shortest."""
+    width, height = size
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageError(
+            f"image is {width}×{height}; "
+            f"the longest side may be at most {MAX_ASPECT} times the shortest"
+        )
+
+
+def format_megapixels(pixels: int) -> str:
+    """'40', '1.5', '0.004': the image's own size is shown exactly, so rounding is harmless."""
+    megapixels = pixels / 1_000_000
+    return f"{megapixels:.0f}" if megapixels >= 100 else f"{megapixels:.3g}"
+
+
+def to_rgb(image: Image.Image) -> RGBImage:
+    """Convert a loaded image of any mode to a ``uint8`` ``(H, W, 3)`` array."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        grey = _scale_to_uint8(np.asarray(image), mode)
+        return np.repeat(grey[:, :, np.newaxis], 3, axis=2)
+
+    if mode in _ALPHA_MODES or "transparency" in image.info:
+        # convert() understands palette alpha and tRNS colour keys, and premultiplied RGBa.
+        rgba = image if mode == "RGBA" else _convert(image, "RGBA")
+        # Pasting with the alpha as the mask does the "over white" blend in C, without the
+        # float arrays a NumPy blend of a 40-megapixel image would need.
+        canvas = Image.new("RGB", rgba.size, _WHITE)
+        canvas.paste(rgba, (0, 0), rgba)
+        return np.array(canvas)
+
+    if mode != "RGB":
+        # Covers P, L, 1, CMYK (Pillow has already undone Adobe's inverted CMYK JPEGs),
+        # YCbCr, LAB, HSV and RGBX.
+        image = _convert(image, "RGB")
+    return np.array(image)
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 
@@ -357,21 +429,13 @@ def _decode(data: bytes | bytearray | memoryview, max_pixels: int) -> RGBImage:
     """decode_image after the byte checks: every Pillow call, each failure an ImageError."""
     with _open(data, max_pixels) as image:
         fmt, mode, raw_size = image.format, image.mode, image.size
-        try:
-            _check_pixels(raw_size, max_pixels)
-            image.load()
-        except ImageError:
-            raise
-        except MemoryError:
-            raise ImageError("there is not enough memory to decode this image") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            # TIFF checks its tile size again at load time.
-            raise ImageError(_too_many_pixels_message(None, max_pixels)) from None
-        except Exception as exc:
-            # Truncated and corrupt files surface as OSError, SyntaxError, ValueError,
-            # EOFError, struct.error, zlib.error ... depending on the plugin.
-            log.debug("decode failed: %s: %s", type(exc).__name__, exc)
-            raise ImageError(_CORRUPT) from None
+        with decode_failures("image", "decode"):
+            try:
+                _check_pixels(raw_size, max_pixels)
+                image.load()
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                # TIFF checks its tile size again at load time.
+                raise ImageError(_too_many_pixels_message(None, max_pixels)) from None
 
         try:
             ImageOps.exif_transpose(image, in_place=True)
@@ -379,16 +443,9 @@ def _decode(data: bytes | bytearray | memoryview, max_pixels: int) -> RGBImage:
             # A mangled EXIF block should not cost the member an otherwise good photo.
             log.debug("ignoring unreadable EXIF orientation: %s: %s", type(exc).__name__, exc)
 
-        _check_aspect(image.size)
-        try:
-            rgb = _to_rgb(image)
-        except ImageError:
-            raise
-        except MemoryError:
-            raise ImageError("there is not enough memory to decode this image") from None
-        except Exception as exc:
-            log.debug("colour conversion failed: %s: %s", type(exc).__name__, exc)
-            raise ImageError(_CORRUPT) from None
+        check_aspect(image.size)
+        with decode_failures("image", "colour conversion"):
+            rgb = to_rgb(image)
 
     log.debug("decoded %s %s %dx%d -> %s", fmt, mode, raw_size[0], raw_size[1], rgb.shape)
     return rgb
@@ -408,7 +465,7 @@ def _open(data: bytes | bytearray | memoryview, max_pixels: int) -> ImageFile.Im
         if not isinstance(exc, UnidentifiedImageError):
             log.debug("open failed: %s: %s", type(exc).__name__, exc)
         if sniff_image_type(bytes(data[:32])) is not None:
-            raise ImageError(_CORRUPT) from None
+            raise ImageError(CORRUPT_MESSAGE) from None
         raise ImageError(f"not an image Pillow can read: {_describe_non_image(data)}") from None
 
 
@@ -436,48 +493,16 @@ def _header_size(data: bytes | bytearray | memoryview) -> tuple[int, int] | None
 def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
     width, height = size
     if width < 1 or height < 1:
-        raise ImageError(_CORRUPT)
+        raise ImageError(CORRUPT_MESSAGE)
     if width * height > max_pixels:
         raise ImageError(_too_many_pixels_message(size, max_pixels))
 
 
 def _too_many_pixels_message(size: tuple[int, int] | None, max_pixels: int) -> str:
-    limit = f"the limit is {_format_megapixels(max_pixels)} megapixels"
+    limit = f"the limit is {format_megapixels(max_pixels)} megapixels"
     if size is None:
         return f"the image has too many pixels; {limit}"
     return f"image is {size[0]}×{size[1]}; {limit}"
-
-
-def _check_aspect(size: tuple[int, int]) -> None:
-    width, height = size
-    if max(width, height) > MAX_ASPECT * min(width, height):
-        raise ImageError(
-            f"image is {width}×{height}; "
-            f"the longest side may be at most {MAX_ASPECT} times the shortest"
-        )
-
-
-def _to_rgb(image: Image.Image) -> RGBImage:
-    """Convert a loaded image of any mode to a ``uint8`` ``(H, W, 3)`` array."""
-    mode = image.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        grey = _scale_to_uint8(np.asarray(image), mode)
-        return np.repeat(grey[:, :, np.newaxis], 3, axis=2)
-
-    if mode in _ALPHA_MODES or "transparency" in image.info:
-        # convert() understands palette alpha and tRNS colour keys, and premultiplied RGBa.
-        rgba = image if mode == "RGBA" else _convert(image, "RGBA")
-        # Pasting with the alpha as the mask does the "over white" blend in C, without the
-        # float arrays a NumPy blend of a 40-megapixel image would need.
-        canvas = Image.new("RGB", rgba.size, _WHITE)
-        canvas.paste(rgba, (0, 0), rgba)
-        return np.array(canvas)
-
-    if mode != "RGB":
-        # Covers P, L, 1, CMYK (Pillow has already undone Adobe's inverted CMYK JPEGs),
-        # YCbCr, LAB, HSV and RGBX.
-        image = _convert(image, "RGB")
-    return np.array(image)
 
 
 def _convert(image: Image.Image, mode: str) -> Image.Image:
@@ -554,18 +579,3 @@ def _as_text(head: bytes) -> str | None:
     if text and all(ch.isprintable() or ch in "\t\n\r\f\v" for ch in text):
         return text
     return None
-
-
-def _check_rgb_array(image: object) -> None:
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"expected a NumPy array, got {type(image).__name__}")
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected a uint8 (H, W, 3) array, got {image.dtype} {image.shape}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"image has no pixels: {image.shape}")
-
-
-def _format_megapixels(pixels: int) -> str:
-    """'40', '1.5', '0.004': the image's own size is shown exactly, so rounding is harmless."""
-    megapixels = pixels / 1_000_000
-    return f"{megapixels:.0f}" if megapixels >= 100 else f"{megapixels:.3g}"

@@ -1,4 +1,6 @@
-"""VGG19 as a feature extractor: float images in [0, 1] in, the chosen layers' activations out."""
+"""VGG19 as a feature extractor: float images in [0, 1] in, the chosen layers' activations out;
+what jobs on it keep for the next one (`TransferCache`); and the precision this hardware is
+fast at (`resolve_precision`, `cpu_has_fast_bfloat16`)."""
 
 from __future__ import annotations
 
@@ -7,16 +9,22 @@ import os
 import sys
 import tempfile
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
 
 from nst_engine.errors import WeightsError
-from nst_engine.options import cpu_has_fast_bfloat16
 from nst_engine.weights import HED_LABEL, RANDOM, random_weights, resolve_weights, weights_label
 
 log = logging.getLogger(__name__)
 
+# Style targets kept per loaded model (each a few MB at most).
+GRAM_CACHE_SIZE = 16
+# Traced step functions kept per loaded model (Adam's one per image size in use, L-BFGS's one
+# for any size).
+COMPILED_CACHE_SIZE = 32
 # Caffe-style VGG preprocessing: BGR order, ImageNet channel means on a 0–255 scale.
 _BGR_MEANS = (103.939, 116.779, 123.68)
 
@@ -80,10 +88,8 @@ class VGG19Features:
         vgg.trainable = False
         self._vgg = vgg
         self._extractor = cache(self._build)
-        # Gram targets of recent style images, filled by the transfer loop (LRU).
-        self.gram_cache: OrderedDict = OrderedDict()
-        # The transfer loop's compiled step functions, per feature model.
-        self.compiled: OrderedDict = OrderedDict()
+        # What jobs on this model keep for the next one (filled by `nst_engine.transfer`).
+        self.cache = TransferCache()
 
     @property
     def is_random(self) -> bool:
@@ -129,6 +135,43 @@ class VGG19Features:
         return {layer.name: layer.get_weights() for layer in self._vgg.layers if layer.weights}
 
 
+class LRU:
+    """At most ``limit`` entries; the least recently used go first."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._entries: OrderedDict[Hashable, object] = OrderedDict()
+
+    def get(self, key: Hashable, make: Callable[[], object]) -> object:
+        """The entry for ``key``, made first if missing."""
+        if key in self._entries:
+            self._entries.move_to_end(key)
+        else:
+            self._entries[key] = make()
+            while len(self._entries) > self.limit:
+                self._entries.popitem(last=False)
+        return self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+@dataclass
+class TransferCache:
+    """What one job on a loaded model keeps for the next: the Gram targets of recent artworks
+    (a re-run on the same artwork skips the style's forward passes) and the traced step
+    functions (tracing costs about a second). Both are keyed by the model's feature extractors,
+    so they live as long as the model."""
+
+    # Blended Gram targets, per extractor, artworks and scale.
+    grams: LRU = field(default_factory=lambda: LRU(GRAM_CACHE_SIZE))
+    # Traced step functions, per optimiser, extractor, layer count and (Adam) image size.
+    traced: LRU = field(default_factory=lambda: LRU(COMPILED_CACHE_SIZE))
+
+
 def resolve_precision(precision: str) -> str:
     """``auto`` → bfloat16 on CPUs with native bfloat16 (AVX512-BF16/AMX) and on GPUs of compute
     capability 8+, float16 on older GPUs, float32 elsewhere. Other values pass through."""
@@ -144,6 +187,20 @@ def resolve_precision(precision: str) -> str:
     return "bfloat16" if cpu_has_fast_bfloat16() else "float32"
 
 
+@cache
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo.
+
+    Without those instructions oneDNN emulates bfloat16 and a step is slower than in float32.
+    """
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = cpuinfo.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _vgg_preprocess(images):
     import tensorflow as tf
 
@@ -156,4 +213,10 @@ def _layer_index(name: str) -> tuple[int, int]:
     return int(block), int(conv)
 
 
-__all__ = ["VGG19Features", "WeightsError", "quiet_tensorflow"]
+__all__ = [
+    "VGG19Features",
+    "WeightsError",
+    "cpu_has_fast_bfloat16",
+    "quiet_tensorflow",
+    "resolve_precision",
+]

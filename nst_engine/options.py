@@ -1,11 +1,20 @@
-"""What a caller asks for (`StyleOptions`) and what comes back (`StyleResult`, `Progress`)."""
+"""What a caller asks for (`StyleOptions`, or a quality `Preset` of it) and what comes back
+(`StyleResult`, `Progress`).
+
+`StyleOptions` is one flat, frozen dataclass (every field is a keyword of the public API), its
+fields in four groups, each checked by its own method:
+
+    look      how the picture should look: strength, size, colours, artworks, seed, start
+    schedule  how the optimiser spends its steps: steps, optimisers, levels, step sizes, precision
+    expert    the objective itself: its weights and VGG19 layers
+    preview   what progress reports carry: a small picture every so many steps
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from functools import cache
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -46,33 +55,17 @@ def style_weight_for_strength(strength: float) -> float:
 class StyleOptions:
     """Everything a user can tune about one style transfer. Validated on construction."""
 
+    # --- look: how the picture should look -----------------------------------------------------
     # 0 (barely styled) … 10 (style dominates); log-scale knob over the style/content weight ratio.
     strength: float = DEFAULT_STRENGTH
-    # Number of optimisation steps in all, coarse levels included (progress counts to this).
-    steps: int = 300
     # Longest side of the output in pixels; smaller inputs are not enlarged beyond their size.
     max_size: int = 512
-    # Adam's step size, in units of the [0, 1] pixel range (at the start of each level).
-    learning_rate: float = 0.02
-    # Adam's step size at the end of each resolution level, reached geometrically from
-    # `learning_rate` (a large step while the picture is far off, a fine one at the end).
-    # None: constant.
-    final_learning_rate: float | None = None
-    # Adam's first-moment decay and epsilon (the tutorial's 0.99 and 0.1 keep pixel updates smooth).
-    beta_1: float = 0.99
-    epsilon: float = 0.1
-    # Expert overrides. None: content 1e4, style from `strength`.
-    content_weight: float | None = None
-    style_weight: float | None = None
-    # Multiplies the style weight. Presets that take fewer steps raise it a little so that they
-    # reach the same style distance as the long plain loop (see bench/compare.py).
-    style_emphasis: float = 1.0
-    # Weight of the total-variation (smoothness) term.
-    tv_weight: float = 30.0
-    # The TV weight is multiplied by this once per halving at the coarse levels. The TV term is a
-    # sum over pixels, so at half the side it weighs about half as much against the content and
-    # style terms (means); 2 keeps the balance of full size at every level, 1 is the plain loop.
-    tv_level_scale: float = 1.0
+    # Keep the content's colours: transfer on luminance only, then restore the content's chroma.
+    preserve_colors: bool = False
+    # One weight per style image (normalised to sum to 1). None: equal weights.
+    style_blend: tuple[float, ...] | None = None
+    # Size of the style image relative to the output's longest side (0.25–4).
+    style_scale: float = 1.0
     # Start from a copy of the content image, from seeded uniform noise, or from the content
     # recoloured to the artwork's per-channel mean and spread ("matched").
     init: Init = "content"
@@ -81,23 +74,10 @@ class StyleOptions:
     # Seeded uniform noise of this amplitude (± on the 0–1 scale) added to a content or matched
     # start, so that each seed gives its own variation of the picture; 0: none (the plain loop).
     start_noise: float = 0.0
-    # Keep the content's colours: transfer on luminance only, then restore the content's chroma.
-    preserve_colors: bool = False
-    # One weight per style image (normalised to sum to 1). None: equal weights.
-    style_blend: tuple[float, ...] | None = None
-    # Size of the style image relative to the output's longest side (0.25–4).
-    style_scale: float = 1.0
-    # Layers: the seed's choice; per-layer style weights default to equal.
-    content_layers: tuple[str, ...] = CONTENT_LAYERS
-    style_layers: tuple[str, ...] = STYLE_LAYERS
-    style_layer_weights: tuple[float, ...] | None = None
-    # Send a small preview image with progress every this many steps (0: never).
-    preview_every: int = 0
-    # Longest side of preview images.
-    preview_size: int = 128
-    # Arithmetic of the feature network: auto picks bfloat16/float16 where the hardware is fast at
-    # it and float32 elsewhere. The image, its targets and the losses always stay in float32.
-    precision: Precision = "float32"
+
+    # --- schedule: how the optimiser spends its steps ------------------------------------------
+    # Number of optimisation steps in all, coarse levels included (progress counts to this).
+    steps: int = 300
     # Optimiser: Adam (the seed's) or L-BFGS (Gatys et al.'s).
     optimizer: Optimizer = "adam"
     # Optimiser at the coarse levels (None: the same as `optimizer`).
@@ -111,53 +91,58 @@ class StyleOptions:
     # Moving up a level, add back the photo's detail that the coarser level could not hold, so
     # the finer level starts from a sharp picture instead of a blurred enlargement.
     keep_detail: bool = False
+    # Adam's step size, in units of the [0, 1] pixel range (at the start of each level).
+    learning_rate: float = 0.02
+    # Adam's step size at the end of each resolution level, reached geometrically from
+    # `learning_rate` (a large step while the picture is far off, a fine one at the end).
+    # None: constant.
+    final_learning_rate: float | None = None
+    # Adam's first-moment decay and epsilon (the tutorial's 0.99 and 0.1 keep pixel updates smooth).
+    beta_1: float = 0.99
+    epsilon: float = 0.1
     # Stop when the total loss improved by less than this fraction over the last 20 steps (0: off).
     early_stop_tolerance: float = 0.0
+    # Arithmetic of the feature network: auto picks bfloat16/float16 where the hardware is fast at
+    # it and float32 elsewhere. The image, its targets and the losses always stay in float32.
+    precision: Precision = "float32"
+
+    # --- expert: the objective's weights and layers --------------------------------------------
+    # Expert overrides. None: content 1e4, style from `strength`.
+    content_weight: float | None = None
+    style_weight: float | None = None
+    # Multiplies the style weight. Presets that take fewer steps raise it a little so that they
+    # reach the same style distance as the long plain loop (see bench/compare.py).
+    style_emphasis: float = 1.0
+    # Weight of the total-variation (smoothness) term.
+    tv_weight: float = 30.0
+    # The TV weight is multiplied by this once per halving at the coarse levels. The TV term is a
+    # sum over pixels, so at half the side it weighs about half as much against the content and
+    # style terms (means); 2 keeps the balance of full size at every level, 1 is the plain loop.
+    tv_level_scale: float = 1.0
+    # Layers: the seed's choice; per-layer style weights default to equal.
+    content_layers: tuple[str, ...] = CONTENT_LAYERS
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None
+
+    # --- preview: what progress reports carry --------------------------------------------------
+    # Send a small preview image with progress every this many steps (0: never).
+    preview_every: int = 0
+    # Longest side of preview images.
+    preview_size: int = 128
 
     def __post_init__(self) -> None:
+        self._check_look()
+        self._check_schedule()
+        self._check_expert()
+        _check(self.preview_every >= 0, "preview_every must be ≥ 0")
+        _check(16 <= self.preview_size <= 512, "preview_size must be between 16 and 512")
+
+    def _check_look(self) -> None:
         _check(0 <= self.strength <= 10, f"strength must be between 0 and 10, not {self.strength}")
-        _check(1 <= self.steps <= 10_000, f"steps must be between 1 and 10000, not {self.steps}")
         _check(
             32 <= self.max_size <= 4096,
             f"max_size must be between 32 and 4096, not {self.max_size}",
         )
-        _check(
-            0 < self.learning_rate <= 1,
-            f"learning_rate must be above 0 and at most 1, not {self.learning_rate}",
-        )
-        _check(0 <= self.beta_1 < 1, f"beta_1 must be in [0, 1), not {self.beta_1}")
-        _check(self.epsilon > 0, f"epsilon must be above 0, not {self.epsilon}")
-        for name in ("content_weight", "style_weight"):
-            value = getattr(self, name)
-            _check(
-                value is None or (math.isfinite(value) and value >= 0),
-                f"{name} must be a finite number ≥ 0, not {value}",
-            )
-        _check(
-            math.isfinite(self.tv_weight) and self.tv_weight >= 0,
-            f"tv_weight must be a finite number ≥ 0, not {self.tv_weight}",
-        )
-        _check(
-            0 < self.tv_level_scale <= 8,
-            f"tv_level_scale must be above 0 and at most 8, not {self.tv_level_scale}",
-        )
-        _check(
-            0 < self.style_emphasis <= 100,
-            f"style_emphasis must be above 0 and at most 100, not {self.style_emphasis}",
-        )
-        _check(
-            self.init in ("content", "noise", "matched"),
-            f"init must be content, noise or matched, not {self.init}",
-        )
-        _check(
-            0.0 <= self.start_noise <= 0.5,
-            f"start_noise must be between 0 and 0.5, not {self.start_noise}",
-        )
-        _check(
-            self.final_learning_rate is None or 0 < self.final_learning_rate <= 1,
-            f"final_learning_rate must be above 0 and at most 1, not {self.final_learning_rate}",
-        )
-        _check(0 <= self.seed < 2**32, f"seed must be between 0 and 2**32-1, not {self.seed}")
         if self.style_blend is not None:
             _check(
                 len(self.style_blend) > 0
@@ -168,6 +153,61 @@ class StyleOptions:
         _check(
             0.25 <= self.style_scale <= 4,
             f"style_scale must be between 0.25 and 4, not {self.style_scale}",
+        )
+        _check(
+            self.init in ("content", "noise", "matched"),
+            f"init must be content, noise or matched, not {self.init}",
+        )
+        _check(0 <= self.seed < 2**32, f"seed must be between 0 and 2**32-1, not {self.seed}")
+        _check(
+            0.0 <= self.start_noise <= 0.5,
+            f"start_noise must be between 0 and 0.5, not {self.start_noise}",
+        )
+
+    def _check_schedule(self) -> None:
+        _check(1 <= self.steps <= 10_000, f"steps must be between 1 and 10000, not {self.steps}")
+        for name in ("optimizer", "coarse_optimizer"):
+            value = getattr(self, name)
+            _check(
+                value in ("adam", "lbfgs") or (name == "coarse_optimizer" and value is None),
+                f"{name} must be adam or lbfgs, not {value}",
+            )
+        _check(0 <= self.coarse_fraction < 1, "coarse_fraction must be in [0, 1)")
+        _check(1 <= self.levels <= 4, f"levels must be between 1 and 4, not {self.levels}")
+        _check(
+            0 < self.learning_rate <= 1,
+            f"learning_rate must be above 0 and at most 1, not {self.learning_rate}",
+        )
+        _check(
+            self.final_learning_rate is None or 0 < self.final_learning_rate <= 1,
+            f"final_learning_rate must be above 0 and at most 1, not {self.final_learning_rate}",
+        )
+        _check(0 <= self.beta_1 < 1, f"beta_1 must be in [0, 1), not {self.beta_1}")
+        _check(self.epsilon > 0, f"epsilon must be above 0, not {self.epsilon}")
+        _check(0 <= self.early_stop_tolerance < 1, "early_stop_tolerance must be in [0, 1)")
+        _check(
+            self.precision in ("auto", "float32", "bfloat16", "float16"),
+            f"precision must be auto, float32, bfloat16 or float16, not {self.precision}",
+        )
+
+    def _check_expert(self) -> None:
+        for name in ("content_weight", "style_weight"):
+            value = getattr(self, name)
+            _check(
+                value is None or (math.isfinite(value) and value >= 0),
+                f"{name} must be a finite number ≥ 0, not {value}",
+            )
+        _check(
+            0 < self.style_emphasis <= 100,
+            f"style_emphasis must be above 0 and at most 100, not {self.style_emphasis}",
+        )
+        _check(
+            math.isfinite(self.tv_weight) and self.tv_weight >= 0,
+            f"tv_weight must be a finite number ≥ 0, not {self.tv_weight}",
+        )
+        _check(
+            0 < self.tv_level_scale <= 8,
+            f"tv_level_scale must be above 0 and at most 8, not {self.tv_level_scale}",
         )
         unknown = [
             n for n in (*self.content_layers, *self.style_layers) if n not in VGG19_CONV_LAYERS
@@ -182,21 +222,6 @@ class StyleOptions:
                 and all(w >= 0 for w in self.style_layer_weights),
                 "style_layer_weights needs one weight ≥ 0 per style layer",
             )
-        _check(self.preview_every >= 0, "preview_every must be ≥ 0")
-        _check(16 <= self.preview_size <= 512, "preview_size must be between 16 and 512")
-        _check(
-            self.precision in ("auto", "float32", "bfloat16", "float16"),
-            f"precision must be auto, float32, bfloat16 or float16, not {self.precision}",
-        )
-        for name in ("optimizer", "coarse_optimizer"):
-            value = getattr(self, name)
-            _check(
-                value in ("adam", "lbfgs") or (name == "coarse_optimizer" and value is None),
-                f"{name} must be adam or lbfgs, not {value}",
-            )
-        _check(0 <= self.coarse_fraction < 1, "coarse_fraction must be in [0, 1)")
-        _check(1 <= self.levels <= 4, f"levels must be between 1 and 4, not {self.levels}")
-        _check(0 <= self.early_stop_tolerance < 1, "early_stop_tolerance must be in [0, 1)")
 
     @property
     def effective_content_weight(self) -> float:
@@ -233,6 +258,40 @@ class StyleOptions:
         return self.learning_rate * ratio ** (step / (level_steps - 1))
 
 
+# Every preset starts from the photo plus seeded noise of this amplitude, so that the seed picks
+# one of many variations (the Variation button); small enough to leave the photo's shapes alone.
+PRESET_START_NOISE = 0.08
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A quality preset: the `StyleOptions` fields it sets, under the same names; a field left
+    None keeps the default of `StyleOptions`. Checked when `options` builds the options."""
+
+    # The schedule: steps in all, resolution levels and the share of steps below full size,
+    # the optimiser (at the coarse levels too, unless `coarse_optimizer` says otherwise), and
+    # whether the photo's detail is added back on the way up.
+    steps: int
+    levels: int
+    coarse_fraction: float
+    optimizer: Optimizer
+    keep_detail: bool
+    coarse_optimizer: Optimizer | None = None
+    # How much more the style weighs than at `strength` alone, and the TV weight per halving.
+    style_emphasis: float | None = None
+    tv_level_scale: float | None = None
+    # The seeded noise on the photo that makes each seed a variation.
+    start_noise: float = PRESET_START_NOISE
+
+    def settings(self) -> dict[str, object]:
+        """The `StyleOptions` fields this preset sets, by name (those it leaves None left out)."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+    def options(self, **changes: object) -> StyleOptions:
+        """The preset as options, with some fields changed."""
+        return StyleOptions(**{**self.settings(), **changes})  # type: ignore[arg-type]
+
+
 # Quality presets: steps and the optimisation schedule, chosen by measurement with
 # bench/compare.py against the plain tutorial loop (300 Adam steps, float32) on trained features
 # (the HED stand-in) and five photo/artwork pairs; see docs/performance.md. L-BFGS at every
@@ -242,39 +301,36 @@ class StyleOptions:
 # (`keep_detail`) so the full-size level starts sharp, and the style weight raised a fifth to
 # make up for the steps not taken. L-BFGS runs in float32 whatever the
 # precision (see transfer), so the schedules are the same on every machine.
-QUALITY_PRESETS: dict[str, dict[str, object]] = {
+QUALITY_PRESETS: dict[str, Preset] = {
     # A quick look: three quarters of the steps at half size.
-    "fast": {
-        "steps": 32,
-        "levels": 2,
-        "coarse_fraction": 0.75,
-        "optimizer": "lbfgs",
-        "keep_detail": True,
-        "style_emphasis": 1.2,
-    },
+    "fast": Preset(
+        steps=32,
+        levels=2,
+        coarse_fraction=0.75,
+        optimizer="lbfgs",
+        keep_detail=True,
+        style_emphasis=1.2,
+    ),
     # The default.
-    "balanced": {
-        "steps": 40,
-        "levels": 2,
-        "coarse_fraction": 0.7,
-        "optimizer": "lbfgs",
-        "keep_detail": True,
-        "style_emphasis": 1.2,
-    },
+    "balanced": Preset(
+        steps=40,
+        levels=2,
+        coarse_fraction=0.7,
+        optimizer="lbfgs",
+        keep_detail=True,
+        style_emphasis=1.2,
+    ),
     # The closest to the tutorial's balance of style and content: more steps at full size.
-    "best": {
-        "steps": 50,
-        "levels": 2,
-        "coarse_fraction": 0.6,
-        "optimizer": "lbfgs",
-        "keep_detail": True,
-        "style_emphasis": 1.2,
-    },
+    "best": Preset(
+        steps=50,
+        levels=2,
+        coarse_fraction=0.6,
+        optimizer="lbfgs",
+        keep_detail=True,
+        style_emphasis=1.2,
+    ),
 }
 DEFAULT_QUALITY = "balanced"
-# Every preset starts from the photo plus seeded noise of this amplitude, so that the seed picks
-# one of many variations (the Variation button); small enough to leave the photo's shapes alone.
-PRESET_START_NOISE = 0.08
 
 
 def options_for_quality(
@@ -287,22 +343,7 @@ def options_for_quality(
     """
     if quality not in QUALITY_PRESETS:
         raise ValueError(f"quality must be one of {', '.join(QUALITY_PRESETS)}, not {quality}")
-    values = {"start_noise": PRESET_START_NOISE, **QUALITY_PRESETS[quality], **changes}
-    return StyleOptions(**{**values, "precision": precision})  # type: ignore[arg-type]
-
-
-@cache
-def cpu_has_fast_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo.
-
-    Without those instructions oneDNN emulates bfloat16 and a step is slower than in float32.
-    """
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags = cpuinfo.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return QUALITY_PRESETS[quality].options(**{**changes, "precision": precision})
 
 
 def _check(ok: object, message: str) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -16,6 +14,7 @@ from nst_engine.errors import OutOfMemory
 from nst_engine.images import output_size, resize
 from nst_engine.model import VGG19Features, resolve_precision
 from nst_engine.options import Losses, Progress, StyleOptions, StyleResult
+from nst_engine.solvers import SOLVERS, Level, Solver
 from nst_engine.weights import default_weights
 
 log = logging.getLogger(__name__)
@@ -23,12 +22,6 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[Progress], None]
 StopCheck = Callable[[], bool]
 
-# Style targets kept per loaded model (each a few MB at most).
-GRAM_CACHE_SIZE = 16
-# Traced step functions kept per loaded model (one per image size in use).
-COMPILED_CACHE_SIZE = 32
-# Adam's second-moment decay: Keras' default, as in the tutorial.
-_BETA_2 = 0.999
 # Early stopping compares the loss with its value this many steps ago.
 _PATIENCE = 20
 # BT.601 luma and the YIQ chroma axes, for colour preservation.
@@ -81,7 +74,7 @@ def stylize(
     styles = [style] if isinstance(style, np.ndarray) else list(style)
     if not styles:
         raise ValueError("at least one style image is needed")
-    blend = options.style_blend or (1.0,) * len(styles)
+    blend = tuple(options.style_blend or (1.0,) * len(styles))
     if len(blend) != len(styles):
         raise ValueError(f"style_blend has {len(blend)} weights for {len(styles)} style images")
     model = model or load_model()
@@ -90,24 +83,32 @@ def stylize(
     out_w, out_h = output_size(width, height, options.max_size)
     content_px = _to_unit(resize(content, out_w, out_h))
     style_long = max(32, round(options.style_scale * max(out_w, out_h)))
-    styles_px = [_to_unit(_resize_long_side(s, style_long)) for s in styles]
-    if options.preserve_colors:
-        styles_px = [_luminance_like(s, content_px) for s in styles_px]
+    styles_px = tuple(_to_unit(_resize_long_side(s, style_long)) for s in styles)
+    gray = options.preserve_colors
+    if gray:
+        styles_px = tuple(_luminance_like(s, content_px) for s in styles_px)
         target_px = _gray(_yiq(content_px)[..., 0])
     else:
         target_px = content_px
 
-    run = _Run(model, options, blend, styles_px, on_progress, should_stop, started)
-    if init_image is not None:
-        run.init_px = _as_start(init_image, out_w, out_h, options.preserve_colors)
-    if temporal is not None and temporal.weight:
-        mask = np.asarray(temporal.mask, np.float32)
-        if mask.shape[:2] != (out_h, out_w):
-            mask = np.asarray(_resize_mask(mask, out_h, out_w))
-        target = _as_start(temporal.target, out_w, out_h, options.preserve_colors)
-        run.temporal = (target, np.clip(mask, 0, 1), float(temporal.weight))
     try:
-        outcome = run.optimise(target_px)
+        run = _Run(
+            model=model,
+            options=options,
+            target_px=target_px,
+            styles_px=styles_px,
+            blend=blend,
+            start_px=(
+                _start(options, target_px, styles_px, blend)
+                if init_image is None
+                else _as_start(init_image, out_w, out_h, gray)
+            ),
+            temporal=_working_temporal(temporal, out_w, out_h, gray),
+            on_progress=on_progress,
+            should_stop=should_stop,
+            started=started,
+        )
+        outcome = run.optimise()
     except MemoryError:
         raise OutOfMemory() from None
     except Exception as err:
@@ -158,70 +159,37 @@ class _Outcome:
     converged: bool
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class _Run:
+    """One optimisation, built with everything it needs; `optimise` runs it once."""
+
     model: VGG19Features
     options: StyleOptions
-    blend: Sequence[float]
-    styles_px: list[np.ndarray]
+    # The picture to match at the output's size: float32 H×W×3 in [0, 1] (its luminance as
+    # grey when colours are preserved).
+    target_px: np.ndarray
+    # The artworks at their working size (float32 H×W×3 in [0, 1]) and their blend weights.
+    styles_px: tuple[np.ndarray, ...]
+    blend: tuple[float, ...]
+    # Where the optimisation starts: float32 H×W×3 in [0, 1], the target's size.
+    start_px: np.ndarray
+    # An animation's temporal term at the target's size (its target float32 in [0, 1]), or None.
+    temporal: TemporalTerm | None
     on_progress: ProgressCallback | None
     should_stop: StopCheck | None
+    # time.perf_counter() when the job started (progress counts its seconds from there).
     started: float
-    # A start given by the caller (float32 H×W×3 in [0, 1], full size), else None.
-    init_px: np.ndarray | None = None
-    # (target float32 H×W×3, mask float32 H×W, weight) of a temporal term, else None.
-    temporal: tuple | None = None
 
-    def optimise(self, target_px: np.ndarray) -> _Outcome:
+    def optimise(self) -> _Outcome:
         import tensorflow as tf
 
-        opts = self.options
-        layers = tuple(dict.fromkeys((*opts.style_layers, *opts.content_layers)))
-        n_style = len(opts.style_layers)
-        layer_weights = opts.style_layer_weights or (1.0,) * n_style
-        layer_weights = tf.constant(np.array(layer_weights) / sum(layer_weights), tf.float32)
-        image_px = self._start(target_px)
+        full = self.target_px.shape[:2]
+        image_px = self.start_px
         history: list[Losses] = []
-        per_level = opts.level_steps()
-        plan = _plan(per_level, target_px.shape[:2])
         cancelled = converged = False
         coarser_target = None
-        for depth, steps in plan:
-            h, w = _level_size(target_px.shape[:2], depth)
-            # At a coarse level the artwork shrinks by the same factor, so its brush strokes
-            # keep their size relative to the picture.
-            optimizer = opts.optimizer if depth == 0 else opts.coarse_optimizer or opts.optimizer
-            # L-BFGS's line search compares losses closely and stalls on bfloat16's rounding,
-            # so its levels compute in float32 (cheap at the coarse levels it is used for).
-            precision = opts.precision if optimizer == "adam" else "float32"
-            extractor = self.model.extractor(layers, precision)
-            style_grams = self._style_grams(extractor, n_style, h / target_px.shape[0])
-            target = tf.image.resize(target_px[None], (h, w))
-            content_targets = [tf.cast(f, tf.float32) for f in extractor(target)[n_style:]]
-            # An animation's temporal term at this level's size; the step function is traced
-            # once more for it (another argument structure), and kept like the plain one.
-            temporal = ()
-            if self.temporal is not None:
-                held, mask, weight = self.temporal
-                temporal = (
-                    tf.image.resize(held[None], (h, w)),
-                    tf.image.resize(mask[None, :, :, None], (h, w)),
-                    tf.constant(weight, tf.float32),
-                )
-            tv = opts.tv_weight * opts.tv_level_scale**depth
-            weights = tf.constant(
-                [opts.effective_content_weight, opts.effective_style_weight, tv], tf.float32
-            )
-            solver: _Solver = _SOLVERS[optimizer](opts)
-            # The step function is traced for this model, these layers and this size once and
-            # kept for the next job of the same size.
-            level = _Level(
-                image=tf.Variable(self._level_start(image_px, target, coarser_target)),
-                steps=steps,
-                targets=(style_grams, content_targets, layer_weights, weights),
-                compiled=self._compiled(solver, extractor, n_style, (h, w)),
-                temporal=temporal,
-            )
+        for depth, steps in _plan(self.options.level_steps(), full):
+            solver, level, target = self._level(depth, steps, image_px, coarser_target)
             window: list[float] = []
 
             def proceed(window=window) -> bool:
@@ -233,17 +201,61 @@ class _Run:
             def record(losses: Losses, image=level.image, window=window) -> None:
                 history.append(losses)
                 window.append(losses.total)
-                self._report(len(history), losses, image, max(target_px.shape[:2]))
+                self._report(len(history), losses, image, max(full))
 
             solver.solve(level, proceed, record)
             image_px = level.image.numpy()[0]
             coarser_target = target
             if cancelled:
                 break
-        if image_px.shape[:2] != target_px.shape[:2]:
+        if image_px.shape[:2] != full:
             # Cancelled before the full-size level: hand back the picture at the size asked for.
-            image_px = tf.image.resize(image_px[None], target_px.shape[:2]).numpy()[0]
+            image_px = tf.image.resize(image_px[None], full).numpy()[0]
         return _Outcome(np.clip(image_px, 0, 1), history, cancelled, converged)
+
+    def _level(self, depth: int, steps: int, image_px: np.ndarray, coarser_target):
+        """The solver, the level ``depth`` halvings below full size that it runs ``steps`` on
+        (starting from ``image_px``), and the target at that level's size."""
+        import tensorflow as tf
+
+        opts = self.options
+        layers = tuple(dict.fromkeys((*opts.style_layers, *opts.content_layers)))
+        n_style = len(opts.style_layers)
+        layer_weights = opts.style_layer_weights or (1.0,) * n_style
+        layer_weights = tf.constant(np.array(layer_weights) / sum(layer_weights), tf.float32)
+        h, w = _level_size(self.target_px.shape[:2], depth)
+        optimizer = opts.optimizer if depth == 0 else opts.coarse_optimizer or opts.optimizer
+        # L-BFGS's line search compares losses closely and stalls on bfloat16's rounding,
+        # so its levels compute in float32 (cheap at the coarse levels it is used for).
+        precision = opts.precision if optimizer == "adam" else "float32"
+        extractor = self.model.extractor(layers, precision)
+        # At a coarse level the artwork shrinks by the same factor, so its brush strokes
+        # keep their size relative to the picture.
+        style_grams = self._style_grams(extractor, n_style, h / self.target_px.shape[0])
+        target = tf.image.resize(self.target_px[None], (h, w))
+        content_targets = [tf.cast(f, tf.float32) for f in extractor(target)[n_style:]]
+        # An animation's temporal term at this level's size; the step function is traced
+        # once more for it (another argument structure), and kept like the plain one.
+        temporal = ()
+        if self.temporal is not None:
+            temporal = (
+                tf.image.resize(self.temporal.target[None], (h, w)),
+                tf.image.resize(self.temporal.mask[None, :, :, None], (h, w)),
+                tf.constant(self.temporal.weight, tf.float32),
+            )
+        tv = opts.tv_weight * opts.tv_level_scale**depth
+        weights = tf.constant(
+            [opts.effective_content_weight, opts.effective_style_weight, tv], tf.float32
+        )
+        solver: Solver = SOLVERS[optimizer](opts)
+        level = Level(
+            image=tf.Variable(self._level_start(image_px, target, coarser_target)),
+            steps=steps,
+            targets=(style_grams, content_targets, layer_weights, weights),
+            compiled=self._compiled(solver, extractor, n_style, (h, w)),
+            temporal=temporal,
+        )
+        return solver, level, target
 
     def _level_start(self, image_px: np.ndarray, target, coarser_target):
         """The start of a level, 1×h×w×3: the picture so far at this level's size and, with
@@ -259,23 +271,7 @@ class _Run:
             start = tf.clip_by_value(start, 0.0, 1.0)
         return start
 
-    def _start(self, target_px: np.ndarray) -> np.ndarray:
-        """The starting image at full size, float32 H×W×3 in [0, 1]."""
-        opts = self.options
-        if self.init_px is not None:
-            return self.init_px
-        rng = np.random.default_rng(opts.seed)
-        if opts.init == "noise":
-            return rng.uniform(0, 1, target_px.shape).astype(np.float32)
-        start = target_px
-        if opts.init == "matched":
-            start = _colours_like(target_px, self.styles_px, self.blend)
-        if opts.start_noise:
-            noise = rng.uniform(-opts.start_noise, opts.start_noise, target_px.shape)
-            start = np.clip(start + noise, 0.0, 1.0).astype(np.float32)
-        return start
-
-    def _compiled(self, solver: _Solver, extractor, n_style: int, size: tuple[int, int]):
+    def _compiled(self, solver: Solver, extractor, n_style: int, size: tuple[int, int]):
         """One traced tf.function per loaded model, layer choice and, for Adam, image size,
         reused by every job (tracing costs about a second; re-runs and tiny jobs would spend
         most of their time on it). Adam's is kept per size: one trace relaxed to any size
@@ -284,7 +280,7 @@ class _Run:
         size (bench/soak.py: 30% more memory after 300 jobs of random sizes otherwise)."""
         make = solver.make
         key = (make.__name__, extractor, n_style, None if solver.any_size else size)
-        return _lru(self.model.compiled, key, lambda: make(extractor, n_style), COMPILED_CACHE_SIZE)
+        return self.model.cache.traced.get(key, lambda: make(extractor, n_style))
 
     def _style_grams(self, extractor, n_style: int, scale: float) -> list:
         """The blended Gram targets of the style images, resized by ``scale``; a re-run on the
@@ -292,16 +288,11 @@ class _Run:
         key = (
             extractor,
             scale,
-            tuple(self.blend),
+            self.blend,
             tuple(hashlib.blake2b(s.tobytes(), digest_size=16).digest() for s in self.styles_px),
             tuple(s.shape for s in self.styles_px),
         )
-        return _lru(
-            self.model.gram_cache,
-            key,
-            lambda: self._blend_grams(extractor, n_style, scale),
-            GRAM_CACHE_SIZE,
-        )
+        return self.model.cache.grams.get(key, lambda: self._blend_grams(extractor, n_style, scale))
 
     def _blend_grams(self, extractor, n_style: int, scale: float) -> list:
         import tensorflow as tf
@@ -344,181 +335,6 @@ class _Run:
         return before - now < tol * abs(before)
 
 
-def _lru(cache: OrderedDict, key: object, make: Callable[[], object], limit: int):
-    """``cache[key]``, made first if missing (the least recently used entries beyond ``limit``
-    are dropped)."""
-    if key in cache:
-        cache.move_to_end(key)
-    else:
-        cache[key] = make()
-        while len(cache) > limit:
-            cache.popitem(last=False)
-    return cache[key]
-
-
-def _objective(extractor, n_style, image, style_grams, content_targets, layer_weights, weights):
-    """The weighted (content, style, tv) terms of the image."""
-    from nst_engine.losses import content_loss, style_loss, total_variation_loss
-
-    feats = extractor(image)
-    style = weights[1] * style_loss(feats[:n_style], style_grams, layer_weights)
-    content = weights[0] * content_loss(feats[n_style:], content_targets)
-    tv = weights[2] * total_variation_loss(image)
-    return content, style, tv
-
-
-def _temporal_loss(image, temporal):
-    """The weighted temporal term: ``temporal`` is () (no term: 0) or (target, mask, weight)."""
-    import tensorflow as tf
-
-    if not temporal:
-        return tf.constant(0.0)
-    held, mask, weight = temporal
-    return weight * tf.reduce_sum(mask * tf.square(image - held))
-
-
-def _loss_and_grad_function(extractor, n_style: int):
-    """Compiled (content, style, tv, gradient) of the image, for L-BFGS."""
-    import tensorflow as tf
-
-    @tf.function(reduce_retracing=True)
-    def loss_and_grad(image, style_grams, content_targets, layer_weights, weights, temporal=()):
-        with tf.GradientTape() as tape:
-            tape.watch(image)
-            content, style, tv = _objective(
-                extractor, n_style, image, style_grams, content_targets, layer_weights, weights
-            )
-            held = _temporal_loss(image, temporal)
-            loss = content + style + tv + held
-        return content, style, tv, held, tape.gradient(loss, image)
-
-    return loss_and_grad
-
-
-def _step_function(extractor, n_style: int):
-    """One compiled Adam step on the image variable; returns the weighted (content, style, tv)."""
-    import tensorflow as tf
-
-    @tf.function
-    def step(
-        image, m, v, t, style_grams, content_targets, layer_weights, weights, adam, temporal=()
-    ):
-        lr, beta_1, beta_2, epsilon = adam[0], adam[1], adam[2], adam[3]
-        with tf.GradientTape() as tape:
-            content, style, tv = _objective(
-                extractor, n_style, image, style_grams, content_targets, layer_weights, weights
-            )
-            held = _temporal_loss(image, temporal)
-            loss = content + style + tv + held
-        grad = tape.gradient(loss, image)
-        t.assign_add(1.0)
-        m.assign_add((grad - m) * (1.0 - beta_1))
-        v.assign_add((tf.square(grad) - v) * (1.0 - beta_2))
-        alpha = lr * tf.sqrt(1.0 - tf.pow(beta_2, t)) / (1.0 - tf.pow(beta_1, t))
-        image.assign(tf.clip_by_value(image - alpha * m / (tf.sqrt(v) + epsilon), 0.0, 1.0))
-        return content, style, tv, held
-
-    return step
-
-
-@dataclass
-class _Level:
-    """One resolution level: what a solver needs to run its steps on the image there."""
-
-    # The image being optimised, a 1×H×W×3 float32 tf.Variable in [0, 1].
-    image: object
-    steps: int
-    # Targets and weights, in the order _objective takes them after the image.
-    targets: tuple
-    # A compiled function of the image variable and `targets` (see _compiled).
-    compiled: Callable[..., object]
-    # () or the temporal term's (target, mask, weight) tensors at this level's size.
-    temporal: tuple = ()
-
-
-class _Solver(Protocol):
-    """An optimiser that runs a level's steps; ``proceed`` before each step (False: end the
-    level), ``record`` after each with its losses."""
-
-    # Makes the compiled function of the image that `solve` calls: make(extractor, n_style).
-    make: Callable[..., Callable[..., object]]
-    # Whether that function serves every image size (else one is made per size).
-    any_size: bool
-
-    def solve(
-        self, level: _Level, proceed: Callable[[], bool], record: Callable[[Losses], None]
-    ) -> None: ...
-
-
-@dataclass
-class _Adam:
-    """The tutorial's Adam on the pixels, clipped to [0, 1], in one compiled step."""
-
-    options: StyleOptions
-    make = staticmethod(_step_function)
-    any_size = False
-
-    def solve(self, level: _Level, proceed, record) -> None:
-        import tensorflow as tf
-
-        opts, image = self.options, level.image
-        m = tf.Variable(tf.zeros_like(image))
-        v = tf.Variable(tf.zeros_like(image))
-        t = tf.Variable(0.0)
-        for i in range(level.steps):
-            if not proceed():
-                return
-            lr = opts.learning_rate_at(i, level.steps)
-            adam = tf.constant([lr, opts.beta_1, _BETA_2, opts.epsilon], tf.float32)
-            c, s, tv, held = level.compiled(image, m, v, t, *level.targets, adam, level.temporal)
-            record(Losses(float(c), float(s), float(tv), float(held)))
-
-
-@dataclass
-class _LBFGS:
-    """SciPy's L-BFGS-B on the pixels, bounded to [0, 1]; one step is one iteration."""
-
-    options: StyleOptions
-    make = staticmethod(_loss_and_grad_function)
-    any_size = True
-
-    def solve(self, level: _Level, proceed, record) -> None:
-        import tensorflow as tf
-        from scipy.optimize import Bounds, minimize
-
-        image = level.image
-        shape = tuple(image.shape)
-        last: list[Losses] = []
-
-        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-            pixels = tf.constant(x.reshape(shape), tf.float32)
-            c, s, tv, held, grad = level.compiled(pixels, *level.targets, level.temporal)
-            last[:] = [Losses(float(c), float(s), float(tv), float(held))]
-            return float(c + s + tv + held), grad.numpy().astype(np.float64).ravel()
-
-        def callback(intermediate_result) -> None:
-            image.assign(tf.constant(intermediate_result.x.reshape(shape), tf.float32))
-            record(last[0])
-            if not proceed():
-                raise StopIteration
-
-        if not proceed():
-            return
-        result = minimize(
-            fun,
-            image.numpy().astype(np.float64).ravel(),
-            jac=True,
-            method="L-BFGS-B",
-            bounds=Bounds(0.0, 1.0),
-            callback=callback,
-            options={"maxiter": level.steps},
-        )
-        image.assign(tf.constant(result.x.reshape(shape), tf.float32))
-
-
-_SOLVERS: dict[str, type] = {"adam": _Adam, "lbfgs": _LBFGS}
-
-
 def _level_size(full: tuple[int, int], depth: int) -> tuple[int, int]:
     """(height, width) of the level ``depth`` halvings below full size (VGG needs 32 px)."""
     return tuple(max(32, n // 2**depth) for n in full)  # type: ignore[return-value]
@@ -552,6 +368,40 @@ def _as_start(image: np.ndarray, width: int, height: int, gray: bool) -> np.ndar
         if unit.shape[:2] != (height, width):
             unit = _to_unit(resize(_to_uint8(unit), width, height))
     return _gray(_yiq(unit)[..., 0]) if gray else unit.astype(np.float32)
+
+
+def _start(
+    options: StyleOptions,
+    target_px: np.ndarray,
+    styles_px: Sequence[np.ndarray],
+    blend: Sequence[float],
+) -> np.ndarray:
+    """The start the options describe at full size, float32 H×W×3 in [0, 1]."""
+    rng = np.random.default_rng(options.seed)
+    if options.init == "noise":
+        return rng.uniform(0, 1, target_px.shape).astype(np.float32)
+    start = target_px
+    if options.init == "matched":
+        start = _colours_like(target_px, styles_px, blend)
+    if options.start_noise:
+        noise = rng.uniform(-options.start_noise, options.start_noise, target_px.shape)
+        start = np.clip(start + noise, 0.0, 1.0).astype(np.float32)
+    return start
+
+
+def _working_temporal(
+    temporal: TemporalTerm | None, width: int, height: int, gray: bool
+) -> TemporalTerm | None:
+    """A caller's temporal term at the working size, its target float32 in [0, 1] (as
+    luminance when colours are preserved) and its mask clipped to [0, 1]; None without one
+    or with weight 0."""
+    if temporal is None or not temporal.weight:
+        return None
+    mask = np.asarray(temporal.mask, np.float32)
+    if mask.shape[:2] != (height, width):
+        mask = np.asarray(_resize_mask(mask, height, width))
+    target = _as_start(temporal.target, width, height, gray)
+    return TemporalTerm(target, np.clip(mask, 0, 1), float(temporal.weight))
 
 
 def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:

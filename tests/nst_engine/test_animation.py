@@ -222,4 +222,4 @@ def test_cli_refuses_too_many_frames_in_one_line(tmp_path):
         cwd=tmp_path,
     )
     assert run.returncode == 2
-    assert run.stderr.strip() == "error: the animation has 5 frames; the limit is 4"
+    assert run.stderr.strip() == "error: clip.gif: the animation has 5 frames; the limit is 4"

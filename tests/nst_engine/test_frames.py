@@ -1,4 +1,5 @@
-"""Animated pictures in and out (nst_engine.frames): round trips and hostile files."""
+"""Animated pictures in and out (nst_engine.clips, also imported as nst_engine.frames): round
+trips and hostile files."""
 
 from __future__ import annotations
 

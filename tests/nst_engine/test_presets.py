@@ -2,11 +2,12 @@
 
 import subprocess
 import sys
+from dataclasses import fields, replace
 
 import pytest
 
 from nst_engine import model as model_module
-from nst_engine.options import QUALITY_PRESETS, StyleOptions, options_for_quality
+from nst_engine.options import QUALITY_PRESETS, Preset, StyleOptions, options_for_quality
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def test_auto_runs_the_float32_preset_where_bfloat16_is_not_fast(monkeypatch, no
     monkeypatch.setattr(model_module, "cpu_has_fast_bfloat16", lambda: False)
     options = options_for_quality(quality)
     assert options.precision == "auto"
-    assert all(getattr(options, k) == v for k, v in QUALITY_PRESETS[quality].items())
+    assert all(getattr(options, k) == v for k, v in QUALITY_PRESETS[quality].settings().items())
     assert model_module.resolve_precision(options.precision) == "float32"
 
 
@@ -36,7 +37,7 @@ def test_a_named_precision_is_kept_whatever_the_cpu(monkeypatch):
     for precision in ("float32", "bfloat16", "float16"):
         options = options_for_quality("balanced", precision=precision)
         assert model_module.resolve_precision(options.precision) == precision
-        assert options.steps == QUALITY_PRESETS["balanced"]["steps"]
+        assert options.steps == QUALITY_PRESETS["balanced"].steps
 
 
 def test_presets_are_the_schedules_tuned_on_trained_features():
@@ -47,9 +48,20 @@ def test_presets_are_the_schedules_tuned_on_trained_features():
         assert options.optimizer == "lbfgs" and options.coarse_optimizer in (None, "lbfgs")
         assert options.keep_detail and options.start_noise > 0
         coarse, full = options.level_steps()
-        assert coarse > 0 and full > 0 and coarse + full == preset["steps"]
+        assert coarse > 0 and full > 0 and coarse + full == preset.steps
         steps.append(options.steps)
     assert steps == sorted(steps)  # fast, balanced, best: more steps each
+
+
+def test_a_preset_sets_only_options_and_leaves_the_rest_at_their_defaults():
+    option_names = {f.name for f in fields(StyleOptions)}
+    assert {f.name for f in fields(Preset)} <= option_names
+    preset = QUALITY_PRESETS["fast"]
+    options = preset.options(strength=7)
+    assert options.strength == 7 and options.steps == preset.steps
+    assert options.tv_weight == StyleOptions().tv_weight  # not a preset's field: the default
+    with pytest.raises(ValueError, match="steps must be between 1 and 10000"):
+        replace(preset, steps=0).options()
 
 
 def test_the_bots_call_works_and_a_step_cap_keeps_steps_the_planned_total():
@@ -65,8 +77,8 @@ def test_the_bots_call_works_and_a_step_cap_keeps_steps_the_planned_total():
 
 def test_presets_need_no_tensorflow():
     code = (
-        "import sys; from nst_engine.options import options_for_quality as q, "
-        "cpu_has_fast_bfloat16 as bf16; bf16(); "
+        "import sys; from nst_engine.options import options_for_quality as q; "
+        "from nst_engine.model import cpu_has_fast_bfloat16 as bf16; bf16(); "
         "[q(n, precision=p) for n in ('fast', 'balanced', 'best') for p in ('auto', 'float32')]; "
         "assert 'tensorflow' not in sys.modules"
     )

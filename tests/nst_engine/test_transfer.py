@@ -159,14 +159,14 @@ def test_a_rerun_on_the_same_artwork_reuses_its_style_targets(random_model, cont
     from tests.support import stripes_image
 
     art = stripes_image(44, 44, period=5)
-    random_model.gram_cache.clear()
+    random_model.cache.grams.clear()
     first = stylize(content_image, art, StyleOptions(**TINY), model=random_model)
-    assert len(random_model.gram_cache) == 1
+    assert len(random_model.cache.grams) == 1
     again = stylize(content_image, art, StyleOptions(**TINY, strength=7), model=random_model)
-    assert len(random_model.gram_cache) == 1  # a hit, not a second entry
+    assert len(random_model.cache.grams) == 1  # a hit, not a second entry
     assert not np.array_equal(first.image, again.image)
     stylize(content_image, art[::-1], StyleOptions(**TINY), model=random_model)
-    assert len(random_model.gram_cache) == 2
+    assert len(random_model.cache.grams) == 2
 
 
 def test_lbfgs_lowers_the_loss_and_can_be_stopped(random_model, content_image, style_image):
@@ -257,7 +257,7 @@ def test_the_engine_style_term_is_losses_style_loss(random_model):
     import tensorflow as tf
 
     from nst_engine.losses import gram_matrix, style_loss
-    from nst_engine.transfer import _objective
+    from nst_engine.solvers import objective
 
     layers = ("block1_conv1", "block2_conv1", "block5_conv2")
     extractor = random_model.extractor(layers)
@@ -266,7 +266,7 @@ def test_the_engine_style_term_is_losses_style_loss(random_model):
     grams = [gram_matrix(f) for f in other[:2]]
     layer_weights = tf.constant([0.25, 0.75])
     weights = tf.constant([0.0, 2.0, 0.0])
-    _, style, _ = _objective(extractor, 2, image, grams, other[2:], layer_weights, weights)
+    _, style, _ = objective(extractor, 2, image, grams, other[2:], layer_weights, weights)
     expected = 2.0 * style_loss(extractor(image)[:2], grams, [0.25, 0.75])
     assert float(style) == pytest.approx(float(expected), rel=1e-5)
 
@@ -302,3 +302,14 @@ def test_tv_level_scale_weighs_the_smoothness_term_per_halving(random_model, sty
     # The first step is at half size: its TV term is doubled; the full-size one is not scaled.
     assert scaled.history[0].tv == pytest.approx(2 * plain.history[0].tv, rel=1e-4)
     assert scaled.history[1].tv < 2 * plain.history[1].tv
+
+
+def test_what_a_model_keeps_for_the_next_job_is_bounded_least_recently_used_first():
+    from nst_engine.model import LRU
+
+    made = []
+    cache = LRU(2)
+    for key in ("a", "b", "a", "c", "a", "b"):
+        cache.get(key, lambda key=key: made.append(key) or key.upper())
+    # "b" was the least recently used when "c" came, so it is made again; "a" never is.
+    assert made == ["a", "b", "c", "b"] and len(cache) == 2

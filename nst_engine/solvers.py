@@ -1,0 +1,180 @@
+"""The optimisers that run one resolution level's steps on the pixels, and the objective they
+minimise: Gatys et al.'s weighted content, style and total-variation terms, plus an animation's
+temporal term. Each optimiser's step is one traced `tf.function` (`nst_engine.transfer` keeps
+them for the next job)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from nst_engine.options import Losses, StyleOptions
+
+# Adam's second-moment decay: Keras' default, as in the tutorial.
+_BETA_2 = 0.999
+
+
+def objective(extractor, n_style, image, style_grams, content_targets, layer_weights, weights):
+    """The weighted (content, style, tv) terms of the image."""
+    from nst_engine.losses import content_loss, style_loss, total_variation_loss
+
+    feats = extractor(image)
+    style = weights[1] * style_loss(feats[:n_style], style_grams, layer_weights)
+    content = weights[0] * content_loss(feats[n_style:], content_targets)
+    tv = weights[2] * total_variation_loss(image)
+    return content, style, tv
+
+
+def temporal_loss(image, temporal):
+    """The weighted temporal term: ``temporal`` is () (no term: 0) or (target, mask, weight)."""
+    import tensorflow as tf
+
+    if not temporal:
+        return tf.constant(0.0)
+    held, mask, weight = temporal
+    return weight * tf.reduce_sum(mask * tf.square(image - held))
+
+
+def loss_and_grad_function(extractor, n_style: int):
+    """Compiled (content, style, tv, gradient) of the image, for L-BFGS."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def loss_and_grad(image, style_grams, content_targets, layer_weights, weights, temporal=()):
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            content, style, tv = objective(
+                extractor, n_style, image, style_grams, content_targets, layer_weights, weights
+            )
+            held = temporal_loss(image, temporal)
+            loss = content + style + tv + held
+        return content, style, tv, held, tape.gradient(loss, image)
+
+    return loss_and_grad
+
+
+def step_function(extractor, n_style: int):
+    """One compiled Adam step on the image variable; returns the weighted (content, style, tv)."""
+    import tensorflow as tf
+
+    @tf.function
+    def step(
+        image, m, v, t, style_grams, content_targets, layer_weights, weights, adam, temporal=()
+    ):
+        lr, beta_1, beta_2, epsilon = adam[0], adam[1], adam[2], adam[3]
+        with tf.GradientTape() as tape:
+            content, style, tv = objective(
+                extractor, n_style, image, style_grams, content_targets, layer_weights, weights
+            )
+            held = temporal_loss(image, temporal)
+            loss = content + style + tv + held
+        grad = tape.gradient(loss, image)
+        t.assign_add(1.0)
+        m.assign_add((grad - m) * (1.0 - beta_1))
+        v.assign_add((tf.square(grad) - v) * (1.0 - beta_2))
+        alpha = lr * tf.sqrt(1.0 - tf.pow(beta_2, t)) / (1.0 - tf.pow(beta_1, t))
+        image.assign(tf.clip_by_value(image - alpha * m / (tf.sqrt(v) + epsilon), 0.0, 1.0))
+        return content, style, tv, held
+
+    return step
+
+
+@dataclass(frozen=True)
+class Level:
+    """One resolution level: what a solver needs to run its steps on the image there."""
+
+    # The image being optimised, a 1×H×W×3 float32 tf.Variable in [0, 1].
+    image: object
+    steps: int
+    # Targets and weights, in the order `objective` takes them after the image.
+    targets: tuple
+    # The solver's traced function of the image and `targets` (kept by `nst_engine.transfer`).
+    compiled: Callable[..., object]
+    # () or the temporal term's (target, mask, weight) tensors at this level's size.
+    temporal: tuple = ()
+
+
+class Solver(Protocol):
+    """An optimiser that runs a level's steps; ``proceed`` before each step (False: end the
+    level), ``record`` after each with its losses."""
+
+    # Makes the compiled function of the image that `solve` calls: make(extractor, n_style).
+    make: Callable[..., Callable[..., object]]
+    # Whether that function serves every image size (else one is made per size).
+    any_size: bool
+
+    def solve(
+        self, level: Level, proceed: Callable[[], bool], record: Callable[[Losses], None]
+    ) -> None: ...
+
+
+@dataclass
+class Adam:
+    """The tutorial's Adam on the pixels, clipped to [0, 1], in one compiled step."""
+
+    options: StyleOptions
+    make = staticmethod(step_function)
+    any_size = False
+
+    def solve(self, level: Level, proceed, record) -> None:
+        import tensorflow as tf
+
+        opts, image = self.options, level.image
+        m = tf.Variable(tf.zeros_like(image))
+        v = tf.Variable(tf.zeros_like(image))
+        t = tf.Variable(0.0)
+        for i in range(level.steps):
+            if not proceed():
+                return
+            lr = opts.learning_rate_at(i, level.steps)
+            adam = tf.constant([lr, opts.beta_1, _BETA_2, opts.epsilon], tf.float32)
+            c, s, tv, held = level.compiled(image, m, v, t, *level.targets, adam, level.temporal)
+            record(Losses(float(c), float(s), float(tv), float(held)))
+
+
+@dataclass
+class LBFGS:
+    """SciPy's L-BFGS-B on the pixels, bounded to [0, 1]; one step is one iteration."""
+
+    options: StyleOptions
+    make = staticmethod(loss_and_grad_function)
+    any_size = True
+
+    def solve(self, level: Level, proceed, record) -> None:
+        import tensorflow as tf
+        from scipy.optimize import Bounds, minimize
+
+        image = level.image
+        shape = tuple(image.shape)
+        last: list[Losses] = []
+
+        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+            pixels = tf.constant(x.reshape(shape), tf.float32)
+            c, s, tv, held, grad = level.compiled(pixels, *level.targets, level.temporal)
+            last[:] = [Losses(float(c), float(s), float(tv), float(held))]
+            return float(c + s + tv + held), grad.numpy().astype(np.float64).ravel()
+
+        def callback(intermediate_result) -> None:
+            image.assign(tf.constant(intermediate_result.x.reshape(shape), tf.float32))
+            record(last[0])
+            if not proceed():
+                raise StopIteration
+
+        if not proceed():
+            return
+        result = minimize(
+            fun,
+            image.numpy().astype(np.float64).ravel(),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=Bounds(0.0, 1.0),
+            callback=callback,
+            options={"maxiter": level.steps},
+        )
+        image.assign(tf.constant(result.x.reshape(shape), tf.float32))
+
+
+SOLVERS: dict[str, type] = {"adam": Adam, "lbfgs": LBFGS}
