@@ -294,40 +294,40 @@ class Preset:
 
 # Quality presets: steps and the optimisation schedule, chosen by measurement with
 # bench/compare.py against the plain tutorial loop (300 Adam steps, float32) on trained features
-# (the HED stand-in) and five photo/artwork pairs; see docs/performance.md. L-BFGS at every
-# level: on trained features it reaches the tutorial's balance of style and content in a fraction
-# of the steps, where Adam's few full-size steps left the coarse levels' blotches and noise. Two
+# (the HED stand-in) and five photo/artwork pairs; see docs/performance.md. L-BFGS at both
 # levels, most steps at half the side, the photo's detail added back on the way up
-# (`keep_detail`) so the full-size level starts sharp, and the style weight raised a fifth to
-# make up for the steps not taken. L-BFGS runs in float32 whatever the
-# precision (see transfer), so the schedules are the same on every machine.
+# (`keep_detail`) so the full-size level starts sharp, and the style weight ×4: with a few
+# dozen steps instead of 300, the style would otherwise stay further from the artwork than the
+# tutorial's on two of the five pairs. L-BFGS runs in float32 whatever the precision (see
+# solvers), so a preset gives the same picture on every machine.
 QUALITY_PRESETS: dict[str, Preset] = {
-    # A quick look: three quarters of the steps at half size.
+    # A quick look: the fewest full-size steps. Its style meets the tutorial's; its content may
+    # drift further from the photo (docs/performance.md).
     "fast": Preset(
         steps=32,
         levels=2,
         coarse_fraction=0.75,
         optimizer="lbfgs",
         keep_detail=True,
-        style_emphasis=1.2,
+        style_emphasis=4.0,
     ),
     # The default.
     "balanced": Preset(
-        steps=40,
+        steps=44,
         levels=2,
-        coarse_fraction=0.7,
+        coarse_fraction=0.6,
         optimizer="lbfgs",
         keep_detail=True,
-        style_emphasis=1.2,
+        style_emphasis=4.0,
     ),
-    # The closest to the tutorial's balance of style and content: more steps at full size.
+    # More steps at full size: the photo's structure held closest.
     "best": Preset(
         steps=50,
         levels=2,
         coarse_fraction=0.6,
         optimizer="lbfgs",
         keep_detail=True,
-        style_emphasis=1.2,
+        style_emphasis=4.0,
     ),
 }
 DEFAULT_QUALITY = "balanced"
