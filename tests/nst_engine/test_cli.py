@@ -24,6 +24,19 @@ def pictures(tmp_path):
     return content, style
 
 
+def _outputs(capsys, argv: list[str]) -> tuple[str, str]:
+    """What `nst` prints (stdout, stderr) for a mistake: it exits with status 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr()
+
+
+def _error(capsys, argv: list[str]) -> str:
+    """What `nst` prints on stderr for a mistake."""
+    return _outputs(capsys, argv)[1]
+
+
 def _nst(*args, cwd):
     exe = shutil.which("nst") or os.path.join(os.path.dirname(sys.executable), "nst")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}  # prove we hide TF's notices ourselves
@@ -65,10 +78,7 @@ def test_a_bad_image_is_one_error_line_and_status_2(tmp_path, capsys, pictures):
     _, style = pictures
     text = tmp_path / "notes.png"
     text.write_text("this is not a picture")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["stylize", str(text), str(style), "-o", str(tmp_path / "o.png")])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = _error(capsys, ["stylize", str(text), str(style), "-o", str(tmp_path / "o.png")])
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "not an image" in err and "Traceback" not in err
 
@@ -92,10 +102,7 @@ def test_a_bad_image_is_one_error_line_and_status_2(tmp_path, capsys, pictures):
 def test_user_errors_exit_2_with_one_line(pictures, tmp_path, capsys, args, message):
     content, style = pictures
     argv = ["stylize", str(content), str(style), "-o", str(tmp_path / "o.png"), "--steps", "1"]
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv + args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = _error(capsys, argv + args)
     assert err.startswith("error: ") and message in err
     assert err.count("\n") == 1
 
@@ -112,20 +119,14 @@ def test_a_text_file_as_the_artwork_is_named(pictures, tmp_path, capsys):
     content, _ = pictures
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture at all")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["stylize", str(content), str(notes), "-o", str(tmp_path / "o.png")])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = _error(capsys, ["stylize", str(content), str(notes), "-o", str(tmp_path / "o.png")])
     assert err.startswith("error: notes.txt: not an image") and err.count("\n") == 1
 
 
 def test_nst_info_on_a_text_file_names_it_and_every_format_it_reads(tmp_path, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture at all")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["info", str(notes)])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = _error(capsys, ["info", str(notes)])
     assert err == f"error: {notes} is not a PNG, GIF, WebP, MP4 or WebM file\n"
 
 
@@ -189,10 +190,7 @@ def test_nst_weights_download_failing_offline_is_one_line(capsys, monkeypatch, t
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(file_utils.config, "keras_home", lambda: str(tmp_path))
     monkeypatch.setattr(file_utils, "urlretrieve", offline)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["weights", "download"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = _error(capsys, ["weights", "download"])
     assert err.startswith("error: could not download the VGG19 weights") and err.count("\n") == 1
     assert "NST_WEIGHTS" in err
 
@@ -209,10 +207,7 @@ def test_nst_weights_download_offline_names_the_failed_name_lookup(capsys, monke
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(file_utils.config, "keras_home", lambda: str(tmp_path))
     monkeypatch.setattr(file_utils, "urlretrieve", offline)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["weights", "download"])
-    assert exit_info.value.code == 2
-    out, err = capsys.readouterr()
+    out, err = _outputs(capsys, ["weights", "download"])
     assert out == ""  # no "Downloading data from …" before the error
     assert err.count("\n") == 1 and "(Exception)" not in err
     assert "the name lookup of storage.googleapis.com failed" in err, err
@@ -304,10 +299,7 @@ def test_precision_flag_runs_that_arithmetic(pictures, tmp_path, capsys, precisi
 def test_a_bad_precision_is_one_error_line(pictures, tmp_path, capsys):
     content, style = pictures
     argv = ["stylize", str(content), str(style), "-o", str(tmp_path / "o.png")]
-    with pytest.raises(SystemExit) as exit_info:
-        main([*argv, "--precision", "int8"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    err = _error(capsys, [*argv, "--precision", "int8"])
     assert err.startswith("error: ") and "invalid choice: 'int8'" in err and err.count("\n") == 1
 
 
