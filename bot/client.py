@@ -1,4 +1,4 @@
-"""The bot: a discord.py client that takes its engine pool, settings and stores as arguments."""
+"""The bot: a discord.py client that takes its engine backend, settings and stores as arguments."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bot.replays import SeenInteractions
 from bot.settings import Settings
 from bot.store import JobStore
 from bot.tree import StyleTree
-from nst_engine.pool import EnginePool
+from nst_engine.backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Drains(Protocol):
 
 class StyleBot(commands.Bot):
     def __init__(
-        self, settings: Settings, pool: EnginePool, store: JobStore, metrics: Metrics
+        self, settings: Settings, pool: Backend, store: JobStore, metrics: Metrics
     ) -> None:
         # Slash commands need no privileged intents; guilds gives us channels for fallbacks.
         super().__init__(

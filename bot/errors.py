@@ -54,6 +54,13 @@ class BadOption(UserFacingError):
         super().__init__(f"The {name} option can't be {shown(value)}; it must be {allowed}.")
 
 
+class BadAttachment(UserFacingError):
+    """An attachment that won't do (a /stylize input or a style to save)."""
+
+    def __init__(self, which: str, problem: str) -> None:
+        super().__init__(f"The {which} attachment won't do: {problem}.")
+
+
 class BadLength(UserFacingError):
     """A text option longer or shorter than the command declares (a forged interaction)."""
 

@@ -19,7 +19,8 @@ from bot.store import names
 
 log = logging.getLogger(__name__)
 
-_JOB_ID = re.compile(r"^[0-9a-f]{8,32}$")
+# A job id as the journal takes it (it also names the job's folder).
+JOB_ID = re.compile(r"^[0-9a-f]{8,32}$")
 # States: queued → running → done (result saved) → delivered; or failed / cancelled.
 PENDING_STATES = ("queued", "running", "done")
 
@@ -28,7 +29,7 @@ JOURNAL = "jobs.sqlite3"
 # How long SQLite itself waits for a lock before our retry loop looks at the clock again.
 _LOCK_POLL = 0.25
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS daily_use (
 # Our tables, each checked against what an existing file holds before anything is written.
 _TABLES = ("jobs", "galleries", "styles", "guild_settings", "guild_channels", "daily_use")
 # Nullable columns added to a table after its first release, in the order they were added (each
-# is last in _SCHEMA's table): an older journal lacks the last few and gains them on open.
+# is last in SCHEMA's table): an older journal lacks the last few and gains them on open.
 _ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "jobs": (("status_message_id", "INTEGER"),),
 }
@@ -164,7 +165,7 @@ class Database:
             missing = self._check_schema(db)
             for table, column, kind in missing:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            db.executescript(_SCHEMA)
+            db.executescript(SCHEMA)
             _migrate_style_names(db)
         except BaseException:
             db.close()
@@ -176,7 +177,7 @@ class Database:
         """Refuse a file whose tables have our names but not our columns (another program's),
         before anything is written to it; the columns an older bot's tables lack, to add."""
         with contextlib.closing(sqlite3.connect(":memory:")) as ours:
-            ours.executescript(_SCHEMA)
+            ours.executescript(SCHEMA)
             expected = {table: _columns(ours, table) for table in _TABLES}
         missing = []
         for table, wanted in expected.items():
@@ -258,7 +259,7 @@ class Database:
                 self._db = None
 
     def _dir(self, job_id: str) -> Path:
-        if not _JOB_ID.match(job_id):
+        if not JOB_ID.match(job_id):
             raise ValueError(f"bad job id {job_id!r}")
         return self.root / "jobs" / job_id
 

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot.store.database import _JOB_ID, PENDING_STATES, utc_day
+from bot.store.database import JOB_ID, PENDING_STATES, utc_day
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class JobsMixin:
         return await self._run(self._load, job_id)
 
     def _load(self, job_id: str) -> StoredJob | None:
-        if not _JOB_ID.match(job_id):
+        if not JOB_ID.match(job_id):
             return None
         row = self._conn().execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:

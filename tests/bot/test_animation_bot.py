@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_engine.frames import Clip, decode_clip, encode_clip, read_clip_parameters
+from nst_engine.clips import Clip, decode_clip, encode_clip, read_clip_parameters
 from tests.bot.harness import World, finished
 from tests.support import gradient_image
 

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.cogs.stylize.attachments import allowed_hosts, fetch
-from bot.cogs.stylize.errors import BadAttachment
+from bot.attachments import allowed_hosts, fetch
+from bot.errors import BadAttachment
 
 REFUSED = "The content attachment won't do: it is not hosted on Discord's CDN."
 

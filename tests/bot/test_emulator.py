@@ -279,7 +279,7 @@ async def test_slash_options_are_checked_like_discord(emu: DiscordEmulator, bot:
         await emu.invoke_slash("blend", {"content": photo})
     with pytest.raises(LookupError):
         await emu.invoke_slash("nope")
-    assert emu.interactions == []
+    assert emu.interactions.records == []
 
 
 async def test_raw_http_faults_and_unknown_routes(discord_globals: None) -> None:

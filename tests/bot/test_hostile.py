@@ -60,24 +60,19 @@ async def test_a_forged_option_is_refused_in_one_line_and_the_worker_stays_free(
     world: World, option, value
 ) -> None:
     emu = world.emu
-    real = emu._interact
 
-    async def forge(type_, data, **where):  # what a forged interaction carries, unchecked
+    def forge(payload: dict) -> None:  # what a forged interaction carries, unchecked
+        data = payload["data"]
         for sent in data["options"]:
             if sent["name"] == option:
                 sent["value"] = value
         kind = next(o["type"] for o in emu.command("stylize")["options"] if o["name"] == option)
         data["options"].append({"name": option, "type": kind, "value": value})
         data["options"] = list({o["name"]: o for o in data["options"]}.values())
-        return await real(type_, data, **where)
 
-    emu._interact = forge
-    try:
-        forged = await emu.invoke_slash(
-            "stylize", {"content": world.photo(), "style": world.painting()}
-        )
-    finally:
-        del emu._interact
+    forged = await emu.invoke_slash(
+        "stylize", {"content": world.photo(), "style": world.painting()}, craft=forge
+    )
     await forged.wait_for(lambda rec: ephemeral_lines(rec), timeout=15)
     line = ephemeral_lines(forged)[0]
     assert f"The {option} option can't be {value!r}; it must be" in line
@@ -154,7 +149,7 @@ async def test_share_pressed_three_times_posts_once_and_links_to_it(world: World
 
 async def test_cancel_pressed_while_the_picture_is_sent_says_it_is_too_late(world: World) -> None:
     emu = world.emu
-    from bot.cogs.stylize.lifecycle import JobState
+    from bot.cogs.stylize.lifecycle import RequestState
 
     scheduler = world.bot.get_cog("Stylize").scheduler
     inter = await world.stylize(quality="fast")
@@ -163,7 +158,7 @@ async def test_cancel_pressed_while_the_picture_is_sent_says_it_is_too_late(worl
     job_id = status.buttons()[0]["custom_id"].split(":")[2]
     emu.delay_next("POST /webhooks/*", 4.0)  # the picture's upload is slow
     await emu.wait_until(
-        lambda: getattr(scheduler.jobs.get(job_id), "state", None) is JobState.DONE,
+        lambda: getattr(scheduler.jobs.get(job_id), "state", None) is RequestState.DONE,
         timeout=60,
         what="the picture painted",
     )

@@ -227,7 +227,7 @@ async def test_a_channel_of_another_server_or_unknown_is_refused_in_one_line(
     logged = len(failures(world))
     elsewhere = emu.add_guild("elsewhere")
     # The bot is in that server too, so its channels are in the bot's cache.
-    await emu.dispatch("GUILD_CREATE", emu._guild_create_payload(elsewhere))
+    await emu.dispatch("GUILD_CREATE", emu.guild_create_payload(elsewhere))
     theirs = elsewhere.channel("general")
     for command in ("gallery set", "settings channels add"):
         inter = await emu.invoke_slash(command, {"channel": theirs}, user=admin)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.cogs.stylize.models import Request
+from bot.cogs.stylize.request import Request
 from bot.errors import UserFacingError
 from bot.store import (
     MAX_STYLES,
@@ -27,7 +27,7 @@ from bot.store import (
     StyleExists,
     TooManyStyles,
 )
-from bot.store.database import _SCHEMA
+from bot.store.database import SCHEMA
 
 IDS = ("aaaaaaaa0001", "aaaaaaaa0002", "aaaaaaaa0003")
 # The jobs table as nst-bot created it before status messages were journaled.
@@ -49,7 +49,7 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_state ON jobs(state);
 """
 # The other tables as they are now.
-_AFTER_JOBS = _SCHEMA.split("ON jobs(state);", 1)[1]
+_AFTER_JOBS = SCHEMA.split("ON jobs(state);", 1)[1]
 
 
 def _record(job_id: str) -> JobRecord:

@@ -10,15 +10,15 @@ from bot.cogs.stylize.lifecycle import (
     ENDINGS,
     TRANSITIONS,
     IllegalTransition,
-    JobState,
     Lifecycle,
+    RequestState,
     legal_moves,
 )
-from bot.cogs.stylize.models import Params, Request
+from bot.cogs.stylize.request import Params, Request
 from bot.metrics import Metrics
 from tests.bot.fakes import FakeJournal, metric
 
-S = JobState
+S = RequestState
 
 
 def request(user_id: int = 1) -> Request:
@@ -33,7 +33,7 @@ def board() -> Lifecycle:
 
 
 def test_the_table_names_every_state_and_endings_are_final() -> None:
-    assert set(TRANSITIONS) == set(JobState)
+    assert set(TRANSITIONS) == set(RequestState)
     for ending in ENDINGS:
         assert TRANSITIONS[ending] == frozenset()
     # Every state but the endings leads somewhere, and every state can be reached from queued.
@@ -43,7 +43,7 @@ def test_the_table_names_every_state_and_endings_are_final() -> None:
             if new not in reachable:
                 reachable.add(new)
                 frontier.append(new)
-    assert reachable == set(JobState)
+    assert reachable == set(RequestState)
 
 
 @pytest.mark.parametrize("old,new", sorted(set((o, n) for o in S for n in S) - set(legal_moves())))

@@ -81,7 +81,8 @@ async def test_a_node_lost_mid_job_retries_on_another_and_delivers_one_picture(
     inter = await world.stylize(quality="best")
     await inter.wait_for_original(lambda m: "painting" in m.content, timeout=60)
     await until(lambda: backend.running == 1, 30)
-    (handle,) = backend._running.values()
+    (request,) = world.bot.get_cog("Stylize").scheduler.running
+    handle = request.handle
     node = backend.worker_node_ids()[backend.worker_pids().index(handle.worker_pid)]
     survivor = next(n for n in cluster.node_ids() if n != node)
 

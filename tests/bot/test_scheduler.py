@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from bot.cogs.stylize.contracts import Undeliverable
+from bot.cogs.stylize.engine_job import Limits
 from bot.cogs.stylize.errors import TooLate
-from bot.cogs.stylize.jobs import Limits, Undeliverable
-from bot.cogs.stylize.lifecycle import JobState
-from bot.cogs.stylize.models import Params, Request
+from bot.cogs.stylize.lifecycle import RequestState
+from bot.cogs.stylize.request import Params, Request
 from bot.cogs.stylize.scheduler import Scheduler
 from bot.metrics import Metrics
 from bot.store import JobRecord, StoredJob
@@ -183,7 +184,7 @@ async def test_nothing_is_dispatched_before_the_engine_is_warm() -> None:
     scheduler.start()
     job = accept(scheduler, new_request())
     await asyncio.sleep(0.05)
-    assert engine.submitted == [] and job.state is JobState.QUEUED
+    assert engine.submitted == [] and job.state is RequestState.QUEUED
     engine.warm.set()
     await settle(scheduler, job)
     assert member.of(job)[-1] == "picture"
@@ -265,10 +266,10 @@ async def test_cancel_ends_a_queued_job_at_once_and_is_too_late_once_painted() -
     scheduler, engine, member = make()
     job = accept(scheduler, new_request())
     assert await scheduler.cancel(job) is True
-    assert job.state is JobState.CANCELLED and scheduler.journal.rows[job.id] == "cancelled"
+    assert job.state is RequestState.CANCELLED and scheduler.journal.rows[job.id] == "cancelled"
     assert len(scheduler.queue) == 0 and scheduler.queue.active(job.user_id) == 0
     painted = new_request()
-    painted.state = JobState.DONE
+    painted.state = RequestState.DONE
     with pytest.raises(TooLate):
         await scheduler.cancel(painted)
 
@@ -295,7 +296,7 @@ async def test_drain_puts_a_job_still_running_back_in_the_journal(running) -> No
 
     scheduler, engine, member = running(FakeEngine(scripts=[until_shutdown]))
     job = accept(scheduler, new_request())
-    while job.state is not JobState.RUNNING:
+    while job.state is not RequestState.RUNNING:
         await asyncio.sleep(0.01)
     scheduler.stop_accepting()
     await scheduler.drain(0.1)
@@ -349,7 +350,7 @@ async def test_a_two_artwork_job_is_recovered_with_both_and_blended_as_asked() -
 
 
 async def test_an_animation_is_recovered_as_an_animation() -> None:
-    from nst_engine.frames import Clip
+    from nst_engine.clips import Clip
 
     clip = Clip((IMAGE, IMAGE, IMAGE), (80, 80, 80), 0, "gif")
     engine = FakeEngine()

@@ -13,10 +13,9 @@ from discord import app_commands
 from discord.ext import commands
 from PIL import Image, ImageDraw
 
-from bot import access
+from bot import access, attachments
 from bot.cogs.server.errors import NotYourStyle, SavingTooFast, UnknownStyle
-from bot.cogs.stylize import attachments
-from bot.cogs.stylize.errors import BadAttachment
+from bot.errors import BadAttachment
 from bot.markdown import literal
 from bot.store import (
     MAX_STYLES,

@@ -19,7 +19,7 @@ from bot.cogs.stylize.errors import (
     UserFacingError,
 )
 from bot.cogs.stylize.intake import Inputs
-from bot.cogs.stylize.models import STRENGTH_STEP, Params
+from bot.cogs.stylize.request import STRENGTH_STEP, Params
 from bot.cogs.stylize.views import Action, JobViews
 from bot.logs import job_id_var
 

@@ -12,15 +12,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot import access
-from bot.cogs.stylize import attachments
+from bot import access, attachments
 from bot.cogs.stylize.buttons import Buttons
 from bot.cogs.stylize.delivery import PROGRESS_EDIT_SECONDS, Delivery
+from bot.cogs.stylize.engine_job import Limits
 from bot.cogs.stylize.errors import ArtworkChoice, NoImage, NoSavedStyles, UnknownStyle
 from bot.cogs.stylize.intake import Inputs, Intake
-from bot.cogs.stylize.jobs import Limits
-from bot.cogs.stylize.lifecycle import JobState
-from bot.cogs.stylize.models import Params, Quality
+from bot.cogs.stylize.lifecycle import RequestState
+from bot.cogs.stylize.request import Params, Quality
 from bot.cogs.stylize.scheduler import Scheduler
 from bot.cogs.stylize.views import Action, JobViews, StylePicker
 from bot.store import GuildSettings, SavedStyle, style_key
@@ -255,7 +254,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
             return
         lines = []
         for request in sorted(mine, key=lambda r: r.queued_at):
-            if request.state is JobState.QUEUED:
+            if request.state is RequestState.QUEUED:
                 position = scheduler.queue.position(request)
                 lines.append(
                     f"• `{request.id}` queued, position {position} of {len(scheduler.queue)}"

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.cogs.stylize.jobs import Undeliverable, figures
-from bot.cogs.stylize.lifecycle import JobState
-from bot.cogs.stylize.models import Request
+from bot.cogs.stylize.contracts import Undeliverable
+from bot.cogs.stylize.lifecycle import RequestState
+from bot.cogs.stylize.request import Request
+from bot.cogs.stylize.results import figures
 from bot.cogs.stylize.views import Action, JobViews
 from bot.markdown import literal
 from nst_engine.images import encode_image, sniff_image_type
@@ -53,7 +54,7 @@ class Delivery:
     async def queued(self, request: Request, position: int | None, running: int) -> None:
         async with request.edit_lock:
             # Looked up under the lock: a job that started meanwhile keeps its "painting…".
-            if request.state is not JobState.QUEUED or position == request.shown_position:
+            if request.state is not RequestState.QUEUED or position == request.shown_position:
                 return
             request.shown_position = position
             await self.edit_status(request, queued_text(request, position, running), cancel=True)

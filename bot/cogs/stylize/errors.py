@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from bot.errors import BadOption, UnknownStyle, UserFacingError
+from bot.errors import BadAttachment, BadOption, UnknownStyle, UserFacingError
 
-__all__ = ["BadOption", "UnknownStyle", "UserFacingError"]
-
-
-class BadAttachment(UserFacingError):
-    def __init__(self, which: str, problem: str) -> None:
-        super().__init__(f"The {which} attachment won't do: {problem}.")
+__all__ = ["BadAttachment", "BadOption", "UnknownStyle", "UserFacingError"]
 
 
 class MemberQueueFull(UserFacingError):

@@ -14,16 +14,15 @@ import numpy as np
 from discord import app_commands
 from discord.ext import commands
 
-from bot import access
-from bot.cogs.stylize import attachments
+from bot import access, attachments
 from bot.cogs.stylize.delivery import Delivery, queued_text
 from bot.cogs.stylize.errors import DailyLimit, TooFast, UserFacingError
-from bot.cogs.stylize.models import Params, Request
+from bot.cogs.stylize.request import Params, Request
 from bot.cogs.stylize.scheduler import Scheduler
 from bot.logs import job_id_var
 from bot.store import GuildSettings
 from nst_engine import provenance
-from nst_engine.frames import Clip
+from nst_engine.clips import Clip
 
 if TYPE_CHECKING:
     from bot.client import StyleBot

@@ -1,9 +1,10 @@
-"""One job lifecycle: the states a job goes through and the one function that moves it.
+"""One request lifecycle: the states a request goes through and the one function that moves it.
 
-Every way a job moves, from queued to delivered or to any other ending, goes through
-`Lifecycle.move`, which updates memory (the jobs being tracked, the worker slots, the fair queue's
-counts), the journal and the metrics together, and refuses an illegal move. Nothing here knows
-Discord: members are told by the caller.
+Every way a request moves, from queued to delivered or to any other ending, goes through
+`Lifecycle.move`, which updates memory (the requests being tracked, the worker slots, the fair
+queue's counts), the journal and the metrics together, and refuses an illegal move. Nothing here
+knows Discord: members are told by the caller. (The engine's own job states are another thing:
+`nst_engine.backend.RequestState`, one run on a worker.)
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from bot.cogs.stylize.fair_queue import FairQueue
-    from bot.cogs.stylize.models import Request
 
 log = logging.getLogger(__name__)
 
 
-class JobState(StrEnum):
-    """Where a job stands; the value is what the journal stores."""
+class RequestState(StrEnum):
+    """Where a member's request stands; the value is what the journal stores."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -36,29 +36,43 @@ class JobState(StrEnum):
     UNDELIVERABLE = "undeliverable"
 
 
-Q, R, D = JobState.QUEUED, JobState.RUNNING, JobState.DONE
+Q, R, D = RequestState.QUEUED, RequestState.RUNNING, RequestState.DONE
 ENDINGS = frozenset(
     {
-        JobState.DELIVERED,
-        JobState.FAILED,
-        JobState.CANCELLED,
-        JobState.TIMED_OUT,
-        JobState.UNDELIVERABLE,
+        RequestState.DELIVERED,
+        RequestState.FAILED,
+        RequestState.CANCELLED,
+        RequestState.TIMED_OUT,
+        RequestState.UNDELIVERABLE,
     }
 )
-# Every legal move. RUNNING → QUEUED is a job cut off by a shutdown, put back for the next start.
-TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    Q: frozenset({R, JobState.CANCELLED, JobState.FAILED}),
-    R: frozenset({Q, D, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}),
-    D: frozenset({JobState.DELIVERED, JobState.UNDELIVERABLE}),
+# Every legal move. RUNNING → QUEUED is a request cut off by a shutdown, put back for the next
+# start.
+TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
+    Q: frozenset({R, RequestState.CANCELLED, RequestState.FAILED}),
+    R: frozenset({Q, D, RequestState.FAILED, RequestState.CANCELLED, RequestState.TIMED_OUT}),
+    D: frozenset({RequestState.DELIVERED, RequestState.UNDELIVERABLE}),
     **{ending: frozenset() for ending in ENDINGS},
 }
+
+
+class Tracked(Protocol):
+    """What the lifecycle reads and writes of a request (`request.Request`)."""
+
+    id: str
+    user_id: int
+    state: RequestState
+    queued_at: float
+    started_at: float | None
+
+
+T = TypeVar("T", bound=Tracked)
 
 
 class IllegalTransition(RuntimeError):
     """A move the lifecycle does not allow (a bug, never a member's mistake)."""
 
-    def __init__(self, job_id: str, old: JobState, new: JobState) -> None:
+    def __init__(self, job_id: str, old: RequestState, new: RequestState) -> None:
         super().__init__(f"job {job_id} cannot go from {old} to {new}")
 
 
@@ -83,31 +97,31 @@ class JobMetrics(Protocol):
     steps_per_second: object
 
 
-class Lifecycle:
-    """The jobs this process tracks, and the only way to move them."""
+class Lifecycle(Generic[T]):
+    """The requests this process tracks, and the only way to move them."""
 
-    def __init__(self, queue: FairQueue[Request], journal: Journal, metrics: JobMetrics) -> None:
+    def __init__(self, queue: FairQueue[T], journal: Journal, metrics: JobMetrics) -> None:
         self.queue = queue
         self.journal = journal
         self.metrics = metrics
         # Jobs queued, running or done-but-not-delivered, by id.
-        self.jobs: dict[str, Request] = {}
-        self.running: set[Request] = set()
+        self.jobs: dict[str, T] = {}
+        self.running: set[T] = set()
         # Set whenever a worker slot frees up or a job is added: the dispatcher waits on it.
         self.changed = asyncio.Event()
         # Set once the shutdown's grace period is over: a job cut off now stays journaled as it
         # was, to run after the restart.
         self.stopping = False
 
-    def track(self, request: Request) -> None:
+    def track(self, request: T) -> None:
         """Start tracking a job that is already journaled (accepted or recovered)."""
         self.jobs[request.id] = request
         self.changed.set()
 
     async def move(
         self,
-        request: Request,
-        new: JobState,
+        request: T,
+        new: RequestState,
         *,
         png: bytes | None = None,
         seconds: float | None = None,
@@ -126,7 +140,7 @@ class Lifecycle:
         self._count(request, new, seconds, steps)
         await self._write(request, old, new, png)
 
-    def abandon(self, request: Request) -> None:
+    def abandon(self, request: T) -> None:
         """Stop tracking a job whatever its state (after an unexpected error), freeing its slot."""
         if request in self.running:
             self.running.discard(request)
@@ -135,7 +149,7 @@ class Lifecycle:
         self.jobs.pop(request.id, None)
         self.changed.set()
 
-    def _remember(self, request: Request, old: JobState, new: JobState) -> None:
+    def _remember(self, request: T, old: RequestState, new: RequestState) -> None:
         request.state = new
         if new is R:
             self.running.add(request)
@@ -150,7 +164,7 @@ class Lifecycle:
             self.jobs.pop(request.id, None)
             self.changed.set()
 
-    def _count(self, request: Request, new: JobState, seconds, steps) -> None:
+    def _count(self, request: T, new: RequestState, seconds, steps) -> None:
         m = self.metrics
         if new is R and request.queued_at is not None:
             m.queue_wait.observe(max(0.0, request.started_at - request.queued_at))
@@ -158,14 +172,14 @@ class Lifecycle:
             m.run_time.observe(seconds)
             if seconds > 0 and steps:
                 m.steps_per_second.set(steps / seconds)
-        elif new is JobState.DELIVERED:
+        elif new is RequestState.DELIVERED:
             m.finished.inc()
-        elif new is JobState.CANCELLED:
+        elif new is RequestState.CANCELLED:
             m.cancelled.inc()
-        elif new in (JobState.FAILED, JobState.TIMED_OUT, JobState.UNDELIVERABLE):
+        elif new in (RequestState.FAILED, RequestState.TIMED_OUT, RequestState.UNDELIVERABLE):
             m.failed.inc()
 
-    async def _write(self, request: Request, old: JobState, new: JobState, png) -> None:
+    async def _write(self, request: T, old: RequestState, new: RequestState, png) -> None:
         try:
             if new is D and png is not None:
                 await self.journal.save_result(request.id, png)
@@ -177,7 +191,7 @@ class Lifecycle:
             log.error("could not journal %s → %s: %s", old, new, err)
 
 
-def legal_moves() -> Iterable[tuple[JobState, JobState]]:
+def legal_moves() -> Iterable[tuple[RequestState, RequestState]]:
     """Every (old, new) pair the lifecycle allows, for tests and docs."""
     for old, targets in TRANSITIONS.items():
         for new in targets:

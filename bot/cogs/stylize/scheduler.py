@@ -16,29 +16,19 @@ from typing import Any
 
 import numpy as np
 
+from bot.cogs.stylize.contracts import Journal, Notifier, Outcome, Undeliverable
+from bot.cogs.stylize.engine_job import Limits, engine_job, engine_options, picture_parameters
 from bot.cogs.stylize.errors import ShuttingDown, TooLate
 from bot.cogs.stylize.fair_queue import FairQueue
-from bot.cogs.stylize.jobs import (
-    Backend,
-    Journal,
-    Limits,
-    Notifier,
-    Outcome,
-    Undeliverable,
-    cancelled_text,
-    encode_result,
-    engine_options,
-    figures,
-    picture_parameters,
-)
-from bot.cogs.stylize.lifecycle import JobState, Lifecycle
-from bot.cogs.stylize.models import Request
+from bot.cogs.stylize.lifecycle import Lifecycle, RequestState
+from bot.cogs.stylize.request import Request
+from bot.cogs.stylize.results import cancelled_text, encode_result, figures
 from bot.errors import UserFacingError
 from bot.logs import job_id_var
+from nst_engine.backend import Backend, JobTimeout, WorkerDied
+from nst_engine.clips import Clip
 from nst_engine.errors import NSTError
-from nst_engine.frames import Clip
 from nst_engine.options import StyleOptions, StyleResult
-from nst_engine.pool import Job, JobTimeout, WorkerDied
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +62,7 @@ class Scheduler:
         self.queue: FairQueue[Request] = FairQueue(
             total_limit=queue_limit, owner_limit=member_limit
         )
-        self.lifecycle = Lifecycle(self.queue, journal, metrics)
+        self.lifecycle: Lifecycle[Request] = Lifecycle(self.queue, journal, metrics)
         self._decode = decode
         self._decode_content = decode_content or decode
         # Set on SIGTERM: new requests are refused while running jobs finish.
@@ -111,7 +101,7 @@ class Scheduler:
         """Queued requests and their positions, next first."""
         out = []
         for request in list(self.jobs.values()):
-            if request.state is JobState.QUEUED:
+            if request.state is RequestState.QUEUED:
                 position = self.queue.position(request)
                 if position is not None:
                     out.append((request, position))
@@ -120,11 +110,11 @@ class Scheduler:
     async def cancel(self, request: Request) -> bool:
         """Cancel a job: True if it was still queued (it has ended), False if it was running
         (it ends between two steps). Raises TooLate once it has painted."""
-        if request.state is JobState.DONE:
+        if request.state is RequestState.DONE:
             raise TooLate()
         request.cancel_requested = True
-        if request.state is JobState.QUEUED and self.queue.remove(request):
-            await self.lifecycle.move(request, JobState.CANCELLED)
+        if request.state is RequestState.QUEUED and self.queue.remove(request):
+            await self.lifecycle.move(request, RequestState.CANCELLED)
             self.moved.set()
             return True
         if request.handle is not None:
@@ -156,7 +146,7 @@ class Scheduler:
             await asyncio.wait_for(self._idle.wait(), grace)
         self.lifecycle.stopping = True
         for request in list(self.running):
-            await self.lifecycle.move(request, JobState.QUEUED)
+            await self.lifecycle.move(request, RequestState.QUEUED)
         log.info(
             "shutting down with %d running and %d queued job(s) journaled",
             len(self.running),
@@ -187,23 +177,23 @@ class Scheduler:
             style2 = None if stored.style2 is None else await self._decode(stored.style2)
         except (NSTError, UserFacingError) as err:
             log.warning("journaled job cannot be recovered: %s", err)
-            await self.journal.set_state(record.id, JobState.FAILED.value)
+            await self.journal.set_state(record.id, RequestState.FAILED.value)
             return
         clip = content if isinstance(content, Clip) else None
         if clip is not None:
             content = clip.frames[0]
         request = Request.from_record(record, content, style, style2, clip)
         self.lifecycle.track(request)
-        if request.state is JobState.DONE:
+        if request.state is RequestState.DONE:
             if stored.result is None:
                 self.lifecycle.abandon(request)
-                await self.journal.set_state(record.id, JobState.FAILED.value)
+                await self.journal.set_state(record.id, RequestState.FAILED.value)
                 return
             log.info("delivering a result finished before the restart")
             await self._deliver(request, stored.result, None)
             return
         if record.attempts >= MAX_ATTEMPTS:
-            await self.lifecycle.move(request, JobState.FAILED)
+            await self.lifecycle.move(request, RequestState.FAILED)
             await self._tell(
                 request,
                 f"❌ {request.mention}, your picture stopped the bot {record.attempts} times; "
@@ -225,7 +215,7 @@ class Scheduler:
             while len(self.running) < self.backend.size and (popped := self.queue.pop()):
                 _owner, request = popped
                 request.started_at = time.monotonic()
-                await self.lifecycle.move(request, JobState.RUNNING)
+                await self.lifecycle.move(request, RequestState.RUNNING)
                 self._idle.clear()
                 task = asyncio.create_task(self._run(request), name=f"nst-job-{request.id}")
                 self._tasks.add(task)
@@ -238,7 +228,7 @@ class Scheduler:
         job_id_var.set(request.id)
         try:
             outcome = await self._outcome(request)
-            if self.lifecycle.stopping and request.state is not JobState.RUNNING:
+            if self.lifecycle.stopping and request.state is not RequestState.RUNNING:
                 log.info("stopped by the shutdown; it stays journaled for the next start")
             elif outcome.result is not None:
                 data, request.note = await asyncio.to_thread(
@@ -246,7 +236,7 @@ class Scheduler:
                 )
                 made = figures(outcome.result)
                 await self.lifecycle.move(
-                    request, JobState.DONE, png=data, seconds=made.seconds, steps=made.steps
+                    request, RequestState.DONE, png=data, seconds=made.seconds, steps=made.steps
                 )
                 await self._deliver(request, data, outcome.result)
             else:
@@ -269,26 +259,17 @@ class Scheduler:
         try:
             options = engine_options(request, self.limits)
             result = await self._paint_retrying(request, options)
-        except JobTimeout as err:
-            log.warning("job timed out: %s", err)
-            return Outcome(JobState.TIMED_OUT, f"⏱️ {request.mention}, that took too long: {err}")
-        except (NSTError, ValueError) as err:
-            log.warning("job failed: %s", err)
-            return Outcome(JobState.FAILED, f"❌ {request.mention}, that didn't work: {err}")
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - logged with an id the member can quote
-            error_id = uuid.uuid4().hex[:8]
-            log.exception("job crashed (error id %s)", error_id)
-            return Outcome(
-                JobState.FAILED,
-                f"❌ {request.mention}, something went wrong on our side (error id `{error_id}`).",
-            )
+        except Exception as err:  # noqa: BLE001 - every failure is an ending with a line
+            return failed(request, err)
         if result.cancelled:
-            return Outcome(JobState.CANCELLED, cancelled_text(result, options))
+            return Outcome(RequestState.CANCELLED, cancelled_text(result, options))
         weights = result.weights
         return Outcome(
-            JobState.DONE, result=result, parameters=picture_parameters(request, options, weights)
+            RequestState.DONE,
+            result=result,
+            parameters=picture_parameters(request, options, weights),
         )
 
     async def _paint_retrying(self, request: Request, options: StyleOptions) -> StyleResult:
@@ -305,16 +286,7 @@ class Scheduler:
                 ) from None
 
     async def _paint(self, request: Request, options: StyleOptions) -> StyleResult:
-        handle = self.backend.submit(
-            Job(
-                request.content,
-                (request.style,) if request.style2 is None else (request.style, request.style2),
-                options,
-                job_id=request.id,
-                timeout=self.limits.job_timeout,
-                frames=None if request.clip is None else request.clip.frames,
-            )
-        )
+        handle = self.backend.submit(engine_job(request, options, self.limits))
         request.handle = handle
         if request.cancel_requested:
             handle.cancel()
@@ -342,7 +314,7 @@ class Scheduler:
             log.exception("delivering the picture failed; it is kept for the next start")
             self.lifecycle.abandon(request)
             return
-        await self.lifecycle.move(request, JobState.DELIVERED)
+        await self.lifecycle.move(request, RequestState.DELIVERED)
         if result is not None:
             made = figures(result)
             log.info("delivered %d steps in %.1fs", made.steps, made.seconds)
@@ -356,7 +328,7 @@ class Scheduler:
             return 1
 
     async def _undeliverable(self, request: Request, why: str) -> None:
-        await self.lifecycle.move(request, JobState.UNDELIVERABLE)
+        await self.lifecycle.move(request, RequestState.UNDELIVERABLE)
         await self._tell(request, f"❌ {request.mention}, your picture was painted but {why}.")
 
     async def _tell(self, request: Request, text: str) -> None:
@@ -364,3 +336,20 @@ class Scheduler:
             await self.notifier.ended(request, text)
         except Exception as err:  # noqa: BLE001 - the job has ended either way
             log.warning("could not tell the member how their job ended: %s", err)
+
+
+def failed(request: Request, err: Exception) -> Outcome:
+    """The ending of a run that raised ``err`` (called while handling it): the engine's and
+    the options' errors are shown; anything else is logged with an id the member can quote."""
+    if isinstance(err, JobTimeout):
+        log.warning("job timed out: %s", err)
+        return Outcome(RequestState.TIMED_OUT, f"⏱️ {request.mention}, that took too long: {err}")
+    if isinstance(err, NSTError | ValueError):
+        log.warning("job failed: %s", err)
+        return Outcome(RequestState.FAILED, f"❌ {request.mention}, that didn't work: {err}")
+    error_id = uuid.uuid4().hex[:8]
+    log.exception("job crashed (error id %s)", error_id)
+    return Outcome(
+        RequestState.FAILED,
+        f"❌ {request.mention}, something went wrong on our side (error id `{error_id}`).",
+    )

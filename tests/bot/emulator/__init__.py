@@ -10,11 +10,10 @@ client, ``await emu.wait_ready()``, then drive it: ``invoke_slash``, ``press_but
 
 from .errors import DiscordError
 from .faults import Fault
-from .gateway import GUILD_MEMBERS, GUILD_MESSAGES, GUILD_PRESENCES, MESSAGE_CONTENT
+from .interactions import InteractionRecord
 from .records import (
     CallbackRecord,
     EmulatorTimeout,
-    InteractionRecord,
     MessageRecord,
     MessageVersion,
     RequestRecord,
@@ -24,6 +23,10 @@ from .server import DEFAULT_TOKEN, DiscordEmulator
 from .world import (
     BOT_PERMISSIONS,
     EVERYONE_PERMISSIONS,
+    GUILD_MEMBERS,
+    GUILD_MESSAGES,
+    GUILD_PRESENCES,
+    MESSAGE_CONTENT,
     EmuChannel,
     EmuGuild,
     EmuMember,

@@ -1,4 +1,5 @@
-"""Rate-limit buckets with Discord's headers, and failures a test injects on purpose."""
+"""Failures a test injects on purpose, and how each is answered; rate-limit buckets with
+Discord's headers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from .records import RequestRecord
+from .routing import json_response, reason
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,95 @@ class Fault:
     def release(self) -> None:
         """Let hanging requests finish (with ``status``, or normally when it is None)."""
         self._released.set()
+
+    async def hold(self, closing: asyncio.Event) -> None:
+        """Wait until the fault is released or ``closing`` is set, whichever comes first."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._released, closing)]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+
+class Faults:
+    """The faults a test has injected, first added first matched."""
+
+    def __init__(self) -> None:
+        self.active: list[Fault] = []
+        # Set when the emulator closes: hanging requests then end, so shutdown does not wait.
+        self.closing = asyncio.Event()
+
+    def fail_next(
+        self,
+        route: str,
+        *,
+        status: int = 429,
+        times: int | None = 1,
+        retry_after: float = 0.05,
+        is_global: bool = False,
+    ) -> Fault:
+        """Answer the next ``times`` requests matching ``route`` with ``status``.
+
+        ``route``: ``"POST /channels/*/messages"``, ``"/webhooks/*"``, ``"GET /cdn/*"``... (see
+        ``Fault``). A 429 carries ``retry_after`` and Discord's rate-limit headers; discord.py
+        retries 429s and 500/502/504 (after 1 s, 3 s, ...), and gives up on other statuses.
+        """
+        return self._add(Fault(route, status, times, retry_after=retry_after, is_global=is_global))
+
+    def hang_next(self, route: str, *, times: int | None = 1, status: int | None = None) -> Fault:
+        """Hold the next matching requests until ``fault.release()`` or the emulator closes;
+        then answer with ``status``, or normally when it is None."""
+        return self._add(Fault(route, status, times, hang=True))
+
+    def delay_next(self, route: str, seconds: float, *, times: int | None = 1) -> Fault:
+        """Answer the next matching requests normally, but ``seconds`` late."""
+        return self._add(Fault(route, None, times, delay=seconds))
+
+    def clear_faults(self) -> None:
+        for fault in self.active:
+            fault.release()
+        self.active.clear()
+
+    def _add(self, fault: Fault) -> Fault:
+        self.active.append(fault)
+        return fault
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """The first fault that catches this request, counting the hit."""
+        for fault in self.active:
+            if fault.matches(method, path):
+                fault.hits += 1
+                return fault
+        return None
+
+    async def answer(
+        self, fault: Fault, record: RequestRecord, *, is_api: bool
+    ) -> web.StreamResponse | None:
+        """The injected answer, or None to let the request through (after any wait)."""
+        record.fault = fault.pattern
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.hang:
+            await fault.hold(self.closing)
+            if self.closing.is_set():
+                return web.Response(status=503, text="emulator closed")
+        status = fault.status
+        if status is None:
+            return None
+        if status == 429:
+            headers = limited_headers(
+                fault.retry_after,
+                scope="global" if fault.is_global else "user",
+                is_global=fault.is_global,
+            )
+            body = limited_body(fault.retry_after, is_global=fault.is_global)
+            return json_response(body, status=429, headers=headers)
+        phrase = reason(status)
+        if status in (502, 503, 504) or not is_api:
+            # Cloudflare and the CDN answer errors with HTML and text, not Discord's JSON.
+            return web.Response(status=status, text=f"{status} {phrase}", content_type="text/html")
+        return json_response({"message": f"{status}: {phrase}", "code": 0}, status=status)
 
 
 def bucket_hash(route: str) -> str:

@@ -7,23 +7,16 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from .server import DiscordEmulator
+from .routing import Address
+from .state import State
+from .world import PRIVILEGED_INTENTS
 
 log = logging.getLogger(__name__)
-
-# Gateway intents, as numbered by the API.
-GUILDS = 1 << 0
-GUILD_MEMBERS = 1 << 1
-GUILD_PRESENCES = 1 << 8
-GUILD_MESSAGES = 1 << 9
-MESSAGE_CONTENT = 1 << 15
-PRIVILEGED_INTENTS = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
 
 TRACE = ['["gateway-emulator",{"micros":0}]']
 
@@ -73,8 +66,12 @@ class Connection:
 
 
 class Gateway:
-    def __init__(self, emu: DiscordEmulator) -> None:
-        self._emu = emu
+    """The bot's gateway session: its connections, what was dispatched on it, and the controls
+    a test uses to break it."""
+
+    def __init__(self, state: State, address: Address) -> None:
+        self.state = state
+        self.address = address
         self.session: GatewaySession | None = None
         self.connections: list[Connection] = []
         self.connect_count = 0
@@ -92,6 +89,9 @@ class Gateway:
     def intents(self) -> int:
         return self.session.intents if self.session is not None else 0
 
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [web.get("/gateway", self.handle), web.get("/gateway/resume", self.handle)]
+
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
         await ws.prepare(request)
@@ -102,7 +102,7 @@ class Gateway:
             if request.query.get("encoding", "json") != "json":
                 await conn.close(4002, "Error while decoding payload.")
                 return ws
-            interval_ms = int(self._emu.heartbeat_interval * 1000)
+            interval_ms = int(self.state.app.heartbeat_interval * 1000)
             hello = {"heartbeat_interval": interval_ms, "_trace": TRACE}
             await conn.send({"op": 10, "s": None, "t": None, "d": hello})
             async for msg in ws:
@@ -119,7 +119,7 @@ class Gateway:
             self.connections.remove(conn)
             if conn.session is not None and conn.session.conn is conn:
                 conn.session.conn = None
-            self._emu._changes.notify()
+            self.state.changes.notify()
         return ws
 
     async def _on_frame(self, conn: Connection, frame: dict[str, Any]) -> None:
@@ -132,7 +132,7 @@ class Gateway:
             await self._resume(conn, d or {})
         elif op == 3:
             self.presences.append(d or {})
-            self._emu._changes.notify()
+            self.state.changes.notify()
         elif op == 8:
             await self._request_members(conn, d or {})
         elif op == 4:
@@ -141,18 +141,18 @@ class Gateway:
             await conn.close(4001, "Unknown opcode.")
 
     async def _identify(self, conn: Connection, d: dict[str, Any]) -> None:
-        emu = self._emu
+        app = self.state.app
         if conn.session is not None:
             await conn.close(4005, "Already authenticated.")
             return
-        if d.get("token") != emu.token:
+        if d.get("token") != app.token:
             await conn.close(4004, "Authentication failed.")
             return
         intents = d.get("intents")
         if not isinstance(intents, int):
             await conn.close(4013, "Invalid intent(s).")
             return
-        if intents & PRIVILEGED_INTENTS & ~emu.privileged_intents:
+        if intents & PRIVILEGED_INTENTS & ~app.privileged_intents:
             await conn.close(4014, "Disallowed intent(s).")
             return
         self.identify_count += 1
@@ -166,23 +166,25 @@ class Gateway:
         session.conn = conn
         conn.session = session
         await self.dispatch("READY", self._ready_payload(session))
-        for guild in emu.guilds:
-            await self.dispatch("GUILD_CREATE", emu._guild_create_payload(guild))
+        for guild in self.state.guilds:
+            await self.dispatch(
+                "GUILD_CREATE", self.state.guilds.guild_create_payload(guild, intents)
+            )
         session.ready = True
-        emu._changes.notify()
+        self.state.changes.notify()
 
     def _ready_payload(self, session: GatewaySession) -> dict[str, Any]:
-        emu = self._emu
-        user = emu.bot.payload() | {"verified": True, "mfa_enabled": False, "flags": 0}
+        app = self.state.app
+        user = app.bot.payload() | {"verified": True, "mfa_enabled": False, "flags": 0}
         return {
             "v": 10,
             "user": user,
-            "guilds": [{"id": str(g.id), "unavailable": True} for g in emu.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in self.state.guilds],
             "session_id": session.id,
             "session_type": "normal",
-            "resume_gateway_url": emu.resume_gateway_url,
+            "resume_gateway_url": self.address.resume_gateway_url,
             "shard": session.shard,
-            "application": {"id": str(emu.application_id), "flags": emu.application_flags},
+            "application": {"id": str(app.id), "flags": app.flags},
             "private_channels": [],
             "relationships": [],
             "presences": [],
@@ -194,8 +196,7 @@ class Gateway:
         }
 
     async def _resume(self, conn: Connection, d: dict[str, Any]) -> None:
-        emu = self._emu
-        if d.get("token") != emu.token:
+        if d.get("token") != self.state.app.token:
             await conn.close(4004, "Authentication failed.")
             return
         session = self.session
@@ -225,10 +226,10 @@ class Gateway:
         session.conn = conn
         self.resume_count += 1
         await self.dispatch("RESUMED", {"_trace": TRACE})
-        emu._changes.notify()
+        self.state.changes.notify()
 
     async def _request_members(self, conn: Connection, d: dict[str, Any]) -> None:
-        guild = next((g for g in self._emu.guilds if str(g.id) == str(d.get("guild_id"))), None)
+        guild = self.state.guilds.find(d.get("guild_id"))
         if guild is None:
             return
         members = list(guild.members)
@@ -253,7 +254,8 @@ class Gateway:
     async def dispatch(
         self, event: str, data: dict[str, Any], *, intent: int | None = None
     ) -> int | None:
-        """Send a dispatch (op 0) on the session, or keep it for the RESUME when disconnected.
+        """Send a dispatch (op 0) on the session, or keep it for the RESUME when disconnected;
+        a test sends any dispatch the emulator has no helper for this way.
 
         Returns its sequence number, or None when the session's intents exclude it.
         """
@@ -299,10 +301,20 @@ class Gateway:
         if session is not None and session.conn is not None:
             await session.conn.send({"op": op, "s": None, "t": None, "d": d})
 
+    async def send_reconnect(self) -> None:
+        """Op 7 RECONNECT: Discord asks the client to reconnect and resume."""
+        await self.send_op(7, None)
+
+    async def invalidate_session(self, *, resumable: bool = False) -> None:
+        """Op 9 INVALID_SESSION; when not resumable, the client identifies anew."""
+        await self.send_op(9, resumable)
+
     def drop(self) -> None:
+        """Cut the gateway connection without a close frame, like a network failure."""
         for conn in list(self.connections):
             conn.abort()
 
-    async def close(self, code: int, reason: str = "") -> None:
+    async def close(self, code: int = 4000, reason: str = "") -> None:
+        """Close the gateway connection with ``code`` (4000: resumable; 4004: bad token...)."""
         for conn in list(self.connections):
             await conn.close(code, reason)

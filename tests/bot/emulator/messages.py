@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from . import errors
+from .routing import RECORD
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,25 @@ async def read_body(request: web.Request) -> tuple[Any, list[Upload]]:
         return json.loads(raw), []
     except ValueError:
         raise errors.DiscordError(400, 50109, "The request body contains invalid JSON.") from None
+
+
+async def recorded_body(request: web.Request) -> tuple[Any, list[Upload]]:
+    """`read_body`, noted on the request's record."""
+    body, uploads = await read_body(request)
+    record = request[RECORD]
+    record.body, record.files = body, len(uploads)
+    return body, uploads
+
+
+async def message_body(
+    request: web.Request, upload_limit: int
+) -> tuple[dict[str, Any], list[Upload]]:
+    """A message's body and files, refused as Discord refuses them (see `validate`)."""
+    body, uploads = await recorded_body(request)
+    body = body if isinstance(body, dict) else {}
+    validate(body, upload_count=len(uploads))
+    check_sizes(uploads, upload_limit)
+    return body, uploads
 
 
 def content_type_of(filename: str, declared: str | None) -> str:

@@ -1,4 +1,5 @@
-"""What the emulator saw the bot do: requests, messages (with every edit), interaction responses."""
+"""What the emulator saw the bot do: requests, messages (with every edit), interaction callbacks;
+and the one notifier every wait listens to."""
 
 from __future__ import annotations
 
@@ -8,10 +9,7 @@ import copy
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
-
-if TYPE_CHECKING:
-    from .world import EmuChannel, EmuMember
+from typing import Any, Literal, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +20,11 @@ LOADING = 1 << 7
 
 DEFAULT_TIMEOUT = 5.0
 POLL_INTERVAL = 0.05
+
+
+def loop_time() -> float:
+    """The event loop's clock, which every record's times are on."""
+    return asyncio.get_running_loop().time()
 
 
 class EmulatorTimeout(AssertionError):
@@ -184,7 +187,8 @@ class MessageRecord:
     def component(self, custom_id: str) -> dict[str, Any] | None:
         return next((c for c in self.iter_components() if c.get("custom_id") == custom_id), None)
 
-    def _push(self, at: float, payload: dict[str, Any], files: tuple[SentFile, ...]) -> None:
+    def push(self, at: float, payload: dict[str, Any], files: tuple[SentFile, ...]) -> None:
+        """Add the message's next version (as created, or after an edit)."""
         self.history.append(MessageVersion(at=at, payload=copy.deepcopy(payload), files=files))
 
     def summary(self) -> str:
@@ -229,149 +233,3 @@ class CallbackRecord:
     @property
     def ephemeral(self) -> bool:
         return bool(self.data.get("flags", 0) & EPHEMERAL)
-
-
-class InteractionRecord:
-    """Everything the bot did for one interaction the emulator dispatched.
-
-    ``original`` is the message behind ``@original``: the response message for callbacks 4 and 5,
-    the message the component sits on for callbacks 6 and 7 (and for component interactions
-    before any callback). ``followups`` are messages made through the interaction webhook. After a
-    deferred (type 5) callback, Discord turns the first follow-up into the original response, so
-    then ``followups[0] is original``.
-    """
-
-    def __init__(
-        self,
-        *,
-        id: int,
-        token: str,
-        type: int,
-        payload: dict[str, Any],
-        user: EmuMember,
-        channel: EmuChannel,
-        source: MessageRecord | None,
-        changes: Changes,
-    ) -> None:
-        self.id = id
-        self.token = token
-        self.type = type  # 2 application command, 3 component, 5 modal submit
-        self.payload = payload  # the INTERACTION_CREATE body
-        self.user = user
-        self.channel = channel
-        self.source = source  # the message a pressed component sits on
-        self.dispatched_at: float = 0.0  # event-loop time of the dispatch
-        self.callback: CallbackRecord | None = None
-        self.original: MessageRecord | None = source
-        self.followups: list[MessageRecord] = []
-        self.requests: list[RequestRecord] = []  # every callback and webhook request it received
-        self.expired = False
-        self._changes = changes
-
-    def __repr__(self) -> str:
-        return f"<InteractionRecord {self.summary()}>"
-
-    @property
-    def name(self) -> str | None:
-        """The command name (``group sub`` for subcommands), or the component's custom_id."""
-        data = self.payload.get("data", {})
-        if self.type == 2:
-            parts = [data["name"]]
-            options = data.get("options", [])
-            while options and options[0]["type"] in (1, 2):
-                parts.append(options[0]["name"])
-                options = options[0].get("options", [])
-            return " ".join(parts)
-        return data.get("custom_id")
-
-    @property
-    def responded(self) -> bool:
-        return self.callback is not None
-
-    @property
-    def deferred(self) -> bool:
-        return self.callback is not None and self.callback.type in (5, 6)
-
-    @property
-    def ephemeral(self) -> bool:
-        """Whether the response the user sees is ephemeral."""
-        if self.callback is not None and self.callback.type in (4, 5):
-            return self.original is not None and self.original.ephemeral
-        return False
-
-    @property
-    def messages(self) -> list[MessageRecord]:
-        """The original response (when this interaction made one) and the follow-ups, in order."""
-        out: list[MessageRecord] = []
-        if self.original is not None and self.original is not self.source:
-            out.append(self.original)
-        out.extend(m for m in self.followups if m is not self.original)
-        return out
-
-    @property
-    def errors(self) -> list[RequestRecord]:
-        """The bot's callback and webhook requests that Discord refused."""
-        return [r for r in self.requests if r.status >= 400]
-
-    def expire(self) -> None:
-        """Make the token stale, as 15 minutes on: webhook calls now get 401 Invalid Webhook
-        Token, and a late callback gets 404 Unknown interaction."""
-        self.expired = True
-        self._changes.notify()
-
-    async def wait_for(
-        self, predicate: Callable[[InteractionRecord], object], *, timeout: float = DEFAULT_TIMEOUT
-    ) -> Self:
-        await self._changes.wait_until(
-            lambda: bool(predicate(self)), timeout=timeout, describe=self._describe("a condition")
-        )
-        return self
-
-    async def wait_for_callback(self, *, timeout: float = DEFAULT_TIMEOUT) -> CallbackRecord:
-        return await self._changes.wait_until(
-            lambda: self.callback, timeout=timeout, describe=self._describe("the callback")
-        )
-
-    async def wait_for_original(
-        self,
-        predicate: Callable[[MessageRecord], object] | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> MessageRecord:
-        """The original response once ``predicate`` holds; by default once it has content
-        (that is, it is no longer the deferred "thinking" state)."""
-        check = predicate or (lambda m: not m.loading)
-
-        def ready() -> MessageRecord | None:
-            if self.callback is None or self.original is None:
-                return None
-            return self.original if check(self.original) else None
-
-        return await self._changes.wait_until(
-            ready, timeout=timeout, describe=self._describe("the original response")
-        )
-
-    async def wait_for_followups(
-        self, count: int = 1, *, timeout: float = DEFAULT_TIMEOUT
-    ) -> list[MessageRecord]:
-        def enough() -> list[MessageRecord] | None:
-            return self.followups if len(self.followups) >= count else None
-
-        return await self._changes.wait_until(
-            enough, timeout=timeout, describe=self._describe(f"{count} follow-up(s)")
-        )
-
-    def _describe(self, what: str) -> Callable[[], str]:
-        return lambda: f"{what} of {self.summary()}"
-
-    def summary(self) -> str:
-        lines = [f"interaction {self.id} ({self.name!r}, type {self.type}) by {self.user.name}"]
-        if self.callback is None:
-            lines.append("  no callback")
-        else:
-            lines.append(f"  callback type {self.callback.type} after {self.callback.after:.3f}s")
-        if self.original is not None:
-            lines.append(f"  original: {self.original.summary()}")
-        lines += [f"  follow-up: {m.summary()}" for m in self.followups]
-        lines += [f"  request: {r.summary()}" for r in self.requests]
-        return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The emulated guilds, channels, roles and members, and the payloads Discord sends for them."""
+"""The emulated application, guilds, channels, roles and members, and the payloads Discord sends
+for them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DISCORD_EPOCH_MS = 1420070400000
+
+# Gateway intents, as numbered by the API.
+GUILDS = 1 << 0
+GUILD_MEMBERS = 1 << 1
+GUILD_PRESENCES = 1 << 8
+GUILD_MESSAGES = 1 << 9
+MESSAGE_CONTENT = 1 << 15
+PRIVILEGED_INTENTS = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
+# Application flags Discord sets when the privileged intents are switched on in the portal.
+APP_FLAG_FOR_INTENT = {GUILD_MEMBERS: 1 << 15, GUILD_PRESENCES: 1 << 13, MESSAGE_CONTENT: 1 << 19}
 
 # Channel types, as numbered by the API.
 TEXT_CHANNEL = 0
@@ -102,6 +113,37 @@ class EmuUser:
             "bot": self.bot,
             "system": False,
         }
+
+
+@dataclass(eq=False)
+class Application:
+    """The bot's application: who it is, what its developer portal allows, and the limits
+    Discord holds it to."""
+
+    id: int
+    # The bot's token: REST calls and IDENTIFY must carry it.
+    token: str
+    # The bot's own user, and the person who owns the application (and every guild).
+    bot: EmuUser
+    owner: EmuUser
+    # The intents switched on in the developer portal; identifying with others closes with 4014.
+    privileged_intents: int
+    # Seconds between heartbeats, sent in HELLO.
+    heartbeat_interval: float
+    # Seconds the bot has to answer an interaction (Discord: 3) before its callback gets 404
+    # Unknown interaction; None for no deadline.
+    callback_deadline: float | None
+    # Bytes per file the bot may upload (a test may change it).
+    upload_limit: int
+
+    @property
+    def flags(self) -> int:
+        """The application's flags, as the portal sets them for the privileged intents."""
+        flags = 0
+        for intent, flag in APP_FLAG_FOR_INTENT.items():
+            if self.privileged_intents & intent:
+                flags |= flag
+        return flags
 
 
 @dataclass(eq=False)

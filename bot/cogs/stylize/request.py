@@ -6,15 +6,16 @@ import asyncio
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Literal
 
 import discord
 import numpy as np
 
 from bot.cogs.stylize.errors import BadOption
-from bot.cogs.stylize.lifecycle import JobState
+from bot.cogs.stylize.lifecycle import RequestState
 from bot.store import JobRecord
-from nst_engine.frames import Clip
+from nst_engine.backend import Handle
+from nst_engine.clips import Clip
 
 Quality = Literal["fast", "balanced", "best"]
 QUALITIES: tuple[Quality, ...] = ("fast", "balanced", "best")
@@ -114,9 +115,9 @@ class Request:
     clip: Clip | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # The one state field: only `Lifecycle.move` changes it.
-    state: JobState = JobState.QUEUED
-    # The engine's handle while it paints (see nst_engine.backend).
-    handle: Any = None
+    state: RequestState = RequestState.QUEUED
+    # The engine's handle on its job while it paints.
+    handle: Handle | None = None
     queued_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     # Set by the Cancel button; the dispatcher and the runner both honour it.
@@ -193,7 +194,7 @@ class Request:
             clip=clip,
             id=record.id,
             # A job that was running when the process stopped waits for a worker again.
-            state=JobState.DONE if record.state == JobState.DONE else JobState.QUEUED,
+            state=RequestState.DONE if record.state == RequestState.DONE else RequestState.QUEUED,
             status_message_id=record.status_message_id,
             resumed=True,
         )

@@ -1,4 +1,5 @@
-"""Checking and fetching the two attachments of a /stylize, before anything is queued."""
+"""Checking, fetching and decoding a member's attachments (a /stylize's inputs, a style to save),
+before anything is queued or saved."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import discord
 import numpy as np
 import yarl
 
-from bot.cogs.stylize.errors import BadAttachment
 from bot.decoding import PixelBudget
+from bot.errors import BadAttachment
+from nst_engine.clips import Clip, decode_clip, is_animation_file
 from nst_engine.errors import ImageError
-from nst_engine.frames import Clip, decode_clip, is_animation_file
 from nst_engine.images import DEFAULT_MAX_PIXELS, decode_image, sniff_image_type
 from nst_engine.text import format_bytes
 

@@ -1,0 +1,90 @@
+"""A request as the engine's job: its options under the operator's limits, and the parameters
+its picture will carry."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bot.cogs.stylize.request import Request
+from nst_engine import provenance
+from nst_engine.animation import DEFAULT_TEMPORAL_WEIGHT, later_steps_for
+from nst_engine.backend import Job
+from nst_engine.clips import Clip
+from nst_engine.options import StyleOptions, options_for_quality
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the operator's settings allow every job."""
+
+    # Cap on the steps of any preset.
+    max_steps: int
+    # Seconds a job may run.
+    job_timeout: float
+    # Arithmetic of the feature network (auto | float32 | bfloat16 | float16).
+    precision: str = "auto"
+    # Pixels of all an animation's result frames together: many frames are painted smaller.
+    max_clip_pixels: int = 3_145_728
+
+
+def clip_side(clip: Clip, size: int, max_clip_pixels: int) -> int:
+    """The longest side an animation is painted at: ``size``, or less, so that its frames
+    together stay within ``max_clip_pixels`` (never under 32, VGG's smallest)."""
+    width, height = clip.size
+    aspect = min(width, height) / max(width, height)
+    side = math.isqrt(int(max_clip_pixels / (len(clip.frames) * aspect)))
+    return max(32, min(size, side))
+
+
+def engine_options(request: Request, limits: Limits) -> StyleOptions:
+    """The engine's options for a request (raises ValueError for impossible ones)."""
+    p = request.params
+    size = p.size
+    if request.clip is not None:
+        size = clip_side(request.clip, size, limits.max_clip_pixels)
+    options = options_for_quality(
+        p.quality,
+        strength=p.strength,
+        max_size=size,
+        preserve_colors=p.preserve_colors,
+        seed=p.seed,
+        precision=limits.precision,
+    )
+    if options.steps > limits.max_steps:
+        options = options.replace(steps=limits.max_steps)
+    if request.style2 is not None:
+        options = options.replace(style_blend=(1.0 - p.blend, p.blend))
+    return options
+
+
+def engine_job(request: Request, options: StyleOptions, limits: Limits) -> Job:
+    """The job the engine runs for a request, under its id and the operator's time limit."""
+    return Job(
+        request.content,
+        (request.style,) if request.style2 is None else (request.style, request.style2),
+        options,
+        job_id=request.id,
+        timeout=limits.job_timeout,
+        frames=None if request.clip is None else request.clip.frames,
+    )
+
+
+def picture_parameters(request: Request, options: StyleOptions, weights: str) -> dict:
+    """What the picture's file says about how it was made."""
+    p = request.params
+    made = provenance.parameters(
+        options,
+        quality=p.quality,
+        size=p.size,
+        styles=list(p.artworks),
+        weights=weights,
+        blend=p.blend if request.style2 is not None else None,
+    )
+    if request.clip is not None:
+        made |= {
+            "frames": len(request.clip.frames),
+            "temporal_weight": DEFAULT_TEMPORAL_WEIGHT,
+            "later_steps": later_steps_for(options),
+        }
+    return made
