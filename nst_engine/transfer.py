@@ -19,6 +19,10 @@ from nst_engine.weights import default_weights
 
 log = logging.getLogger(__name__)
 
+# What oneDNN says, inside TensorFlow's AbortedError, when an allocation fails (a worker capped
+# by NST_WORKER_MEMORY_MB): the one or the other, depending on where it failed.
+_ONEDNN_OUT_OF_MEMORY = ("could not create a memory object", "could not create a primitive")
+
 ProgressCallback = Callable[[Progress], None]
 StopCheck = Callable[[], bool]
 
@@ -116,7 +120,7 @@ def stylize(
         # reports as AbortedError), without importing TensorFlow at module level.
         name = type(err).__name__
         if name == "ResourceExhaustedError" or (
-            name == "AbortedError" and "could not create a memory object" in str(err)
+            name == "AbortedError" and any(line in str(err) for line in _ONEDNN_OUT_OF_MEMORY)
         ):
             log.warning("out of memory at %dx%d: %s", out_w, out_h, str(err).splitlines()[0])
             raise OutOfMemory() from None

@@ -313,3 +313,25 @@ def test_what_a_model_keeps_for_the_next_job_is_bounded_least_recently_used_firs
         cache.get(key, lambda key=key: made.append(key) or key.upper())
     # "b" was the least recently used when "c" came, so it is made again; "a" never is.
     assert made == ["a", "b", "c", "b"] and len(cache) == 2
+
+
+@pytest.mark.parametrize(
+    "message", ["could not create a memory object", "could not create a primitive"]
+)
+def test_onednns_failed_allocations_are_out_of_memory(
+    random_model, content_image, style_image, monkeypatch, message
+):
+    # A capped worker's oneDNN reports a failed allocation as TensorFlow's AbortedError, with
+    # either line; the member must hear "try a smaller size", not "failed unexpectedly".
+    from nst_engine import transfer
+    from nst_engine.errors import OutOfMemory
+
+    class AbortedError(Exception):
+        pass
+
+    def fail(self):
+        raise AbortedError(f"Operation received an exception: ... {message} ...")
+
+    monkeypatch.setattr(transfer._Run, "optimise", fail)
+    with pytest.raises(OutOfMemory):
+        stylize(content_image, style_image, StyleOptions(**TINY), model=random_model)
