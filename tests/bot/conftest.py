@@ -28,3 +28,22 @@ def _faults_cleared(request):
     yield
     if "world" in request.fixturenames:
         request.getfixturevalue("world").emu.clear_faults()
+
+
+@pytest.fixture
+async def rules(world: World):
+    """Server settings for one test (the module's `world`), back to none after it: no size cap,
+    quality, daily limit, role, channel allow-list or saved style left behind."""
+    store, guild = world.bot.store, world.emu.guild.id
+
+    async def set_rules(**changes):
+        return await store.update_guild_settings(guild, **changes)
+
+    yield set_rules
+    await store.update_guild_settings(
+        guild, max_size=None, default_quality=None, daily_limit=None, role_id=None
+    )
+    for channel in (await store.guild_settings(guild)).channels:
+        await store.remove_channel(guild, channel)
+    for style in await store.styles(guild):
+        await store.remove_style(guild, style.name)

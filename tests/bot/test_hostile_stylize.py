@@ -40,20 +40,6 @@ async def world(tmp_path_factory):
 
 
 @pytest.fixture
-async def rules(world: World):
-    """Server settings for one test, back to none after it."""
-    store, guild = world.bot.store, world.emu.guild.id
-
-    async def set_rules(**changes):
-        return await store.update_guild_settings(guild, **changes)
-
-    yield set_rules
-    await store.update_guild_settings(
-        guild, max_size=None, default_quality=None, daily_limit=None, role_id=None
-    )
-
-
-@pytest.fixture
 async def styles(world: World):
     """Save styles by name for one test; all removed after it."""
     store, guild = world.bot.store, world.emu.guild.id

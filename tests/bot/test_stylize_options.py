@@ -37,22 +37,6 @@ async def saved(world: World):
         await store.remove_style(guild, style.name)
 
 
-@pytest.fixture
-async def rules(world: World):
-    """Server settings for one test, back to none after it."""
-    store, guild = world.bot.store, world.emu.guild.id
-
-    async def set_rules(**changes):
-        return await store.update_guild_settings(guild, **changes)
-
-    yield set_rules
-    await store.update_guild_settings(
-        guild, max_size=None, default_quality=None, daily_limit=None, role_id=None
-    )
-    for channel in (await store.guild_settings(guild)).channels:
-        await store.remove_channel(guild, channel)
-
-
 async def test_a_saved_style_by_name_paints_and_the_png_says_how(world: World, saved) -> None:
     inter = await world.emu.invoke_slash(
         "stylize", {"content": world.photo(), "style_name": "Stripes", "seed": 7}
