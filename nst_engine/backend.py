@@ -1,10 +1,10 @@
 """The one interface through which a caller runs style transfers, whatever runs them.
 
-A *backend* takes `Job`s and hands back a `Handle` per job: its progress (some reports carry a
-preview), then its result or error, and a way to cancel it. `nst_engine.pool.EnginePool`
-(worker processes on this host) is one, `nst_engine.ray.RayBackend` (actors on a Ray cluster)
-another; both are the job runner of `nst_engine.runner` with workers of their own. The caller
-knows only this module:
+A *backend* takes jobs, a `Job` (a still picture) or an `AnimationJob` (a clip's frames), and
+hands back a `Handle` per job: its progress (some reports carry a preview), then its result or
+error, and a way to cancel it. `nst_engine.pool.EnginePool` (worker processes on this host) is
+one, `nst_engine.ray.RayBackend` (actors on a Ray cluster) another; both are the job runner of
+`nst_engine.runner` with workers of their own. The caller knows only this module:
 
     backend: Backend = EnginePool("imagenet", workers=2)
     async with backend:
@@ -24,12 +24,15 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Self, runtime_checkable
+from typing import Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 
+from nst_engine.animation import AnimationResult, stylize_frames
 from nst_engine.errors import NSTError
+from nst_engine.model import VGG19Features
 from nst_engine.options import Progress, StyleOptions, StyleResult
+from nst_engine.transfer import ProgressCallback, StopCheck, stylize
 
 # queued → running → done | failed | cancelled (a queued job may also go straight to cancelled).
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -57,9 +60,14 @@ def _short_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be above 0 seconds, not {timeout}")
+
+
 @dataclass(frozen=True)
 class Job:
-    """One style transfer to run."""
+    """One still picture to paint; its result is a `StyleResult`."""
 
     # The photo to repaint: uint8 H×W×3 RGB in [0, 255].
     content: np.ndarray
@@ -71,25 +79,72 @@ class Job:
     job_id: str = field(default_factory=_short_id)
     # Seconds of run time (not queue time) after which the job is stopped with `JobTimeout`.
     timeout: float | None = None
-    # An animation's frames (uint8 H×W×3, one size), painted by `animation.stylize_frames`;
-    # `content` is then its first frame and the result an `AnimationResult`. None: a picture.
-    frames: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"timeout must be above 0 seconds, not {self.timeout}")
+        _check_timeout(self.timeout)
+
+    def paint(
+        self, model: VGG19Features, on_progress: ProgressCallback, should_stop: StopCheck
+    ) -> StyleResult:
+        """Run the job on a loaded model (`nst_engine.transfer.stylize`)."""
+        return stylize(
+            self.content,
+            list(self.styles),
+            self.options,
+            model=model,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
+
+    @staticmethod
+    def steps_run(result: StyleResult) -> int:
+        """The steps its result ran."""
+        return result.steps
 
 
-def steps_of(result: Any) -> int:
-    """Steps a picture's or an animation's result ran (an animation counts every frame's)."""
-    return result.steps if isinstance(result.steps, int) else sum(result.steps)
+@dataclass(frozen=True)
+class AnimationJob:
+    """A clip's frames to paint without flicker; its result is an `AnimationResult`."""
+
+    # The frames to repaint, in order: uint8 H×W×3 RGB in [0, 255], all of one size.
+    frames: tuple[np.ndarray, ...] = field(repr=False)
+    # The rest as for `Job`; `options` are the first frame's (see `stylize_frames`).
+    styles: tuple[np.ndarray, ...]
+    options: StyleOptions = field(default_factory=StyleOptions)
+    job_id: str = field(default_factory=_short_id)
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_timeout(self.timeout)
+
+    def paint(
+        self, model: VGG19Features, on_progress: ProgressCallback, should_stop: StopCheck
+    ) -> AnimationResult:
+        """Run the job on a loaded model (`nst_engine.animation.stylize_frames`)."""
+        return stylize_frames(
+            self.frames,
+            list(self.styles),
+            self.options,
+            model=model,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
+
+    @staticmethod
+    def steps_run(result: AnimationResult) -> int:
+        """The steps its result ran, every frame's together."""
+        return sum(result.steps)
+
+
+# Either kind of job: what a backend takes.
+AnyJob = Job | AnimationJob
 
 
 @runtime_checkable
 class Handle(Protocol):
     """The caller's view of one submitted job."""
 
-    job: Job
+    job: AnyJob
     job_id: str
     state: JobState
     # The newest progress report, if any.
@@ -107,8 +162,9 @@ class Handle(Protocol):
         """
         ...
 
-    async def result(self) -> StyleResult:
-        """Wait for the job: its result (``cancelled=True`` if stopped while running).
+    async def result(self) -> StyleResult | AnimationResult:
+        """Wait for the job: its result (``cancelled=True`` if stopped while running), a
+        `StyleResult` for a `Job` and an `AnimationResult` for an `AnimationJob`.
 
         Raises:
             JobCancelled: It was cancelled before it started, or the backend closed under it.
@@ -140,7 +196,7 @@ class Backend(Protocol):
 
     async def __aexit__(self, *exc_info: object) -> None: ...
 
-    def submit(self, job: Job) -> Handle:
+    def submit(self, job: AnyJob) -> Handle:
         """Queue a job (never blocks); it starts as soon as a worker is free."""
         ...
 

@@ -21,7 +21,7 @@ import pickle
 from dataclasses import dataclass
 from typing import Any
 
-from nst_engine.backend import Job
+from nst_engine.backend import AnyJob
 from nst_engine.errors import NSTError
 from nst_engine.options import Progress
 
@@ -47,8 +47,8 @@ class JobOrder:
 
     # Names the job between the runner and its worker.
     ticket: int
-    # What to paint, with its options and time limit.
-    job: Job
+    # What to paint (a picture or an animation), with its options and time limit.
+    job: AnyJob
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class Finished:
     """A job's result: it ran to its end, or stopped early when cancelled."""
 
     ticket: int
-    # A StyleResult, or an AnimationResult for an animation's frames.
+    # A StyleResult for a `Job`, an AnimationResult for an `AnimationJob`.
     result: Any
 
 

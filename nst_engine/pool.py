@@ -6,6 +6,7 @@
             ...
         result = await handle.result()             # StyleResult, or an NSTError subclass
 
+An `AnimationJob` (a clip's frames) goes the same way and gives an `AnimationResult`.
 It implements `nst_engine.backend.Backend`: the job runner (`nst_engine.runner`: queue, cancel,
 time limit, close) over slots of its own. Design, chosen so that a worker that dies fails only
 its own job and never outlives the pool:
@@ -46,13 +47,22 @@ from pathlib import Path
 from typing import Any
 
 from nst_engine import messages, worker
-from nst_engine.backend import Job, JobCancelled, JobFailed, JobState, JobTimeout, WorkerDied
+from nst_engine.backend import (
+    AnimationJob,
+    Job,
+    JobCancelled,
+    JobFailed,
+    JobState,
+    JobTimeout,
+    WorkerDied,
+)
 from nst_engine.errors import NSTError, OutOfMemory, WeightsError
 from nst_engine.options import Progress
 from nst_engine.processes import start_time
 from nst_engine.runner import JobHandle, Runner, WorkerLost
 
 __all__ = [
+    "AnimationJob",
     "EnginePool",
     "Job",
     "JobCancelled",

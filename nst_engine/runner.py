@@ -26,14 +26,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Protocol, Self
 
+from nst_engine.animation import AnimationResult
 from nst_engine.backend import (
-    Job,
+    AnyJob,
     JobCancelled,
     JobFailed,
     JobState,
     JobTimeout,
     WorkerDied,
-    steps_of,
 )
 from nst_engine.errors import NSTError
 from nst_engine.messages import JobOrder, TimedOut
@@ -93,7 +93,7 @@ class Slot(Protocol):
 class JobHandle:
     """The caller's view of one submitted job: its state, its progress and its result."""
 
-    def __init__(self, job: Job, runner: Runner, ticket: int) -> None:
+    def __init__(self, job: AnyJob, runner: Runner, ticket: int) -> None:
         self.job = job
         self.job_id = job.job_id
         self.state: JobState = "queued"
@@ -109,7 +109,7 @@ class JobHandle:
         self._ticket = ticket
         self._cancel_requested = False
         self._finished = asyncio.Event()
-        self._result: StyleResult | None = None
+        self._result: StyleResult | AnimationResult | None = None
         self._error: BaseException | None = None
         self._streams: list[asyncio.Queue[Progress | None]] = []
 
@@ -130,8 +130,9 @@ class JobHandle:
             return None
         return self.finished_at - self.started_at
 
-    async def result(self) -> StyleResult:
-        """Wait for the job: its result (``cancelled=True`` if stopped while running).
+    async def result(self) -> StyleResult | AnimationResult:
+        """Wait for the job: its result (``cancelled=True`` if stopped while running), a
+        `StyleResult` for a `Job` and an `AnimationResult` for an `AnimationJob`.
 
         Raises:
             JobCancelled: It was cancelled before it started, or the backend closed under it.
@@ -173,7 +174,10 @@ class JobHandle:
             stream.put_nowait(progress)
 
     def _finish(
-        self, state: JobState, result: StyleResult | None = None, error: BaseException | None = None
+        self,
+        state: JobState,
+        result: StyleResult | AnimationResult | None = None,
+        error: BaseException | None = None,
     ) -> None:
         self.state = state
         self._result = result
@@ -305,7 +309,7 @@ class Runner:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def submit(self, job: Job) -> JobHandle:
+    def submit(self, job: AnyJob) -> JobHandle:
         """Queue a job (never blocks); it starts as soon as a worker is free."""
         if not self._started or self._closed:
             raise RuntimeError(f"{type(self).__name__}.submit needs a started, open backend")
@@ -346,7 +350,7 @@ class Runner:
                 "job %s %s: %d steps in %.1fs",
                 job.job_id,
                 handle.state,
-                steps_of(result),
+                job.steps_run(result),
                 handle.run_seconds or 0.0,
             )
         except BaseException as err:  # noqa: BLE001 - every outcome must reach the caller
@@ -394,7 +398,7 @@ class Runner:
         task.add_done_callback(tasks.discard)
 
 
-def job_error(err: BaseException, job: Job) -> BaseException:
+def job_error(err: BaseException, job: AnyJob) -> BaseException:
     """The exception a caller should see for ``err``, raised by or about the worker."""
     if isinstance(err, TimedOut):
         return JobTimeout(f"the job ran past its time limit of {job.timeout:g} s and was stopped")

@@ -28,13 +28,10 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
-from nst_engine.animation import stylize_frames
-from nst_engine.backend import steps_of
 from nst_engine.errors import NSTError
 from nst_engine.messages import (
     Cancel,
@@ -238,17 +235,7 @@ def run(outbox: Outbox, model: VGG19Features, config: WorkerConfig, order: JobOr
         progress_interval=config.progress_interval,
     )
     try:
-        if job.frames is None:
-            paint = partial(stylize, job.content)
-        else:
-            paint = partial(stylize_frames, job.frames)
-        result = paint(
-            list(job.styles),
-            job.options,
-            model=model,
-            on_progress=reporter,
-            should_stop=should_stop,
-        )
+        result = job.paint(model, reporter, should_stop)
         reporter.finish()
     except Exception as err:  # noqa: BLE001 - every outcome goes back to the runner
         # The runner logs the traceback of what the engine did not raise on purpose.
@@ -256,7 +243,7 @@ def run(outbox: Outbox, model: VGG19Features, config: WorkerConfig, order: JobOr
         outbox.send(Failed(ticket, portable(err), None if expected else traceback.format_exc()))
         return
     if timed_out:
-        outbox.send(Failed(ticket, TimedOut(f"stopped after {steps_of(result)} steps")))
+        outbox.send(Failed(ticket, TimedOut(f"stopped after {job.steps_run(result)} steps")))
     else:
         outbox.send(Finished(ticket, result))
 

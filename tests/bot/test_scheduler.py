@@ -19,7 +19,7 @@ from bot.metrics import Metrics
 from bot.store import JobRecord, StoredJob
 from nst_engine.images import encode_image
 from nst_engine.options import Losses, Progress, StyleResult
-from nst_engine.pool import JobCancelled, WorkerDied
+from nst_engine.pool import AnimationJob, JobCancelled, WorkerDied
 from tests.bot.fakes import FakeJournal, metric
 
 IMAGE = np.full((8, 8, 3), 100, np.uint8)
@@ -383,5 +383,5 @@ async def test_an_animation_is_recovered_as_an_animation() -> None:
     scheduler.start()
     while not engine.jobs:
         await asyncio.sleep(0.01)
-    assert engine.jobs[0].frames == clip.frames
+    assert isinstance(engine.jobs[0], AnimationJob) and engine.jobs[0].frames == clip.frames
     await scheduler.close()

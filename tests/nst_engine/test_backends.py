@@ -24,8 +24,10 @@ from nst_engine.ray.loopback import ENV, LoopbackHead
 # Before anything imports Ray: every Ray process, this driver included, on 127.0.0.1 only.
 os.environ.update(ENV)
 
-from nst_engine import ImageError, StyleOptions  # noqa: E402
+from nst_engine import ImageError, StyleOptions, StyleResult  # noqa: E402
+from nst_engine.animation import AnimationResult, planned_steps  # noqa: E402
 from nst_engine.backend import (  # noqa: E402
+    AnimationJob,
     Backend,
     Handle,
     Job,
@@ -106,6 +108,25 @@ async def test_progress_arrives_in_order_with_previews_then_one_result(backend):
     assert isinstance(backend, Backend) and isinstance(handle, Handle)
     # A late listener gets the newest report, then the end.
     assert [p async for p in handle.events()] == [events[-1]]
+
+
+@on_backend_loop
+async def test_an_animation_job_gives_an_animation_and_a_picture_job_a_picture(backend):
+    frames = tuple(np.roll(gradient_image(48, 36, seed=3), 2 * t, axis=1) for t in range(3))
+    options = StyleOptions(max_size=48, steps=4)
+    clip = backend.submit(AnimationJob(frames, (STYLE,), options))
+    picture = backend.submit(tiny_job())
+    events = [progress async for progress in clip.events()]
+    animation, still = await clip.result(), await picture.result()
+
+    assert isinstance(animation, AnimationResult) and clip.state == "done"
+    assert len(animation.frames) == 3 and {f.shape for f in animation.frames} == {(36, 48, 3)}
+    assert animation.steps[0] == 4 and sum(animation.steps) == planned_steps(3, options)
+    assert [p.frame for p in events] == sorted(p.frame for p in events)
+    assert events[-1].frame == events[-1].frames == 3
+    assert events[-1].step == events[-1].total == sum(animation.steps)
+    assert isinstance(still, StyleResult) and still.steps == 4
+    assert still.image.shape == (48, 64, 3) and picture.state == "done"
 
 
 @on_backend_loop

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from bot.cogs.stylize.request import Request
 from nst_engine import provenance
 from nst_engine.animation import DEFAULT_TEMPORAL_WEIGHT, later_steps_for
-from nst_engine.backend import Job
+from nst_engine.backend import AnimationJob, AnyJob, Job
 from nst_engine.clips import Clip
 from nst_engine.options import StyleOptions, options_for_quality
 
@@ -58,16 +58,14 @@ def engine_options(request: Request, limits: Limits) -> StyleOptions:
     return options
 
 
-def engine_job(request: Request, options: StyleOptions, limits: Limits) -> Job:
-    """The job the engine runs for a request, under its id and the operator's time limit."""
-    return Job(
-        request.content,
-        (request.style,) if request.style2 is None else (request.style, request.style2),
-        options,
-        job_id=request.id,
-        timeout=limits.job_timeout,
-        frames=None if request.clip is None else request.clip.frames,
-    )
+def engine_job(request: Request, options: StyleOptions, limits: Limits) -> AnyJob:
+    """The job the engine runs for a request, under its id and the operator's time limit: an
+    animation's frames when the photo is a clip, else the picture."""
+    styles = (request.style,) if request.style2 is None else (request.style, request.style2)
+    job_id, timeout = request.id, limits.job_timeout
+    if request.clip is not None:
+        return AnimationJob(request.clip.frames, styles, options, job_id=job_id, timeout=timeout)
+    return Job(request.content, styles, options, job_id=job_id, timeout=timeout)
 
 
 def picture_parameters(request: Request, options: StyleOptions, weights: str) -> dict:
