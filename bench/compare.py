@@ -134,7 +134,7 @@ def _measure(args: argparse.Namespace) -> tuple[list[dict], str]:
         if args.figure and not rows:
             figure(pair_dir, pair_rows, label, args.figure)
         rows += pair_rows
-    return rows, f"size {args.size} px; weights: {label}; {_machine()}"
+    return rows, f"size {args.size} px; weights: {label}; {machine()}"
 
 
 def _weights_file(spec: str, work: Path) -> tuple[Path, str]:
@@ -403,7 +403,7 @@ def _judge(work: Path, rows: list[dict], weights_file: Path, pictures: Path | No
             Image.fromarray(array).save(pictures / f"{rows[0]['pair']}-{name}.png")
 
 
-def _machine() -> str:
+def machine() -> str:
     from bench.step_time import _cpu_name
 
     return _cpu_name()

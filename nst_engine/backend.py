@@ -79,6 +79,10 @@ class Job:
     job_id: str = field(default_factory=_short_id)
     # Seconds of run time (not queue time) after which the job is stopped with `JobTimeout`.
     timeout: float | None = None
+    # A continuation's start: the picture it goes on from (uint8 H×W×3, any size; enlarged or
+    # reduced to the output's), instead of the start the options describe. See
+    # `nst_engine.continuation`.
+    start: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_timeout(self.timeout)
@@ -94,6 +98,7 @@ class Job:
             model=model,
             on_progress=on_progress,
             should_stop=should_stop,
+            init_image=self.start,
         )
 
     @staticmethod

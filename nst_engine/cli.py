@@ -7,23 +7,20 @@ import contextlib
 import io
 import json
 import logging
-import socket
 import sys
 import time
-import urllib.error
-import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from nst_engine import provenance
-from nst_engine.errors import ImageError, NSTError, WeightsError
+from nst_engine import continuation, provenance
+from nst_engine.errors import ImageError, NSTError
 from nst_engine.options import (
     DEFAULT_QUALITY,
     QUALITY_PRESETS,
     StyleOptions,
     options_for_quality,
 )
-from nst_engine.text import clock, format_bytes
+from nst_engine.text import ProgressBar, format_bytes
 from nst_engine.weights import (
     HED,
     HED_LABEL,
@@ -31,7 +28,6 @@ from nst_engine.weights import (
     RANDOM,
     WEIGHTS_ENV,
     WEIGHTS_FILE,
-    WEIGHTS_URL,
     default_weights,
 )
 
@@ -45,6 +41,8 @@ OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 ANIMATION_SUFFIXES = (".gif", ".webp", ".mp4", ".webm")
 MAX_FRAMES_ENV = "NST_MAX_FRAMES"
 USAGE_ERROR = 2
+# The longest side nst paints (StyleOptions.max_size's bound).
+MAX_SIZE = 4096
 _DEFAULTS = StyleOptions()
 # The expert flags (by StyleOptions' field) and their defaults. A picture's parameters record each
 # one given another value, so that two pictures made differently never read the same, and the
@@ -103,15 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "stylize",
+        allow_abbrev=False,  # a continuation reads which flags were typed from argv
         help="stylize CONTENT in the style of STYLE",
         description="Stylize CONTENT in the style of one or more STYLE images.",
         formatter_class=_HelpFormatter,
     )
-    run.add_argument("content", type=Path, help="the photo to repaint")
-    run.add_argument("style", type=Path, nargs="+", help="the artwork(s) whose style to use")
-    run.add_argument(
-        "-o", "--output", type=Path, required=True, help="where to write (.png, .jpg or .webp)"
-    )
+    _add_inputs(run, "the photo to repaint", "the artwork(s) whose style to use")
     run.add_argument(
         "--strength",
         type=float,
@@ -220,7 +215,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"animations: refuse clips of more frames (default: ${MAX_FRAMES_ENV} or 48)",
     )
+    run.add_argument(
+        "--from",
+        dest="parent",
+        type=Path,
+        default=None,
+        metavar="RESULT",
+        help="continue from RESULT, a PNG nst or the bot made from the same photo and artworks: "
+        "its options unless flags are given, one level at full size started from RESULT, in "
+        "the few steps a continuation needs (a new --strength, or a larger --size)",
+    )
     run.set_defaults(handler=_stylize)
+
+    upscale = commands.add_parser(
+        "upscale",
+        allow_abbrev=False,
+        help="paint a result again at twice its size",
+        description="Paint RESULT (a PNG nst or the bot made) again at twice its size, going on "
+        "from it enlarged with full-size steps only. The same as stylize --from RESULT --size "
+        "TWICE.",
+        formatter_class=_HelpFormatter,
+    )
+    upscale.add_argument("parent", type=Path, metavar="RESULT", help="the picture to enlarge")
+    _add_inputs(upscale, "the photo RESULT was made from", "the artwork(s) RESULT was made with")
+    upscale.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="longest side (default: twice RESULT's, 4096 at most)",
+    )
+    upscale.add_argument("--weights", default=None, help="as for stylize")
+    upscale.set_defaults(handler=_upscale)
 
     info = commands.add_parser("info", help="print how a PNG made by nst or the bot was made")
     info.add_argument("image", type=Path, help="a PNG written by nst stylize or the bot")
@@ -235,16 +260,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_inputs(command: argparse.ArgumentParser, content: str, style: str) -> None:
+    """CONTENT, STYLE [STYLE ...] and -o, as a painting command takes them."""
+    command.add_argument("content", type=Path, help=content)
+    command.add_argument("style", type=Path, nargs="+", help=style)
+    command.add_argument(
+        "-o", "--output", type=Path, required=True, help="where to write (.png, .jpg or .webp)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    # The flags typed (a continuation takes the rest from its parent's parameters).
+    args.given = {word.partition("=")[0] for word in argv if word.startswith("--")}
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
         return args.handler(args)
-    except WeightsError as err:
-        _fail(_with_its_cause(err))
     except (NSTError, ValueError) as err:
         _fail(str(err))
     except KeyboardInterrupt:
@@ -266,12 +301,19 @@ def _stylize(args: argparse.Namespace) -> int:
         _fail(f"output must end in {', '.join(OUTPUT_SUFFIXES)}, not '{args.output.name}'{also}")
     if not args.output.parent.is_dir():
         _fail(f"no such folder for the output: {args.output.parent}")
+    parent = None if args.parent is None else _parent(args)
     options = _options(args)
     if animated:
+        if parent is not None:
+            _fail(f"--from continues a still picture; {args.content.name} is an animation")
         return _stylize_clip(args, options)
     content = _load_image(args.content)
     styles = [_load_image(path) for path in args.style]
     weights = _weights(args)
+    start = None
+    if parent is not None:
+        step = _continuation(args, parent, content, options)
+        content, options, start = step.photo, step.options, step.start
 
     quiet_tensorflow()
     from nst_engine.transfer import load_model, stylize
@@ -279,9 +321,18 @@ def _stylize(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     model = load_model(weights, seed=args.seed)
     bar = ProgressBar(sys.stderr)
-    result = stylize(content, styles, options, model=model, on_progress=bar.update)
+    result = stylize(
+        content,
+        styles,
+        options,
+        model=model,
+        on_progress=bar.update,
+        init_image=start,
+    )
     bar.close()
     made = _parameters(args, options, result.weights)
+    if parent is not None:
+        made["parent"] = continuation.parent_link(parent.parameters, None)
     size = save_image(result.image, args.output, parameters=made)
     h, w = result.image.shape[:2]
     label = _weights_note(result.weights)
@@ -290,6 +341,56 @@ def _stylize(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - started:.1f} s, {result.steps} steps{label}"
     )
     return 0
+
+
+def _parent(args: argparse.Namespace) -> continuation.Parent:
+    """The --from picture; every option not typed is taken from its parameters."""
+    path = args.parent
+    try:
+        parent = continuation.Parent.read(path.read_bytes())
+        inherited = parent.inherited()
+    except OSError as err:
+        _fail(f"cannot read {path}: {err.strerror or err}")
+    except (ImageError, ValueError) as err:
+        _fail(f"--from {path.name}: {err}")
+    for key, value in inherited.items():
+        if "--" + key.replace("_", "-") not in args.given:
+            setattr(args, key, value)
+    return parent
+
+
+def _continuation(
+    args: argparse.Namespace,
+    parent: continuation.Parent,
+    content: np.ndarray,
+    options: StyleOptions,
+) -> continuation.Continuation:
+    """What to paint to go on from the --from picture: an upscale when the --size is above the
+    parent's, else a stronger or weaker re-run (`nst_engine.continuation.plan`)."""
+    from dataclasses import replace
+
+    if not parent.made_with([provenance.artwork_label(path.read_bytes()) for path in args.style]):
+        _fail(f"{args.parent.name} was made with other artworks; give the ones it was made with")
+    step = continuation.plan(parent.image, content, options, args.quality, parent=parent.was())
+    if "--steps" in args.given:
+        step = replace(step, options=replace(step.options, steps=args.steps))
+    return step
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    """`nst upscale RESULT PHOTO ARTWORK -o OUT`: `nst stylize --from RESULT --size TWICE`."""
+    size = args.size
+    if size is None:
+        long_side = max(_load_image(args.parent).shape[:2])
+        size = continuation.upscaled_size(long_side, MAX_SIZE)
+        if size is None:
+            _fail(f"{args.parent.name} is {long_side} px already, the largest nst paints")
+    words = ["stylize", str(args.content), *map(str, args.style), "-o", str(args.output)]
+    words += ["--from", str(args.parent), "--size", str(size)]
+    words += [] if args.weights is None else ["--weights", args.weights]
+    stylize_args = build_parser().parse_args(words)
+    stylize_args.given = {word for word in words if word.startswith("--")}
+    return _stylize(stylize_args)
 
 
 def _options(args: argparse.Namespace) -> StyleOptions:
@@ -447,35 +548,6 @@ def _weights(args: argparse.Namespace) -> str:
     return args.weights
 
 
-def _with_its_cause(err: WeightsError) -> str:
-    """The error's line, naming what a failed download ran into: Keras wraps urllib's error in
-    a bare Exception, and the line names only that wrapper's type."""
-    wrapper = err.__cause__
-    if wrapper is None:
-        return str(err)
-    host = urllib.parse.urlsplit(WEIGHTS_URL).hostname
-    cause: BaseException = wrapper
-    while True:
-        if isinstance(cause, urllib.error.HTTPError):
-            said = f"{host} answered HTTP {cause.code} {cause.reason}"
-            break
-        if isinstance(cause, urllib.error.URLError):
-            reason = cause.reason
-            if isinstance(reason, socket.gaierror):
-                said = f"the name lookup of {host} failed: {reason.strerror}"
-            elif isinstance(reason, OSError) and reason.strerror:
-                said = f"{host}: {reason.strerror}"
-            else:
-                said = f"{host}: {reason}"
-            break
-        inner = cause.__cause__ or cause.__context__
-        if inner is None:
-            said = str(cause) or type(cause).__name__
-            break
-        cause = inner
-    return str(err).replace(f"({type(wrapper).__name__})", f"({said})", 1)
-
-
 def _info(args: argparse.Namespace) -> int:
     """Print the parameters a PNG (or an animation nst made) carries, as JSON, or say it has
     none."""
@@ -498,6 +570,10 @@ def _info(args: argparse.Namespace) -> int:
     if made is None:
         _fail(f"{args.image} carries no parameters (not made by nst or the bot)")
     print(json.dumps(made, indent=2, sort_keys=True))
+    links = continuation.chain(made)
+    if links:  # a continuation: the pictures it went on from, on stderr (stdout stays JSON)
+        named = [f"{link['job'] or 'a file'} (parameters {link['parameters']})" for link in links]
+        print("continues " + ", which continues ".join(named), file=sys.stderr)
     return 0
 
 
@@ -513,42 +589,6 @@ def _download(args: argparse.Namespace) -> int:
         path = fetch_imagenet_weights()
     print(f"VGG19 {IMAGENET} weights at {path}")
     return 0
-
-
-class ProgressBar:
-    """A one-line progress bar with the losses and an ETA; plain lines when not on a terminal."""
-
-    def __init__(self, stream, width: int = 24) -> None:
-        self.stream = stream
-        self.width = width
-        self.tty = stream.isatty()
-        self._last_tenth = -1
-
-    def update(self, progress) -> None:
-        fraction = progress.step / progress.total
-        eta = progress.eta
-        losses = progress.losses
-        frames = getattr(progress, "frames", 1)
-        frame = f"frame {progress.frame}/{frames} " if frames > 1 else ""
-        # An animation's later frames hold to the previous one: its term is part of the total.
-        temporal = f", temporal {losses.temporal:.3g}" if frames > 1 else ""
-        text = (
-            f"{fraction:4.0%} {frame}step {progress.step}/{progress.total} "
-            f"loss {losses.total:.3g} (content {losses.content:.3g}, style {losses.style:.3g}, "
-            f"tv {losses.tv:.3g}{temporal}) ETA {clock(eta)}"
-        )
-        if self.tty:
-            filled = int(fraction * self.width)
-            bar = "#" * filled + "." * (self.width - filled)
-            self.stream.write(f"\r[{bar}] {text}\033[K")
-            self.stream.flush()
-        elif int(fraction * 10) != self._last_tenth:
-            self._last_tenth = int(fraction * 10)
-            self.stream.write(text + "\n")
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
 
 
 if __name__ == "__main__":

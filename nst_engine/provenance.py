@@ -29,13 +29,15 @@ def parameters(
     styles: list[str],
     weights: str,
     blend: float | None = None,
+    parent: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """The parameters of a finished picture: enough to make it again from the same inputs.
 
     ``styles`` names each artwork (`artwork_label`, or ``saved:NAME`` for a server's saved
-    style); ``weights`` is the result's weights label ("random" says it is not a real transfer).
+    style); ``weights`` is the result's weights label ("random" says it is not a real transfer);
+    ``parent``, a continuation's parent (`nst_engine.continuation.parent_link`).
     """
-    return {
+    made: dict[str, object] = {
         "strength": options.strength,
         "quality": quality,
         "size": size,
@@ -47,6 +49,9 @@ def parameters(
         "weights": weights,
         "version": VERSION,
     }
+    if parent is not None:
+        made["parent"] = parent
+    return made
 
 
 def parse_parameters(raw: str | None, *, problem: str) -> dict[str, object] | None:

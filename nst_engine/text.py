@@ -1,4 +1,5 @@
-"""Numbers as people read them: file sizes and times left, for the CLI and the bot alike."""
+"""Numbers as people read them: file sizes and times left, for the CLI and the bot alike, and
+the CLI's progress bar."""
 
 from __future__ import annotations
 
@@ -26,3 +27,39 @@ def _one_decimal(value: float, *, up: bool) -> str:
     tenths = math.ceil(value * 10 - 1e-9) if up else math.floor(value * 10 + 1e-9)
     whole, frac = divmod(tenths, 10)
     return f"{whole}" if frac == 0 else f"{whole}.{frac}"
+
+
+class ProgressBar:
+    """A one-line progress bar with the losses and an ETA; plain lines when not on a terminal."""
+
+    def __init__(self, stream, width: int = 24) -> None:
+        self.stream = stream
+        self.width = width
+        self.tty = stream.isatty()
+        self._last_tenth = -1
+
+    def update(self, progress) -> None:
+        fraction = progress.step / progress.total
+        eta = progress.eta
+        losses = progress.losses
+        frames = getattr(progress, "frames", 1)
+        frame = f"frame {progress.frame}/{frames} " if frames > 1 else ""
+        # An animation's later frames hold to the previous one: its term is part of the total.
+        temporal = f", temporal {losses.temporal:.3g}" if frames > 1 else ""
+        text = (
+            f"{fraction:4.0%} {frame}step {progress.step}/{progress.total} "
+            f"loss {losses.total:.3g} (content {losses.content:.3g}, style {losses.style:.3g}, "
+            f"tv {losses.tv:.3g}{temporal}) ETA {clock(eta)}"
+        )
+        if self.tty:
+            filled = int(fraction * self.width)
+            bar = "#" * filled + "." * (self.width - filled)
+            self.stream.write(f"\r[{bar}] {text}\033[K")
+            self.stream.flush()
+        elif int(fraction * 10) != self._last_tenth:
+            self._last_tenth = int(fraction * 10)
+            self.stream.write(text + "\n")
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")

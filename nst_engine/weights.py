@@ -6,7 +6,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
 import tempfile
+import urllib.error
+import urllib.parse
 from pathlib import Path
 
 import h5py
@@ -154,10 +157,31 @@ def fetch_imagenet_weights(cache_dir: str | Path | None = None) -> Path:
         )
     except Exception as err:  # noqa: BLE001 - any download failure gets the same advice
         raise WeightsError(
-            f"could not download the VGG19 weights ({type(err).__name__}); on an offline host set "
-            f"{WEIGHTS_ENV} to the path of {WEIGHTS_FILE}, or place that file in "
+            f"could not download the VGG19 weights ({download_failure(err)}); on an offline host "
+            f"set {WEIGHTS_ENV} to the path of {WEIGHTS_FILE}, or place that file in "
             "~/.keras/models/"
         ) from err
+
+
+def download_failure(err: BaseException) -> str:
+    """What a failed download ran into, in words: Keras wraps urllib's error in a bare
+    Exception, whose type alone says nothing ("the name lookup of … failed: …")."""
+    host = urllib.parse.urlsplit(WEIGHTS_URL).hostname
+    cause = err
+    while True:
+        if isinstance(cause, urllib.error.HTTPError):
+            return f"{host} answered HTTP {cause.code} {cause.reason}"
+        if isinstance(cause, urllib.error.URLError):
+            reason = cause.reason
+            if isinstance(reason, socket.gaierror):
+                return f"the name lookup of {host} failed: {reason.strerror}"
+            if isinstance(reason, OSError) and reason.strerror:
+                return f"{host}: {reason.strerror}"
+            return f"{host}: {reason}"
+        inner = cause.__cause__ or cause.__context__
+        if inner is None:
+            return str(cause) or type(cause).__name__
+        cause = inner
 
 
 def resolve_weights(spec: str) -> Path | None:

@@ -276,8 +276,8 @@ def test_expert_flags_are_recorded_and_defaults_left_out(pictures, tmp_path, cap
 def test_an_animation_progress_line_adds_up_with_the_temporal_term():
     import io
 
-    from nst_engine.cli import ProgressBar
     from nst_engine.options import Losses, Progress
+    from nst_engine.text import ProgressBar
 
     stream = io.StringIO()
     losses = Losses(content=1.0, style=2.0, tv=3.0, temporal=4.0)

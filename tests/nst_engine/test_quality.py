@@ -157,3 +157,31 @@ def test_an_animation_stays_under_its_flicker_bound(trained, photo, artwork):
         assert style_distance(trained, painted, artwork) < 0.8 * style_distance(
             trained, frame, artwork
         )
+
+
+def test_stronger_and_weaker_go_on_from_the_picture_and_move_its_style(
+    trained, photo, artwork, painted
+):
+    from dataclasses import replace
+
+    from nst_engine.continuation import plan
+
+    base = options_for_quality("balanced", precision="float32", max_size=SIZE)
+
+    def go_on(strength: float) -> np.ndarray:
+        step = plan(
+            painted, photo, replace(base, strength=strength), "balanced", parent=(5.0, SIZE)
+        )
+        assert step.options.steps < base.steps
+        options = step.options
+        return stylize(step.photo, artwork, options, model=trained, init_image=step.start).image
+
+    stronger, weaker = go_on(8.0), go_on(2.0)
+    style = {
+        name: style_distance(trained, image, artwork)
+        for name, image in (("weaker", weaker), ("picture", painted), ("stronger", stronger))
+    }
+    assert style["stronger"] < 0.9 * style["picture"], style
+    assert style["weaker"] > style["picture"], style
+    # Weaker goes back towards the photo.
+    assert content_distance(trained, weaker, photo) < content_distance(trained, painted, photo)

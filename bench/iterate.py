@@ -1,0 +1,124 @@
+"""Iterating on a picture against painting it afresh: a first picture, then Stronger, Weaker and
+Upscale, each as a continuation (`nst_engine.continuation.plan`, what the bot's buttons and
+`nst stylize --from` run) and as a fresh run with the same settings.
+
+    python -m bench.iterate [--sizes 256 512] [--precisions float32 auto] [--pairs rocket-strokes]
+
+For each it prints the engine seconds of both (the model loaded and traced once, before), and the
+continuation's style and content distances (`nst_engine.distances`) as multiples of the fresh
+run's. Targets: a Stronger or Weaker continuation at most 0.35× the fresh run's time with both
+distances within 1.05×; an Upscale at most 0.5× a fresh run at the doubled size with its style
+distance within 1.05×. Weights: the trained stand-in by default (`--weights hed`), as every
+quality figure here; random weights would make the distances meaningless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+from bench.compare import machine
+from nst_engine.model import quiet_tensorflow
+
+STRENGTH_STEP = 2.0  # what the bot's Stronger / Weaker buttons move
+TARGETS = {
+    "stronger": (0.35, 1.05, 1.05),
+    "weaker": (0.35, 1.05, 1.05),
+    "upscale": (0.5, 1.05, None),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--precisions", nargs="+", default=["float32", "auto"])
+    parser.add_argument("--pairs", nargs="+", default=["rocket-strokes"], help="bench.pairs names")
+    parser.add_argument("--quality", default="balanced")
+    parser.add_argument("--weights", default="hed", help="hed (trained stand-in), or a path")
+    args = parser.parse_args()
+    quiet_tensorflow()
+    from bench.pairs import pair
+    from nst_engine import load_model
+    from nst_engine.model import resolve_precision
+    from nst_engine.weights import weights_label
+
+    model = load_model(args.weights)
+    print(f"weights: {weights_label(args.weights)}; {machine()}")
+    print(
+        f"{'pair':<18} {'size':>5} {'precision':>9} {'run':<9} {'fresh s':>8} {'cont. s':>8} "
+        f"{'× time':>7} {'× style':>8} {'× content':>9}  targets"
+    )
+    failed = False
+    for name in args.pairs:
+        photo, artwork = pair(name)
+        for size in args.sizes:
+            for precision in dict.fromkeys(resolve_precision(p) for p in args.precisions):
+                for row in _iterate(model, photo, artwork, size, precision, args.quality):
+                    met = _meets(row)
+                    failed |= not met
+                    print(
+                        f"{name:<18} {size:>5} {precision:>9} {row['run']:<9} "
+                        f"{row['fresh_s']:>8.1f} {row['cont_s']:>8.1f} {row['time']:>6.2f}× "
+                        f"{row['style']:>7.3f}× {row['content']:>8.3f}×  "
+                        f"{'meets' if met else 'misses'}",
+                        flush=True,
+                    )
+    sys.exit(1 if failed else 0)
+
+
+def _iterate(model, photo, artwork, size: int, precision: str, quality: str) -> list[dict]:
+    """The first picture, then each continuation against its fresh run."""
+    from nst_engine import stylize
+    from nst_engine.continuation import plan, upscaled_size
+    from nst_engine.distances import content_distance, style_distance
+    from nst_engine.options import options_for_quality
+
+    first_options = options_for_quality(quality, precision=precision, max_size=size)
+
+    def paint(painted_photo, options, start=None):
+        return stylize(painted_photo, artwork, options, model=model, init_image=start)
+
+    paint(photo, replace(first_options, steps=2))  # traces and Gram targets, outside the figures
+    first = paint(photo, first_options)
+    parent = (first_options.strength, size)
+    wanted = {
+        "stronger": replace(first_options, strength=first_options.strength + STRENGTH_STEP),
+        "weaker": replace(first_options, strength=first_options.strength - STRENGTH_STEP),
+        "upscale": replace(first_options, max_size=upscaled_size(max(first.image.shape[:2]), 4096)),
+    }
+    rows = []
+    for run, options in wanted.items():
+        step = plan(first.image, photo, options, quality, parent=parent)
+        if run == "upscale":
+            paint(step.photo, replace(options, steps=2, coarse_fraction=0.0))  # its size's traces
+        fresh = paint(step.photo, options)
+        went_on = paint(step.photo, step.options, step.start)
+        distances = [
+            (style_distance(model, r.image, artwork), content_distance(model, r.image, photo))
+            for r in (fresh, went_on)
+        ]
+        rows.append(
+            {
+                "run": run,
+                "fresh_s": fresh.seconds,
+                "cont_s": went_on.seconds,
+                "time": went_on.seconds / fresh.seconds,
+                "style": distances[1][0] / distances[0][0],
+                "content": distances[1][1] / distances[0][1],
+            }
+        )
+    return rows
+
+
+def _meets(row: dict) -> bool:
+    time, style, content = TARGETS[row["run"]]
+    return (
+        row["time"] <= time
+        and row["style"] <= style
+        and (content is None or row["content"] <= content)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Iterating on a picture from the shell: `nst stylize --from RESULT` and `nst upscale`, what the
+new picture's parameters say of its parent, and the one-line refusals."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_engine.cli import main
+from nst_engine.continuation import STRONGER, UPSCALE, parameters_hash
+from nst_engine.images import encode_image, read_parameters
+from tests.support import gradient_image, stripes_image
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    photo = tmp_path / "photo.png"
+    artwork = tmp_path / "painting.png"
+    Image.fromarray(gradient_image(48, 36)).save(photo)
+    Image.fromarray(stripes_image(32, 32)).save(artwork)
+    return photo, artwork
+
+
+def _paint(*argv) -> None:
+    assert main([*map(str, argv), "--weights", "random"]) == 0
+
+
+def _made(path) -> dict:
+    return read_parameters(path.read_bytes())
+
+
+def _pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture
+def first(pictures, tmp_path):
+    """A first picture: strength 3, seed 4, at the photo's own 48 px."""
+    photo, artwork = pictures
+    out = tmp_path / "first.png"
+    _paint("stylize", photo, artwork, "-o", out, "--strength", "3", "--seed", "4", "--size", "48")
+    return out
+
+
+def test_a_continuation_takes_the_parents_options_and_names_its_parent(pictures, first, tmp_path):
+    photo, artwork = pictures
+    out = tmp_path / "stronger.png"
+    _paint("stylize", photo, artwork, "-o", out, "--from", first, "--strength", "7")
+
+    made, parent = _made(out), _made(first)
+    assert made["strength"] == 7.0  # typed
+    assert made["seed"] == 4 and made["size"] == 48 and made["quality"] == parent["quality"]
+    schedule = STRONGER[parent["quality"]]
+    assert made["steps"] == schedule.half + schedule.full < parent["steps"]
+    assert made["parent"] == {"job": None, "parameters": parameters_hash(parent)}
+    assert _pixels(out).shape == _pixels(first).shape
+    assert not np.array_equal(_pixels(out), _pixels(first))
+
+
+def test_the_same_continuation_of_the_same_parent_gives_the_same_picture(pictures, first, tmp_path):
+    photo, artwork = pictures
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    for out in (a, b):
+        _paint("stylize", photo, artwork, "-o", out, "--from", first, "--strength", "7")
+    assert np.array_equal(_pixels(a), _pixels(b))
+
+
+def test_nst_info_shows_the_chain(pictures, first, tmp_path, capsys):
+    photo, artwork = pictures
+    second, third = tmp_path / "second.png", tmp_path / "third.png"
+    _paint("stylize", photo, artwork, "-o", second, "--from", first, "--strength", "7")
+    _paint("stylize", photo, artwork, "-o", third, "--from", second, "--strength", "9")
+    capsys.readouterr()
+
+    assert main(["info", str(third)]) == 0
+    out, err = capsys.readouterr()
+    made = json.loads(out)
+    assert made["parent"]["parameters"] == parameters_hash(_made(second))
+    assert made["parent"]["parent"]["parameters"] == parameters_hash(_made(first))
+    assert err.strip() == (
+        f"continues a file (parameters {parameters_hash(_made(second))}), "
+        f"which continues a file (parameters {parameters_hash(_made(first))})"
+    )
+
+
+def test_upscale_doubles_the_size_even_past_the_photos_own(pictures, first, tmp_path):
+    photo, artwork = pictures
+    out = tmp_path / "big.png"
+    _paint("upscale", first, photo, artwork, "-o", out)
+
+    assert _pixels(first).shape == (36, 48, 3)
+    assert _pixels(out).shape == (72, 96, 3)  # the 48×36 photo is enlarged for it
+    made = _made(out)
+    assert made["size"] == 96 and made["steps"] == UPSCALE[made["quality"]].full
+    assert made["parent"]["parameters"] == parameters_hash(_made(first))
+    # The enlarged picture, not a new one: close to the first picture enlarged.
+    enlarged = np.asarray(Image.open(first).resize((96, 72), Image.Resampling.LANCZOS), np.float32)
+    assert np.abs(_pixels(out).astype(np.float32) - enlarged).mean() < 20
+
+
+def _error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*map(str, argv), "--weights", "random"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err.strip()
+
+
+def test_what_cannot_be_continued_is_one_line(pictures, first, tmp_path, capsys):
+    photo, artwork = pictures
+    out = tmp_path / "out.png"
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    bare = tmp_path / "bare.png"
+    Image.fromarray(gradient_image(40, 30)).save(bare)
+    forged = tmp_path / "forged.png"
+    forged.write_bytes(encode_image(gradient_image(40, 30), parameters={"strength": "strong"}))
+    other = tmp_path / "other.png"
+    Image.fromarray(gradient_image(32, 32, seed=9)).save(other)
+
+    def refusal(parent, art=artwork):
+        return _error(capsys, ["stylize", photo, art, "-o", out, "--from", parent])
+
+    assert refusal(text) == (
+        "error: --from notes.png: not a PNG; a continuation goes on from a PNG nst or the bot made"
+    )
+    assert refusal(bare) == (
+        "error: --from bare.png: it carries no parameters (not made by nst or the bot)"
+    )
+    assert refusal(forged) == (
+        "error: --from forged.png: its parameters give strength as 'strong', which is not allowed"
+    )
+    assert refusal(first, other) == (
+        "error: first.png was made with other artworks; give the ones it was made with"
+    )
+    assert not out.exists()
+
+
+def test_upscale_at_the_largest_size_is_refused_before_painting(pictures, tmp_path, capsys):
+    photo, artwork = pictures
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(encode_image(np.zeros((1024, 4096, 3), np.uint8), parameters={"size": 4096}))
+    err = _error(capsys, ["upscale", huge, photo, artwork, "-o", tmp_path / "out.png"])
+    assert err == "error: huge.png is 4096 px already, the largest nst paints"
+
+
+def test_help_offers_both(capsys):
+    for argv, wanted in ((["--help"], "upscale"), (["stylize", "--help"], "--from RESULT")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert wanted in capsys.readouterr().out
