@@ -90,7 +90,7 @@ def main() -> None:
         rows, header = _measure(args)
     _print(rows, header)
     if args.json and not args.from_json:
-        args.json.write_text(json.dumps({"header": header, "rows": rows}, indent=1) + "\n")
+        _save(args.json, rows, header)
     if args.plot:
         plot(rows, header, args.plot, args.plot_time)
 
@@ -134,7 +134,17 @@ def _measure(args: argparse.Namespace) -> tuple[list[dict], str]:
         if args.figure and not rows:
             figure(pair_dir, pair_rows, label, args.figure)
         rows += pair_rows
-    return rows, f"size {args.size} px; weights: {label}; {machine()}"
+        if args.json:  # after each pair: a long run stopped part-way keeps what it measured
+            _save(args.json, rows, _header(args, label) + " (so far)")
+    return rows, _header(args, label)
+
+
+def _header(args: argparse.Namespace, label: str) -> str:
+    return f"size {args.size} px; weights: {label}; {machine()}"
+
+
+def _save(path: Path, rows: list[dict], header: str) -> None:
+    path.write_text(json.dumps({"header": header, "rows": rows}, indent=1) + "\n")
 
 
 def _weights_file(spec: str, work: Path) -> tuple[Path, str]:
