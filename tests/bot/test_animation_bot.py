@@ -94,7 +94,9 @@ async def test_stronger_on_an_animation_gives_another_animation(world: World) ->
     again = await finished(press, timeout=180)
     clip, data = sent_clip(again)
     assert len(clip.frames) == 3 and clip.durations == (80,) * 3
-    assert read_clip_parameters(data)["strength"] == 7.0
+    made = read_clip_parameters(data)
+    assert made["strength"] == 7.0
+    assert "parent" not in made  # an animation's re-run is a fresh run, not a continuation
 
 
 async def test_cancel_stops_an_animation_between_frames(world: World) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.cogs.stylize.continuing import parent_picture
 from bot.cogs.stylize.delivery import picture_name
 from bot.cogs.stylize.errors import (
     GalleryGone,
@@ -22,6 +23,7 @@ from bot.cogs.stylize.intake import Inputs
 from bot.cogs.stylize.request import STRENGTH_STEP, Params
 from bot.cogs.stylize.views import Action, JobViews
 from bot.logs import job_id_var
+from nst_engine.clips import Clip
 
 if TYPE_CHECKING:
     from bot.client import StyleBot
@@ -116,10 +118,10 @@ class Buttons:
         await interaction.response.edit_message(content="✖️ Cancelling…", view=None)
 
     async def _stronger(self, interaction: discord.Interaction, job_id: str) -> None:
-        await self._rerun(interaction, job_id, "stronger", +STRENGTH_STEP)
+        await self._rerun(interaction, job_id, "stronger", +STRENGTH_STEP, continues=True)
 
     async def _weaker(self, interaction: discord.Interaction, job_id: str) -> None:
-        await self._rerun(interaction, job_id, "weaker", -STRENGTH_STEP)
+        await self._rerun(interaction, job_id, "weaker", -STRENGTH_STEP, continues=True)
 
     async def _variation(self, interaction: discord.Interaction, job_id: str) -> None:
         await self._rerun(interaction, job_id, "variation", seed=random.randrange(2**31))
@@ -131,8 +133,12 @@ class Buttons:
         action: Action,
         delta: float = 0.0,
         seed: int | None = None,
+        *,
+        continues: bool = False,
     ) -> None:
-        """The same photo and artworks again (from the journal), stronger, weaker or varied."""
+        """The same photo and artworks again (from the journal), stronger, weaker or varied;
+        with ``continues``, going on from the job's still picture where there is one
+        (`continuing`), else painted afresh."""
         stored = await self._stored(job_id)
         self._check_owner(interaction, action, stored.record.user_id)
         async with self.intake.place(interaction):
@@ -143,14 +149,17 @@ class Buttons:
 
             async def load() -> Inputs:
                 style2 = stored.style2
+                content = await self.intake.decode_content(stored.content)
+                still = continues and not isinstance(content, Clip)
                 return Inputs.of(
-                    await self.intake.decode_content(stored.content),
+                    content,
                     await self.intake.decode("style", stored.style),
                     stored.content,
                     stored.style,
                     style2=None if style2 is None else await self.intake.decode("style2", style2),
                     style2_raw=stored.style2,
                     artworks=params.artworks,
+                    parent=await parent_picture(job_id, stored) if still else None,
                 )
 
             await self.intake.take(interaction, params, load)

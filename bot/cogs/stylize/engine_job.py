@@ -6,8 +6,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
+from bot.cogs.stylize.continuing import Continuing
 from bot.cogs.stylize.request import Request
-from nst_engine import provenance
+from nst_engine import continuation, provenance
 from nst_engine.animation import DEFAULT_TEMPORAL_WEIGHT, later_steps_for
 from nst_engine.backend import AnimationJob, AnyJob, Job
 from nst_engine.clips import Clip
@@ -37,8 +40,46 @@ def clip_side(clip: Clip, size: int, max_clip_pixels: int) -> int:
     return max(32, min(size, side))
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the engine paints for a request: its options and where it starts."""
+
+    options: StyleOptions
+    # A continuation's start (uint8 H×W×3, see `nst_engine.continuation.plan`); None: the start
+    # the options describe.
+    start: np.ndarray | None = None
+
+
+def plan(request: Request, limits: Limits) -> Plan:
+    """The engine's options for a request, and a continuation's start: a Stronger or Weaker
+    goes on from its parent's picture with the steps `nst_engine.continuation` plans, under
+    the same step cap (raises ValueError for impossible options)."""
+    options = engine_options(request, limits)
+    parent = continued(request)
+    if parent is None:
+        return Plan(options)
+    picture = parent.picture
+    step = continuation.plan(
+        picture.image, request.content, options, request.params.quality, parent=picture.was()
+    )
+    return Plan(_capped(step.options, limits.max_steps), step.start)
+
+
+def continued(request: Request) -> Continuing | None:
+    """The parent a request goes on from; None for a fresh run (an animation always is one)."""
+    return None if request.clip is not None else request.parent
+
+
+def _parent_link(request: Request) -> dict[str, object] | None:
+    parent = continued(request)
+    if parent is None:
+        return None
+    return continuation.parent_link(parent.picture.parameters, parent.job_id)
+
+
 def engine_options(request: Request, limits: Limits) -> StyleOptions:
-    """The engine's options for a request (raises ValueError for impossible ones)."""
+    """The engine's options for a fresh run of a request (raises ValueError for impossible
+    ones)."""
     p = request.params
     size = p.size
     if request.clip is not None:
@@ -51,21 +92,27 @@ def engine_options(request: Request, limits: Limits) -> StyleOptions:
         seed=p.seed,
         precision=limits.precision,
     )
-    if options.steps > limits.max_steps:
-        options = options.replace(steps=limits.max_steps)
+    options = _capped(options, limits.max_steps)
     if request.style2 is not None:
         options = options.replace(style_blend=(1.0 - p.blend, p.blend))
     return options
 
 
-def engine_job(request: Request, options: StyleOptions, limits: Limits) -> AnyJob:
+def _capped(options: StyleOptions, max_steps: int) -> StyleOptions:
+    return options.replace(steps=max_steps) if options.steps > max_steps else options
+
+
+def engine_job(request: Request, planned: Plan, limits: Limits) -> AnyJob:
     """The job the engine runs for a request, under its id and the operator's time limit: an
     animation's frames when the photo is a clip, else the picture."""
+    options = planned.options
     styles = (request.style,) if request.style2 is None else (request.style, request.style2)
     job_id, timeout = request.id, limits.job_timeout
     if request.clip is not None:
         return AnimationJob(request.clip.frames, styles, options, job_id=job_id, timeout=timeout)
-    return Job(request.content, styles, options, job_id=job_id, timeout=timeout)
+    return Job(
+        request.content, styles, options, job_id=job_id, timeout=timeout, start=planned.start
+    )
 
 
 def picture_parameters(request: Request, options: StyleOptions, weights: str) -> dict:
@@ -78,6 +125,7 @@ def picture_parameters(request: Request, options: StyleOptions, weights: str) ->
         styles=list(p.artworks),
         weights=weights,
         blend=p.blend if request.style2 is not None else None,
+        parent=_parent_link(request),
     )
     if request.clip is not None:
         made |= {

@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import access, attachments
+from bot.cogs.stylize.continuing import Continuing
 from bot.cogs.stylize.delivery import Delivery, queued_text
 from bot.cogs.stylize.errors import DailyLimit, TooFast, UserFacingError
 from bot.cogs.stylize.request import Params, Request
@@ -45,6 +46,8 @@ class Inputs:
     artworks: tuple[str, ...] = ()
     # An animated content picture (`content` is then its first frame).
     clip: Clip | None = None
+    # The finished picture a Stronger or Weaker goes on from; None: a fresh run.
+    parent: Continuing | None = None
 
     @classmethod
     def of(
@@ -259,7 +262,13 @@ class Intake:
             return
         params = replace(params, artworks=inputs.artworks)
         request = Request.from_interaction(
-            interaction, params, inputs.content, inputs.style, inputs.style2, inputs.clip
+            interaction,
+            params,
+            inputs.content,
+            inputs.style,
+            inputs.style2,
+            inputs.clip,
+            inputs.parent,
         )
         job_id_var.set(request.id)
         # Journaled before the member hears it is queued: a restart will still run it.

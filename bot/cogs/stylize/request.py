@@ -11,6 +11,7 @@ from typing import Literal
 import discord
 import numpy as np
 
+from bot.cogs.stylize.continuing import PARENT_KEY, Continuing
 from bot.cogs.stylize.errors import BadOption
 from bot.cogs.stylize.lifecycle import RequestState
 from bot.store import JobRecord
@@ -113,6 +114,8 @@ class Request:
     style2: np.ndarray | None = None
     # An animated content picture (then `content` is its first frame); None: a still photo.
     clip: Clip | None = None
+    # The finished picture a Stronger or Weaker goes on from; None: painted from the photo.
+    parent: Continuing | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # The one state field: only `Lifecycle.move` changes it.
     state: RequestState = RequestState.QUEUED
@@ -152,6 +155,7 @@ class Request:
         style: np.ndarray,
         style2: np.ndarray | None = None,
         clip: Clip | None = None,
+        parent: Continuing | None = None,
     ) -> Request:
         return cls(
             interaction,
@@ -166,6 +170,7 @@ class Request:
             created=interaction.created_at.timestamp(),
             style2=style2,
             clip=clip,
+            parent=parent,
             upload_limit=getattr(interaction, "filesize_limit", None) or DEFAULT_UPLOAD_LIMIT,
         )
 
@@ -177,8 +182,10 @@ class Request:
         style: np.ndarray,
         style2: np.ndarray | None = None,
         clip: Clip | None = None,
+        parent: Continuing | None = None,
     ) -> Request:
-        """A journaled job, recovered after a restart (no live interaction)."""
+        """A journaled job, recovered after a restart (no live interaction); ``parent``, the
+        picture it goes on from, as found again (`continuing.journaled_parent`)."""
         return cls(
             None,
             Params.from_dict(record.params),
@@ -192,6 +199,7 @@ class Request:
             created=record.interaction_created,
             style2=style2,
             clip=clip,
+            parent=parent,
             id=record.id,
             # A job that was running when the process stopped waits for a worker again.
             state=RequestState.DONE if record.state == RequestState.DONE else RequestState.QUEUED,
@@ -200,7 +208,10 @@ class Request:
         )
 
     def to_record(self) -> JobRecord:
-        """The journal row of a newly accepted job."""
+        """The journal row of a newly accepted job; a continuation's params name its parent."""
+        params = self.params.to_dict()
+        if self.parent is not None:
+            params[PARENT_KEY] = self.parent.job_id
         return JobRecord(
             id=self.id,
             state="queued",
@@ -210,7 +221,7 @@ class Request:
             application_id=self.application_id,
             interaction_token=self.token,
             interaction_created=self.created,
-            params=self.params.to_dict(),
+            params=params,
             attempts=0,
             created=time.time(),
         )

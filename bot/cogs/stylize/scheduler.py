@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from bot.cogs.stylize.continuing import journaled_parent
 from bot.cogs.stylize.contracts import Journal, Notifier, Outcome, Undeliverable
-from bot.cogs.stylize.engine_job import Limits, engine_job, engine_options, picture_parameters
+from bot.cogs.stylize.engine_job import Limits, Plan, engine_job, picture_parameters, plan
 from bot.cogs.stylize.errors import ShuttingDown, TooLate
 from bot.cogs.stylize.fair_queue import FairQueue
 from bot.cogs.stylize.lifecycle import Lifecycle, RequestState
@@ -28,7 +29,7 @@ from bot.logs import job_id_var
 from nst_engine.backend import Backend, JobTimeout, WorkerDied
 from nst_engine.clips import Clip
 from nst_engine.errors import NSTError
-from nst_engine.options import StyleOptions, StyleResult
+from nst_engine.options import StyleResult
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,8 @@ class Scheduler:
         clip = content if isinstance(content, Clip) else None
         if clip is not None:
             content = clip.frames[0]
-        request = Request.from_record(record, content, style, style2, clip)
+        parent = await journaled_parent(self.journal, record)
+        request = Request.from_record(record, content, style, style2, clip, parent)
         self.lifecycle.track(request)
         if request.state is RequestState.DONE:
             if stored.result is None:
@@ -257,36 +259,36 @@ class Scheduler:
     async def _outcome(self, request: Request) -> Outcome:
         """Paint the request; every exception becomes an ending with a line for the member."""
         try:
-            options = engine_options(request, self.limits)
-            result = await self._paint_retrying(request, options)
+            planned = plan(request, self.limits)
+            result = await self._paint_retrying(request, planned)
         except asyncio.CancelledError:
             raise
         except Exception as err:  # noqa: BLE001 - every failure is an ending with a line
             return failed(request, err)
         if result.cancelled:
-            return Outcome(RequestState.CANCELLED, cancelled_text(result, options))
+            return Outcome(RequestState.CANCELLED, cancelled_text(result, planned.options))
         weights = result.weights
         return Outcome(
             RequestState.DONE,
             result=result,
-            parameters=picture_parameters(request, options, weights),
+            parameters=picture_parameters(request, planned.options, weights),
         )
 
-    async def _paint_retrying(self, request: Request, options: StyleOptions) -> StyleResult:
+    async def _paint_retrying(self, request: Request, planned: Plan) -> StyleResult:
         try:
-            return await self._paint(request, options)
+            return await self._paint(request, planned)
         except WorkerDied as err:
             # A crashed worker may be bad luck (another job's memory, a host hiccup).
             log.warning("%s; retrying once on a fresh worker", err)
             try:
-                return await self._paint(request, options)
+                return await self._paint(request, planned)
             except WorkerDied as again:
                 raise WorkerDied(
                     f"{again}, twice; if the picture is large, try a smaller size"
                 ) from None
 
-    async def _paint(self, request: Request, options: StyleOptions) -> StyleResult:
-        handle = self.backend.submit(engine_job(request, options, self.limits))
+    async def _paint(self, request: Request, planned: Plan) -> StyleResult:
+        handle = self.backend.submit(engine_job(request, planned, self.limits))
         request.handle = handle
         if request.cancel_requested:
             handle.cancel()
