@@ -16,6 +16,8 @@ from nst_engine import continuation, provenance
 from nst_engine.errors import ImageError, NSTError
 from nst_engine.options import (
     DEFAULT_QUALITY,
+    MAX_SIZE,
+    MIN_SIZE,
     QUALITY_PRESETS,
     StyleOptions,
     options_for_quality,
@@ -42,7 +44,6 @@ ANIMATION_SUFFIXES = (".gif", ".webp", ".mp4", ".webm")
 MAX_FRAMES_ENV = "NST_MAX_FRAMES"
 USAGE_ERROR = 2
 # The longest side nst paints (StyleOptions.max_size's bound).
-MAX_SIZE = 4096
 _DEFAULTS = StyleOptions()
 # The expert flags (by StyleOptions' field) and their defaults. A picture's parameters record each
 # one given another value, so that two pictures made differently never read the same, and the
@@ -136,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=int,
         default=_DEFAULTS.max_size,
-        help="longest side of the output in pixels, 32-4096 (inputs are not enlarged)",
+        help=f"longest side of the output, {MIN_SIZE}-{MAX_SIZE} px (inputs are not enlarged)",
     )
     run.add_argument(
         "--weights",
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=int,
         default=None,
-        help="longest side (default: twice RESULT's, 4096 at most)",
+        help=f"longest side (default: twice RESULT's, {MAX_SIZE} at most)",
     )
     upscale.add_argument("--weights", default=None, help="as for stylize")
     upscale.set_defaults(handler=_upscale)
@@ -381,7 +382,7 @@ def _upscale(args: argparse.Namespace) -> int:
     """`nst upscale RESULT PHOTO ARTWORK -o OUT`: `nst stylize --from RESULT --size TWICE`."""
     size = args.size
     if size is None:
-        long_side = max(_load_image(args.parent).shape[:2])
+        long_side = max(_image_size(args.parent))
         size = continuation.upscaled_size(long_side, MAX_SIZE)
         if size is None:
             _fail(f"{args.parent.name} is {long_side} px already, the largest nst paints")
@@ -429,6 +430,20 @@ def _load_image(path: Path) -> np.ndarray:
         return load_image(path)
     except ImageError as err:
         raise ImageError(_naming(path, err)) from None
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """The picture's width and height from its header alone: `_stylize` decodes it once, with
+    every guard, when it reads its parameters. A file PIL cannot open is left to that decoding,
+    whose refusal is the one to show."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except OSError:
+        height, width = _load_image(path).shape[:2]
+        return width, height
 
 
 def _naming(path: Path, err: Exception) -> str:

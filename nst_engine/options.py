@@ -40,6 +40,9 @@ BASE_STYLE_WEIGHT = 1e-2
 # strength 0 is 1/100 of the seed's ratio, strength 10 is 100 times it.
 STRENGTH_DECADES_PER_STEP = 0.4
 DEFAULT_STRENGTH = 5.0
+# The longest side a picture may be painted at, in pixels (`max_size`).
+MIN_SIZE = 32
+MAX_SIZE = 4096
 
 Init = Literal["content", "noise", "matched"]
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
@@ -140,8 +143,8 @@ class StyleOptions:
     def _check_look(self) -> None:
         _check(0 <= self.strength <= 10, f"strength must be between 0 and 10, not {self.strength}")
         _check(
-            32 <= self.max_size <= 4096,
-            f"max_size must be between 32 and 4096, not {self.max_size}",
+            MIN_SIZE <= self.max_size <= MAX_SIZE,
+            f"max_size must be between {MIN_SIZE} and {MAX_SIZE}, not {self.max_size}",
         )
         if self.style_blend is not None:
             _check(

@@ -151,3 +151,12 @@ def test_help_offers_both(capsys):
         with pytest.raises(SystemExit):
             main(argv)
         assert wanted in capsys.readouterr().out
+
+
+def test_upscale_of_a_file_that_is_no_picture_is_one_line(pictures, tmp_path, capsys):
+    photo, artwork = pictures
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture")
+    err = _error(capsys, ["upscale", notes, photo, artwork, "-o", tmp_path / "out.png"])
+    assert err == "error: notes.png: not an image Pillow can read: it looks like text"
+    assert not (tmp_path / "out.png").exists()
