@@ -1,4 +1,4 @@
-"""Animated pictures in and out: GIF, animated WebP, and MP4/WebM through PyAV.
+"""Animated pictures in and out: GIF, animated WebP, and MP4/MOV/WebM through PyAV.
 
 Like `nst_engine.images`, every input may come from a stranger: the frame count, the size of
 every frame and the total number of pixels are read from the file's own structure (GIF blocks,
@@ -17,7 +17,9 @@ GIF has one palette for the whole clip (per-frame palettes make colours shimmer)
     files.py   decode, load, encode and read parameters, whatever the format
     gif.py     GIF blocks and the GIF writer
     webp.py    WebP RIFF chunks, XMP and the WebP writer
-    video.py   MP4 and WebM through PyAV
+    sandbox.py member videos (MP4/MOV, WebM) probed, decoded and written as MP4 in a child
+    sandbox_child.py  the child (a script run with python -I)
+    video.py   WebM written through PyAV
     pillow.py  GIF and WebP frames decoded with Pillow
 """
 

@@ -45,6 +45,9 @@ class Clip:
     format: str = "gif"
     # A video's frame rate (frames per second), kept to write it back exactly; None otherwise.
     rate: Fraction | None = None
+    # A video's first audio track, as an audio-only Matroska file (stream-copied), carried into
+    # an MP4 result; None otherwise.
+    audio: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.frames:

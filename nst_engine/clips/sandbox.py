@@ -1,0 +1,229 @@
+"""Member videos (MP4, MOV, WebM) probed, decoded and encoded in a short-lived child process.
+
+FFmpeg parses hundreds of formats and has had its share of memory bugs and of files that make
+it read other files (an HLS playlist whose segment is ``file:///etc/passwd``, an AVI or MOV
+whose index points elsewhere). So no video from a stranger is parsed in the caller's process:
+each step runs `sandbox_child` as a fresh interpreter (``python -I``, exec'd, with no
+descriptor of ours but its three pipes: ``close_fds``), which
+
+- limits its own address space, CPU seconds and core size, and may write no file, before it
+  reads a byte of the video; then, once PyAV is loaded, may open no new file at all;
+- reads the video from its stdin, never from a path, and names the demuxer itself (the
+  container sniffed from the first bytes: MP4/MOV or Matroska/WebM), so that FFmpeg never
+  probes a format (no HLS, concat or AVI demuxer), with FFmpeg's format, protocol and codec
+  whitelists set and every further file FFmpeg asks for refused;
+- decodes H.264, HEVC, VP8, VP9 and AV1 only.
+
+The probe comes first, in a child of its own, and the video is refused past its limits (frames,
+seconds, pixels) before a frame is decoded; the decode then checks every frame against the
+probed size. The child is killed past a wall-clock limit. Every refusal, crash or hang is one
+`ImageError` line fit for the member. These calls block: the bot runs them in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from nst_engine.clips.clip import Clip, Limits
+from nst_engine.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+CHILD = Path(__file__).with_name("sandbox_child.py")
+# Longest video accepted, in seconds (NST_MAX_VIDEO_SECONDS in the bot).
+DEFAULT_MAX_VIDEO_SECONDS = 10.0
+# The containers accepted, as `nst_engine.clips` names them (MOV sniffs as mp4).
+CONTAINERS = ("mp4", "webm")
+_CORRUPT = "the video file is truncated or corrupt"
+
+
+@dataclass(frozen=True)
+class Jail:
+    """The limits of one child."""
+
+    # Address space in bytes (the interpreter, NumPy and FFmpeg take about 400 MB of it).
+    memory_bytes: int = 2 * 1024**3
+    # CPU seconds (the kernel sends SIGXCPU, then SIGKILL).
+    cpu_seconds: int = 60
+    # Seconds of wall-clock time before the child is killed (a hang that uses no CPU).
+    wall_seconds: float = 90.0
+
+
+DEFAULT_JAIL = Jail()
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What a video's container says, read before a frame is decoded."""
+
+    # Size of the frames as stored (a display rotation is applied when decoding).
+    width: int
+    height: int
+    # Frames in the video stream (the header's count, or the duration × the frame rate).
+    frames: int
+    # Length of the longest stream, in seconds.
+    seconds: float
+    # Frames per second.
+    rate: Fraction
+    # FFmpeg's names of the video codec and the first audio track's (None: silent).
+    codec: str
+    audio: str | None
+    # Streams in the container.
+    streams: int
+    # The container's ``comment`` tag (where `encode_mp4` puts a result's parameters), or None.
+    comment: str | None = None
+
+
+def probe_video(data: bytes, kind: str, *, jail: Jail = DEFAULT_JAIL) -> VideoProbe:
+    """What the container of an MP4/MOV or WebM (``kind``: 'mp4' or 'webm') says, in a child."""
+    reply, _ = _run({"op": "probe", "container": kind, "size": len(data)}, data, jail)
+    return VideoProbe(
+        reply["width"],
+        reply["height"],
+        reply["frames"],
+        reply["seconds"],
+        Fraction(*reply["rate"]),
+        reply["codec"],
+        reply["audio"],
+        reply["streams"],
+        reply["comment"] if isinstance(reply["comment"], str) else None,
+    )
+
+
+def decode_video(
+    data: bytes,
+    kind: str,
+    limits: Limits,
+    *,
+    max_seconds: float = DEFAULT_MAX_VIDEO_SECONDS,
+    first_only: bool = False,
+    jail: Jail = DEFAULT_JAIL,
+) -> Clip:
+    """Every frame of a video (or the first, with ``first_only``), refused past ``limits`` and
+    ``max_seconds`` from the probe, before a frame is decoded.
+
+    Returns:
+        A `Clip` of ``uint8`` ``(H, W, 3)`` RGB frames shrunk to ``limits.max_side``, at the
+        video's frame rate, with its first audio track (an audio-only Matroska file) as
+        `Clip.audio`.
+
+    Raises:
+        ImageError: For every problem with ``data``, in one line fit for whoever sent it.
+    """
+    if kind not in CONTAINERS:
+        raise ImageError("only MP4, MOV and WebM videos are accepted")
+    probed = probe_video(data, kind, jail=jail)
+    if probed.seconds > max_seconds:
+        raise ImageError(
+            f"the video is {_seconds(probed.seconds)} long; the limit is {_seconds(max_seconds)}"
+        )
+    size = (probed.width, probed.height)
+    limits.check(1 if first_only else max(1, probed.frames), size)
+    kept_w, kept_h = limits.kept_size(size)
+    request = {
+        "op": "decode",
+        "container": kind,
+        "size": len(data),
+        "probed": [probed.width, probed.height, probed.frames],
+        "kept": [kept_w, kept_h],
+        "max_frames": limits.max_frames,
+        "first_only": first_only,
+    }
+    reply, payload = _run(request, data, jail)
+    count = reply["frames"]
+    frame_bytes = kept_w * kept_h * 3
+    if not 1 <= count <= limits.max_frames or len(payload) != count * frame_bytes + reply["audio"]:
+        raise ImageError(_CORRUPT)
+    pixels = np.frombuffer(payload, np.uint8, count * frame_bytes).reshape(count, kept_h, kept_w, 3)
+    frames = tuple(np.array(frame) for frame in pixels)
+    rate = Fraction(*reply["rate"])
+    duration = max(1, round(1000 / rate))
+    audio = payload[count * frame_bytes :] or None
+    return Clip(frames, (duration,) * count, None, kind, rate, audio=audio)
+
+
+def encode_mp4(
+    clip: Clip, *, quality: int = 90, comment: str | None = None, jail: Jail = DEFAULT_JAIL
+) -> bytes:
+    """The clip as an MP4 (H.264, yuv420p, moov first) at its frame rate (else one from its
+    durations), with its audio track (copied if AAC, else re-encoded to AAC), in a child."""
+    rate = clip.rate
+    if rate is None:
+        mean = sum(clip.played_durations) / len(clip.frames)
+        rate = Fraction(1000 / mean).limit_denominator(1001)
+    width, height = clip.size
+    audio = clip.audio or b""
+    request = {
+        "op": "encode",
+        "width": width,
+        "height": height,
+        "frames": len(clip.frames),
+        "rate": [rate.numerator, rate.denominator],
+        # quality 100 → crf 10 (near lossless), 1 → crf 50.
+        "crf": round(50 - 40 * (quality - 1) / 99),
+        "comment": comment,
+        "audio": len(audio),
+    }
+    payload = audio + b"".join(np.ascontiguousarray(f).tobytes() for f in clip.frames)
+    reply, data = _run(request, payload, jail)
+    if len(data) != reply["size"]:
+        raise ImageError("the video could not be encoded")
+    return data
+
+
+def _run(request: dict, payload: bytes, jail: Jail) -> tuple[dict, bytes]:
+    """One child: the request and its bytes in, the reply and its bytes out."""
+    env = {
+        "NST_SANDBOX_AS": str(jail.memory_bytes),
+        "NST_SANDBOX_CPU": str(jail.cpu_seconds),
+        "PATH": os.defpath,
+        # One thread each: threads reserve address space, and the child does one thing.
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", str(CHILD)],
+            input=json.dumps(request).encode() + b"\n" + payload,
+            capture_output=True,
+            timeout=jail.wall_seconds,
+            env=env,
+            cwd="/",
+            close_fds=True,
+            start_new_session=True,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        log.warning("the video child ran past %s s and was killed", jail.wall_seconds)
+        raise ImageError("the video took too long to read; send a shorter or simpler one") from None
+    head, _, tail = done.stdout.partition(b"\n")
+    try:
+        reply = json.loads(head)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        log.warning(
+            "the video child stopped (exit %s): %s",
+            done.returncode,
+            done.stderr[-500:].decode("utf-8", "replace"),
+        )
+        if -done.returncode in (signal.SIGXCPU, signal.SIGKILL):
+            raise ImageError("the video took too long to read; send a shorter or simpler one")
+        raise ImageError("the video could not be read (its decoder stopped)")
+    if "error" in reply:
+        raise ImageError(str(reply["error"]))
+    return reply, tail
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
