@@ -39,12 +39,15 @@ from nst_engine.clips.files import (
     is_animation_file,
     load_clip,
     read_clip_parameters,
+    sniff_clip_type,
 )
+from nst_engine.clips.sandbox import DEFAULT_MAX_VIDEO_SECONDS
 
 __all__ = [
     "ANIMATED_SUFFIXES",
     "DEFAULT_MAX_CLIP_PIXELS",
     "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_VIDEO_SECONDS",
     "MIN_PLAYED_DURATION_MS",
     "PLAYED_DURATION_FOR_SHORT_MS",
     "VIDEO_FORMATS",
@@ -55,4 +58,5 @@ __all__ = [
     "is_animation_file",
     "load_clip",
     "read_clip_parameters",
+    "sniff_clip_type",
 ]

@@ -41,7 +41,7 @@ def is_animation_file(data: bytes) -> bool:
     Reads only the container's structure; a file too damaged to tell says False (decoding it
     as a still picture then gives the one-line reason).
     """
-    kind = _sniff(data)
+    kind = sniff_clip_type(data)
     if kind in VIDEO_FORMATS:
         return True
     try:
@@ -94,7 +94,7 @@ def decode_clip(
     if not data:
         raise ImageError("the file is empty")
     check_file_size(len(data), max_bytes)
-    kind = _sniff(data)
+    kind = sniff_clip_type(data)
     limits = Limits(max_pixels, max_frames, max_clip_pixels, max_side)
     if kind == "gif":
         return gif.decode(data, limits)
@@ -172,7 +172,7 @@ def read_clip_parameters(data: bytes) -> dict[str, object] | None:
     Raises:
         ImageError: The file is not one of those, or the parameters are not a JSON object.
     """
-    kind = _sniff(data)
+    kind = sniff_clip_type(data)
     raw: str | None = None
     if kind == "gif":
         for comment in gif.read_layout(data).comments:
@@ -195,7 +195,7 @@ def clip_format_for(path) -> str | None:
     return ANIMATED_SUFFIXES.get(Path(path).suffix.lower())
 
 
-def _sniff(data: bytes) -> str | None:
+def sniff_clip_type(data: bytes) -> str | None:
     """The format from the first bytes: a still format's name (`sniff_image_type`), 'mp4',
     'webm', or None."""
     head = bytes(data[:32])

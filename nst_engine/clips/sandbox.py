@@ -149,7 +149,8 @@ def decode_video(
     rate = Fraction(*reply["rate"])
     duration = max(1, round(1000 / rate))
     audio = payload[count * frame_bytes :] or None
-    return Clip(frames, (duration,) * count, None, kind, rate, audio=audio)
+    # The result of a video is an MP4, whatever it came in (see `encode_mp4`).
+    return Clip(frames, (duration,) * count, None, "mp4", rate, audio=audio)
 
 
 def encode_mp4(

@@ -190,3 +190,11 @@ def test_hostile_video_is_one_line_and_opens_nothing_else(name, fifo):
     for err in (caught.value, forced.value):
         assert "\n" not in str(err) and len(str(err)) < 200
     assert not watch.opened
+
+
+def test_every_other_frame_of_a_video_keeps_its_length():
+    # A result over the upload limit loses frames, not seconds.
+    clip = decode_clip(corpus.good_video(frames=8, rate=4, audio=False))
+    halved = probe_video(encode_clip(clip.every(2), "mp4"), "mp4")
+    assert (halved.frames, halved.rate) == (4, 2)
+    assert 1.9 <= halved.seconds <= 2.2
