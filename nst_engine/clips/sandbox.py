@@ -141,6 +141,8 @@ def decode_video(
     }
     reply, payload = _run(request, data, jail)
     count = reply["frames"]
+    if reply["turned"]:  # stored on its side, shown upright
+        kept_w, kept_h = kept_h, kept_w
     frame_bytes = kept_w * kept_h * 3
     if not 1 <= count <= limits.max_frames or len(payload) != count * frame_bytes + reply["audio"]:
         raise ImageError(_CORRUPT)

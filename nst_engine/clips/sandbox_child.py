@@ -144,8 +144,11 @@ def probe(av, data: bytes, container: str) -> dict:
 
 
 def decode(av, data: bytes, request: dict, out) -> dict:
-    """Every frame (or the first), each checked against the probed size and scaled to
-    ``request["kept"]``; the audio track copied into an audio-only Matroska file."""
+    """Every frame (or the first), each checked against the probed size, scaled to
+    ``request["kept"]`` and turned upright (``turned``: a quarter turn, so its sides swap); the
+    audio track copied into an audio-only Matroska file."""
+    import numpy as np
+
     probed = probe(av, data, request["container"])
     expected = (probed["width"], probed["height"])
     if [probed["width"], probed["height"], probed["frames"]] != request["probed"]:
@@ -155,8 +158,7 @@ def decode(av, data: bytes, request: dict, out) -> dict:
     opened, stream = open_video(av, data, request["container"])
     stream.thread_type = "NONE"
     stream.codec_context.thread_count = 1
-    frames = 0
-    rotation = 0
+    frames = turns = 0
     with opened:
         try:
             for frame in opened.decode(stream):
@@ -169,16 +171,13 @@ def decode(av, data: bytes, request: dict, out) -> dict:
                     raise Refused(
                         f"the video has more than {max_frames} frames; the limit is {max_frames}"
                     )
-                rotation = frame.rotation if frames == 0 else rotation
-                quarter = rotation % 180 != 0
-                width, height = (kept_h, kept_w) if quarter else (kept_w, kept_h)
-                rgb = frame.reformat(width, height, format="rgb24").to_ndarray()
-                if rotation:
-                    import numpy as np
-
-                    # A display matrix turns the picture counter-clockwise by `rotation`.
-                    rgb = np.ascontiguousarray(np.rot90(rgb, k=round(rotation / 90) % 4))
-                if rgb.shape != (kept_h, kept_w, 3):
+                if frames == 0:
+                    # The display matrix of the first frame, in quarter turns counter-clockwise
+                    # (a phone's portrait video is stored landscape).
+                    turns = round((frame.rotation or 0) / 90) % 4
+                rgb = frame.reformat(kept_w, kept_h, format="rgb24").to_ndarray()
+                rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
+                if rgb.shape != ((kept_w, kept_h) if turns % 2 else (kept_h, kept_w)) + (3,):
                     raise Refused(CORRUPT)
                 out.append(rgb.tobytes())
                 frames += 1
@@ -187,14 +186,20 @@ def decode(av, data: bytes, request: dict, out) -> dict:
         except Refused:
             raise
         except Exception:
-            if not frames:
-                raise Refused(CORRUPT) from None
+            # A decoder error part-way is a damaged file, whatever came before it.
+            raise Refused(CORRUPT) from None
     if not frames or (not request.get("first_only") and frames < stream.frames):
         raise Refused(CORRUPT)  # fewer frames than the header counts: truncated
     audio = b""
     if not request.get("first_only") and probed["audio"]:
         audio = copy_audio(av, data, request["container"])
-    return {"frames": frames, "rate": probed["rate"], "audio": len(audio), "tail": audio}
+    return {
+        "frames": frames,
+        "rate": probed["rate"],
+        "turned": turns % 2 == 1,
+        "audio": len(audio),
+        "tail": audio,
+    }
 
 
 def copy_audio(av, data: bytes, container: str) -> bytes:

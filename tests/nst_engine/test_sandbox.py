@@ -122,6 +122,13 @@ def test_first_frame_only_for_an_artwork():
     assert len(clip.frames) == 1 and clip.size == (32, 32)
 
 
+def test_a_portrait_video_stored_on_its_side_comes_out_upright():
+    clip = decode_clip(corpus.turned_video())
+    assert clip.size == (32, 64)
+    frame = clip.frames[0]
+    assert frame[-4:, :4].mean() > 200 and frame[:4, :4].mean() < 50  # top-left went down
+
+
 def test_frames_are_shrunk_in_the_child():
     clip = decode_clip(corpus.good_video(frames=2, size=(128, 64), audio=False), max_side=64)
     assert clip.size == (64, 32)

@@ -52,6 +52,22 @@ def good_video(
     return moov_first(data) if faststart and fmt == "mp4" else data
 
 
+def turned_video() -> bytes:
+    """A phone's portrait video: 64×32 frames stored with a white top-left corner, and a
+    display matrix that turns them a quarter counter-clockwise (shown 32×64)."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as out:
+        video = out.add_stream("libx264", rate=2)
+        video.width, video.height, video.pix_fmt = 64, 32, "yuv420p"
+        video.set_display_rotation(90)
+        for _ in range(2):
+            frame = np.zeros((32, 64, 3), np.uint8)
+            frame[:16, :16] = 255
+            out.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(video.encode())
+    return buffer.getvalue()
+
+
 # ---- MP4 boxes ------------------------------------------------------------------------------
 
 # Bytes of fields before the child boxes, for boxes that hold boxes.
