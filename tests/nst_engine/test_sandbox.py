@@ -205,3 +205,56 @@ def test_every_other_frame_of_a_video_keeps_its_length():
     halved = probe_video(encode_clip(clip.every(2), "mp4"), "mp4")
     assert (halved.frames, halved.rate) == (4, 2)
     assert 1.9 <= halved.seconds <= 2.2
+
+
+def _sandbox_children() -> list[int]:
+    """Pids of running children of this process that run the sandbox's script."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rpartition(")")[2].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and b"sandbox_child.py" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_child_inherits_no_descriptor_of_ours():
+    # A socket the parent would pass on if it let anything through: marked inheritable.
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    os.set_inheritable(server.fileno(), True)
+    ours = os.stat(f"/proc/self/fd/{server.fileno()}").st_ino
+    seen: list[set[str]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for pid in _sandbox_children():
+                try:
+                    fds = {
+                        os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")
+                    }
+                except OSError:
+                    continue
+                seen.append(fds)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        decode_clip(corpus.good_video(frames=2, audio=False))
+    finally:
+        done.set()
+        watcher.join()
+        server.close()
+    assert seen  # the watch saw the child
+    assert all(f"socket:[{ours}]" not in fds for fds in seen)
+    assert all(not any(fd.startswith("socket:") for fd in fds) for fds in seen)
