@@ -199,14 +199,17 @@ async def decode_content(
     anything is decoded; a video in a child process, its frames shrunk to ``max_side``). With a
     ``budget``, the decode waits for its pixels (every frame's) to be free."""
     kind = sniff_clip_type(data[:64])
-    if kind in VIDEO_FORMATS or (kind in ("gif", "webp") and is_animation_file(data)):
-        limits: dict[str, object] = {"max_bytes": max_bytes, "max_frames": max_frames}
+    limits: dict[str, object] = {"max_bytes": max_bytes, "max_frames": max_frames}
+    try:
         if kind in VIDEO_FORMATS:
+            # Its frames come back no larger than max_side: that is what the budget holds.
+            pixels = None if max_side is None else max_frames * max_side * max_side
             limits |= {"max_seconds": max_seconds, "max_side": max_side}
-        try:
+            return await _video(budget, pixels, data, **limits)
+        if kind in ("gif", "webp") and is_animation_file(data):
             return await _decoded(budget, data, max_frames, decode_clip, **limits)
-        except ImageError as err:
-            raise BadAttachment("content", str(err)) from None
+    except ImageError as err:
+        raise BadAttachment("content", str(err)) from None
     return await decode("content", data, max_bytes=max_bytes, budget=budget)
 
 
@@ -218,13 +221,22 @@ async def decode(
     first frame (decoded in a child process)."""
     try:
         if sniff_clip_type(data[:64]) in VIDEO_FORMATS:
-            first = await _decoded(
-                budget, data, 1, decode_clip, max_bytes=max_bytes, first_only=True
-            )
+            first = await _video(budget, None, data, max_bytes=max_bytes, first_only=True)
             return first.frames[0]
         return await _decoded(budget, data, 1, decode_image, max_bytes=max_bytes)
     except ImageError as err:
         raise BadAttachment(which, str(err)) from None
+
+
+async def _video(budget: PixelBudget | None, pixels: int | None, data: bytes, **limits) -> Clip:
+    """A video is decoded in a child process (nst_engine.clips.sandbox), which a thread of the
+    default pool waits on, not the budget's one thread: a hostile file's hang, up to the
+    sandbox's wall-clock limit, holds up no other member's decode. The budget holds ``pixels``
+    (None: all of it) while the frames come back."""
+    if budget is None:
+        return await asyncio.to_thread(decode_clip, data, **limits)
+    async with budget.hold(budget.capacity if pixels is None else pixels):
+        return await asyncio.to_thread(decode_clip, data, **limits)
 
 
 async def _decoded(budget: PixelBudget | None, data: bytes, frames: int, fn, **limits):

@@ -53,10 +53,11 @@ class Jail:
 
     # Address space in bytes (the interpreter, NumPy and FFmpeg take about 400 MB of it).
     memory_bytes: int = 2 * 1024**3
-    # CPU seconds (the kernel sends SIGXCPU, then SIGKILL).
-    cpu_seconds: int = 60
+    # CPU seconds (the kernel sends SIGXCPU, then SIGKILL); 48 frames of 1080p H.264 took
+    # 1.3 s to probe and decode (shrunk to 512 px) on the 2-core Xeon of docs/animation.md.
+    cpu_seconds: int = 30
     # Seconds of wall-clock time before the child is killed (a hang that uses no CPU).
-    wall_seconds: float = 90.0
+    wall_seconds: float = 30.0
 
 
 DEFAULT_JAIL = Jail()

@@ -119,3 +119,45 @@ async def test_cancel_stops_a_video_between_frames(world: World) -> None:
     await emu.press_button(inter.original, cancel["custom_id"], user=inter.user)
     await inter.wait_for_original(lambda m: "Cancelled at frame" in m.content, timeout=120)
     assert not any(m.files for m in inter.followups if m is not inter.original)
+
+
+async def test_a_hanging_video_holds_up_no_picture_decode(monkeypatch) -> None:
+    # The child is waited on outside the budget's one decode thread, holding only the pixels
+    # its frames come back as: a photo decodes while a video's child hangs.
+    import asyncio
+    import time
+
+    import numpy as np
+
+    from bot import attachments
+    from bot.decoding import PixelBudget
+    from nst_engine.clips import Clip
+    from tests.bot.harness import png_bytes
+    from tests.support import gradient_image
+
+    def hanging(data, **limits):
+        time.sleep(1.5)
+        return Clip((np.zeros((32, 32, 3), np.uint8),), (100,), None, "mp4")
+
+    monkeypatch.setattr(attachments, "decode_clip", hanging)
+    budget = PixelBudget(40_000_000)
+    try:
+        video = asyncio.create_task(
+            attachments.decode_content(
+                corpus.good_video(frames=2),
+                max_bytes=10**7,
+                max_frames=48,
+                max_side=64,
+                budget=budget,
+            )
+        )
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await attachments.decode(
+            "content", png_bytes(gradient_image(40, 30)), max_bytes=10**7, budget=budget
+        )
+        assert time.monotonic() - started < 1.0
+        assert not video.done()
+        assert len((await video).frames) == 1
+    finally:
+        budget.close()
