@@ -22,12 +22,14 @@ probed size. The child is killed past a wall-clock limit. Every refusal, crash o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -45,6 +47,9 @@ DEFAULT_MAX_VIDEO_SECONDS = 10.0
 # The containers accepted, as `nst_engine.clips` names them (MOV sniffs as mp4).
 CONTAINERS = ("mp4", "webm")
 _CORRUPT = "the video file is truncated or corrupt"
+_TOO_LONG = "the video took too long to read; send a shorter or simpler one"
+# Most bytes a probe's reply may have (a JSON line); a decode's or an encode's is sized to it.
+_SMALL_REPLY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class Jail:
     cpu_seconds: int = 30
     # Seconds of wall-clock time before the child is killed (a hang that uses no CPU).
     wall_seconds: float = 30.0
+    # Most bytes of the child's reply, past which it is killed; None: what the request asks
+    # for (a decode: its frames at the kept size, the audio and a line), so that a child gone
+    # wrong can't fill the caller's memory.
+    reply_bytes: int | None = None
 
 
 DEFAULT_JAIL = Jail()
@@ -140,7 +149,9 @@ def decode_video(
         "max_frames": limits.max_frames,
         "first_only": first_only,
     }
-    reply, payload = _run(request, data, jail)
+    # The frames as asked for, the audio track (never longer than the file) and the JSON line.
+    most = limits.max_frames * kept_w * kept_h * 3 + len(data) + _SMALL_REPLY
+    reply, payload = _run(request, data, jail, most=most)
     count = reply["frames"]
     if reply["turned"]:  # stored on its side, shown upright
         kept_w, kept_h = kept_h, kept_w
@@ -179,14 +190,19 @@ def encode_mp4(
         "audio": len(audio),
     }
     payload = audio + b"".join(np.ascontiguousarray(f).tobytes() for f in clip.frames)
-    reply, data = _run(request, payload, jail)
+    # H.264 at any quality is far smaller than the raw frames.
+    reply, data = _run(request, payload, jail, most=len(payload) + _SMALL_REPLY)
     if len(data) != reply["size"]:
         raise ImageError("the video could not be encoded")
     return data
 
 
-def _run(request: dict, payload: bytes, jail: Jail) -> tuple[dict, bytes]:
-    """One child: the request and its bytes in, the reply and its bytes out."""
+def _run(
+    request: dict, payload: bytes, jail: Jail, *, most: int = _SMALL_REPLY
+) -> tuple[dict, bytes]:
+    """One child: the request and its bytes in, the reply and its bytes out (at most ``most``
+    bytes of them, or the jail's ``reply_bytes``: a child that says more is killed)."""
+    most = jail.reply_bytes or most
     env = {
         "NST_SANDBOX_AS": str(jail.memory_bytes),
         "NST_SANDBOX_CPU": str(jail.cpu_seconds),
@@ -195,22 +211,55 @@ def _run(request: dict, payload: bytes, jail: Jail) -> tuple[dict, bytes]:
         "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
     }
-    try:
-        done = subprocess.run(
-            [sys.executable, "-I", str(CHILD)],
-            input=json.dumps(request).encode() + b"\n" + payload,
-            capture_output=True,
-            timeout=jail.wall_seconds,
-            env=env,
-            cwd="/",
-            close_fds=True,
-            start_new_session=True,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        log.warning("the video child ran past %s s and was killed", jail.wall_seconds)
-        raise ImageError("the video took too long to read; send a shorter or simpler one") from None
-    head, _, tail = done.stdout.partition(b"\n")
+    child = subprocess.Popen(
+        [sys.executable, "-I", str(CHILD)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd="/",
+        close_fds=True,
+        start_new_session=True,
+    )
+    with child:
+        out, err = bytearray(), bytearray()
+        too_much = threading.Event()
+
+        def feed() -> None:
+            with contextlib.suppress(OSError):  # a child that stopped reading
+                child.stdin.write(json.dumps(request).encode() + b"\n" + payload)
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+
+        def drain(stream, kept: bytearray, cap: int, kill: bool) -> None:
+            while chunk := stream.read(64 * 1024):
+                kept += chunk[: max(0, cap + 1 - len(kept))]
+                if kill and len(kept) > cap:
+                    too_much.set()
+                    child.kill()
+                    return
+
+        threads = [
+            threading.Thread(target=feed, daemon=True),
+            threading.Thread(target=drain, args=(child.stdout, out, most, True), daemon=True),
+            threading.Thread(target=drain, args=(child.stderr, err, 4096, False), daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            child.wait(jail.wall_seconds)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            log.warning("the video child ran past %s s and was killed", jail.wall_seconds)
+            raise ImageError(_TOO_LONG) from None
+        finally:
+            for thread in threads:
+                thread.join()
+    if too_much.is_set():
+        log.warning("the video child said more than %d bytes and was killed", most)
+        raise ImageError("the video could not be read (its decoder said too much)")
+    head, _, tail = bytes(out).partition(b"\n")
     try:
         reply = json.loads(head)
     except ValueError:
@@ -218,11 +267,11 @@ def _run(request: dict, payload: bytes, jail: Jail) -> tuple[dict, bytes]:
     if not isinstance(reply, dict):
         log.warning(
             "the video child stopped (exit %s): %s",
-            done.returncode,
-            done.stderr[-500:].decode("utf-8", "replace"),
+            child.returncode,
+            err[-500:].decode("utf-8", "replace"),
         )
-        if -done.returncode in (signal.SIGXCPU, signal.SIGKILL):
-            raise ImageError("the video took too long to read; send a shorter or simpler one")
+        if -child.returncode in (signal.SIGXCPU, signal.SIGKILL):
+            raise ImageError(_TOO_LONG)
         raise ImageError("the video could not be read (its decoder stopped)")
     if "error" in reply:
         raise ImageError(str(reply["error"]))

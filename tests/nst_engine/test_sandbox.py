@@ -153,6 +153,13 @@ def test_a_hang_and_a_crash_are_one_line():
         decode_video(data, "mp4", LIMITS, jail=Jail(memory_bytes=64 * 1024**2))
 
 
+def test_a_child_that_says_too_much_is_killed():
+    data = corpus.good_video(frames=2, audio=False)
+    with pytest.raises(ImageError, match=r"^the video could not be read \(its decoder said too"):
+        decode_video(data, "mp4", LIMITS, jail=Jail(reply_bytes=1000))
+    assert len(decode_video(data, "mp4", LIMITS).frames) == 2
+
+
 def _hostile(fifo: Path) -> dict[str, tuple[bytes, str]]:
     good = corpus.good_video(faststart=False)
     fast = corpus.good_video()
