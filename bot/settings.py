@@ -47,11 +47,13 @@ class Settings:
     nst_max_size: int = 512
     # Cap on optimisation steps of any quality preset.
     nst_max_steps: int = 1000
-    # Most frames of an animated content picture (GIF, WebP) accepted; more is refused.
+    # Most frames of an animated content picture (GIF, WebP, video) accepted; more is refused.
     nst_max_frames: int = 48
     # Pixels of all an animation's result frames together (frames × width × height): a clip
     # with many frames is painted smaller, so one job costs about what a 512 px picture x 12 does.
     nst_max_clip_pixels: int = 3_145_728
+    # Longest video (MP4, MOV, WebM) accepted as the photo, in seconds; longer is refused.
+    nst_max_video_seconds: float = 10.0
     # Largest attachment accepted, in bytes.
     nst_max_attachment_bytes: int = DEFAULT_MAX_BYTES
     # Most jobs queued or running at once, over all members.
@@ -144,6 +146,7 @@ class Settings:
             ("nst_download_timeout", 1, 600),
             ("nst_keep_hours", 1, 24 * 365),
             ("nst_shutdown_grace", 0, 3600),
+            ("nst_max_video_seconds", 1, 600),
         ):
             if (raw := get(name)) is not None:
                 values[name] = float(_integer(name, raw, low, high))

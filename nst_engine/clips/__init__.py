@@ -1,4 +1,4 @@
-"""Animated pictures in and out: GIF, animated WebP, and MP4/WebM through PyAV.
+"""Animated pictures in and out: GIF, animated WebP, and MP4/MOV/WebM through PyAV.
 
 Like `nst_engine.images`, every input may come from a stranger: the frame count, the size of
 every frame and the total number of pixels are read from the file's own structure (GIF blocks,
@@ -17,7 +17,9 @@ GIF has one palette for the whole clip (per-frame palettes make colours shimmer)
     files.py   decode, load, encode and read parameters, whatever the format
     gif.py     GIF blocks and the GIF writer
     webp.py    WebP RIFF chunks, XMP and the WebP writer
-    video.py   MP4 and WebM through PyAV
+    sandbox.py member videos (MP4/MOV, WebM) probed, decoded and written as MP4 in a child
+    sandbox_child.py  the child (a script run with python -I)
+    video.py   WebM written through PyAV
     pillow.py  GIF and WebP frames decoded with Pillow
 """
 
@@ -37,12 +39,15 @@ from nst_engine.clips.files import (
     is_animation_file,
     load_clip,
     read_clip_parameters,
+    sniff_clip_type,
 )
+from nst_engine.clips.sandbox import DEFAULT_MAX_VIDEO_SECONDS
 
 __all__ = [
     "ANIMATED_SUFFIXES",
     "DEFAULT_MAX_CLIP_PIXELS",
     "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_VIDEO_SECONDS",
     "MIN_PLAYED_DURATION_MS",
     "PLAYED_DURATION_FOR_SHORT_MS",
     "VIDEO_FORMATS",
@@ -53,4 +58,5 @@ __all__ = [
     "is_animation_file",
     "load_clip",
     "read_clip_parameters",
+    "sniff_clip_type",
 ]

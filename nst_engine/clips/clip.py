@@ -45,6 +45,9 @@ class Clip:
     format: str = "gif"
     # A video's frame rate (frames per second), kept to write it back exactly; None otherwise.
     rate: Fraction | None = None
+    # A video's first audio track, as an audio-only Matroska file (stream-copied), carried into
+    # an MP4 result; None otherwise.
+    audio: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.frames:
@@ -72,12 +75,14 @@ class Clip:
 
     def every(self, step: int) -> Clip:
         """Every ``step``-th frame, each shown for the frames it stands for (same length in
-        all, same loop): a smaller file when a result is over an upload limit."""
+        all, same loop, a video's frame rate divided by ``step``): a smaller file when a result
+        is over an upload limit."""
         if step < 1:
             raise ValueError(f"step must be at least 1, not {step}")
         played = self.played_durations
         durations = tuple(sum(played[i : i + step]) for i in range(0, len(self.frames), step))
-        return replace(self, frames=self.frames[::step], durations=durations)
+        rate = None if self.rate is None else self.rate / step
+        return replace(self, frames=self.frames[::step], durations=durations, rate=rate)
 
     def resized(self, max_side: int) -> Clip:
         """Every frame shrunk so that its longest side is at most ``max_side`` (the engine's

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import nst_engine.clips.gif as gif
+import nst_engine.clips.sandbox as sandbox
 import nst_engine.clips.video as video
 import nst_engine.clips.webp as webp
 from nst_engine.clips.clip import DEFAULT_MAX_CLIP_PIXELS, DEFAULT_MAX_FRAMES, Clip, Limits
@@ -23,7 +24,14 @@ from nst_engine.images import (
 )
 from nst_engine.provenance import parse_parameters
 
-ANIMATED_SUFFIXES = {".gif": "gif", ".webp": "webp", ".mp4": "mp4", ".webm": "webm"}
+ANIMATED_SUFFIXES = {
+    ".gif": "gif",
+    ".webp": "webp",
+    ".mp4": "mp4",
+    ".mov": "mp4",
+    ".m4v": "mp4",
+    ".webm": "webm",
+}
 VIDEO_FORMATS = video.FORMATS
 
 
@@ -33,7 +41,7 @@ def is_animation_file(data: bytes) -> bool:
     Reads only the container's structure; a file too damaged to tell says False (decoding it
     as a still picture then gives the one-line reason).
     """
-    kind = _sniff(data)
+    kind = sniff_clip_type(data)
     if kind in VIDEO_FORMATS:
         return True
     try:
@@ -54,8 +62,10 @@ def decode_clip(
     max_frames: int = DEFAULT_MAX_FRAMES,
     max_clip_pixels: int = DEFAULT_MAX_CLIP_PIXELS,
     max_side: int | None = None,
+    max_seconds: float = sandbox.DEFAULT_MAX_VIDEO_SECONDS,
+    first_only: bool = False,
 ) -> Clip:
-    """Decode an untrusted GIF, WebP, MP4 or WebM into frames; other images give one frame.
+    """Decode an untrusted GIF, WebP, MP4/MOV or WebM into frames; other images give one frame.
 
     Args:
         data: The whole file.
@@ -66,10 +76,14 @@ def decode_clip(
             shrinking to ``max_side``).
         max_side: Shrink each frame as it is decoded so that its longest side is at most this
             (the engine's `output_size` rule), which bounds memory; None: keep the size.
+        max_seconds: Refuse videos longer than this, judged from the container.
+        first_only: Decode a video's first frame only (an artwork given as a video).
 
     Returns:
         A `Clip`; its frames are ``uint8`` ``(H, W, 3)``, all the size of the first frame
-        (GIF frames reaching past the logical screen are cropped to it, as browsers do).
+        (GIF frames reaching past the logical screen are cropped to it, as browsers do). A
+        video is probed and decoded in a child process (`nst_engine.clips.sandbox`) and keeps
+        its audio track.
 
     Raises:
         ImageError: For every problem with ``data``, in one line fit for whoever sent it.
@@ -80,7 +94,7 @@ def decode_clip(
     if not data:
         raise ImageError("the file is empty")
     check_file_size(len(data), max_bytes)
-    kind = _sniff(data)
+    kind = sniff_clip_type(data)
     limits = Limits(max_pixels, max_frames, max_clip_pixels, max_side)
     if kind == "gif":
         return gif.decode(data, limits)
@@ -89,7 +103,9 @@ def decode_clip(
         if clip is not None:
             return clip
     if kind in VIDEO_FORMATS:
-        return video.decode(data, kind, limits)
+        return sandbox.decode_video(
+            data, kind, limits, max_seconds=max_seconds, first_only=first_only
+        )
     image = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     if max_side is not None:
         image = resize(image, *output_size(image.shape[1], image.shape[0], max_side))
@@ -143,6 +159,8 @@ def encode_clip(
         return gif.encode(clip, text)
     if fmt == "webp":
         return webp.encode(clip, quality, text)
+    if fmt == "mp4":
+        return sandbox.encode_mp4(clip, quality=quality, comment=text)
     if fmt in VIDEO_FORMATS:
         return video.encode(clip, fmt, quality, text)
     raise ValueError(f"unknown animation format {fmt!r}; use one of 'gif', 'webp', 'mp4', 'webm'")
@@ -154,7 +172,7 @@ def read_clip_parameters(data: bytes) -> dict[str, object] | None:
     Raises:
         ImageError: The file is not one of those, or the parameters are not a JSON object.
     """
-    kind = _sniff(data)
+    kind = sniff_clip_type(data)
     raw: str | None = None
     if kind == "gif":
         for comment in gif.read_layout(data).comments:
@@ -166,7 +184,7 @@ def read_clip_parameters(data: bytes) -> dict[str, object] | None:
         if xmp is not None:
             raw = webp.xmp_parameters(xmp)
     elif kind in VIDEO_FORMATS:
-        raw = video.read_comment(data, kind)
+        raw = sandbox.probe_video(data, kind).comment
     else:
         raise ImageError("not a GIF, WebP, MP4 or WebM file")
     return parse_parameters(raw, problem="its parameters are not a JSON object")
@@ -177,7 +195,7 @@ def clip_format_for(path) -> str | None:
     return ANIMATED_SUFFIXES.get(Path(path).suffix.lower())
 
 
-def _sniff(data: bytes) -> str | None:
+def sniff_clip_type(data: bytes) -> str | None:
     """The format from the first bytes: a still format's name (`sniff_image_type`), 'mp4',
     'webm', or None."""
     head = bytes(data[:32])

@@ -1,5 +1,5 @@
-"""MP4 and WebM through PyAV (FFmpeg): a short list of codecs decoded, the frame count and size
-checked from the stream's header first; written with H.264 or VP9 at the clip's frame rate."""
+"""WebM written through PyAV (FFmpeg) with VP9 at the clip's frame rate. Videos are read, and
+MP4s written, in a child process: see `nst_engine.clips.sandbox`."""
 
 from __future__ import annotations
 
@@ -8,17 +8,12 @@ from fractions import Fraction
 
 import numpy as np
 
-from nst_engine.clips.clip import Clip, Limits, fit_to_screen
+from nst_engine.clips.clip import Clip
 from nst_engine.errors import ImageError
-from nst_engine.images import CORRUPT_MESSAGE, decode_failures, resize
 
 # The video containers read and written.
 FORMATS = ("mp4", "webm")
-# Codecs we decode; FFmpeg knows hundreds, and each is attack surface.
-_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "av1", "mpeg4"})
-_DEMUXERS = {"mp4": "mp4", "webm": "matroska"}
 _ENCODERS = {"mp4": "libx264", "webm": "libvpx-vp9"}
-_CORRUPT = "the video file is truncated or corrupt"
 
 
 def _import_av():
@@ -27,42 +22,6 @@ def _import_av():
     except ImportError:
         raise ImageError("videos need PyAV (pip install av); send a GIF or WebP instead") from None
     return av
-
-
-def decode(data: bytes, kind: str, limits: Limits) -> Clip:
-    """Every frame of an MP4 or WebM (``kind``) whose stream header passes ``limits``."""
-    av = _import_av()
-    frames: list[np.ndarray] = []
-    with (
-        decode_failures("video", "video decode", corrupt=_CORRUPT),
-        av.open(io.BytesIO(data), format=_DEMUXERS[kind]) as container,
-    ):
-        if not container.streams.video:
-            raise ImageError("the file has no video in it")
-        stream = container.streams.video[0]
-        codec = stream.codec_context.name
-        if codec not in _CODECS:
-            raise ImageError(f"the video codec {codec} is not supported; use H.264 or VP9")
-        size = (stream.codec_context.width, stream.codec_context.height)
-        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-        declared = stream.frames
-        if not declared and container.duration:
-            declared = round(container.duration / 1_000_000 * rate)
-        limits.check(max(1, declared), size)
-        kept = limits.kept_size(size)
-        for frame in container.decode(stream):
-            if len(frames) >= limits.max_frames:
-                # The header undercounted; stop before decoding more than the limit.
-                raise ImageError(
-                    f"the animation has more than {limits.max_frames} frames; "
-                    f"the limit is {limits.max_frames}"
-                )
-            rgb = fit_to_screen(frame.to_ndarray(format="rgb24"), size)
-            frames.append(rgb if kept == size else resize(rgb, *kept))
-    if not frames:
-        raise ImageError(_CORRUPT)
-    duration = max(1, round(1000 / rate))
-    return Clip(tuple(frames), (duration,) * len(frames), None, kind, Fraction(rate))
 
 
 def encode(clip: Clip, fmt: str, quality: int, comment: str | None) -> bytes:
@@ -92,13 +51,3 @@ def encode(clip: Clip, fmt: str, quality: int, comment: str | None) -> bytes:
             container.mux(stream.encode(video_frame))
         container.mux(stream.encode())
     return buffer.getvalue()
-
-
-def read_comment(data: bytes, kind: str) -> str | None:
-    """The container's ``comment`` tag (where `encode` puts the clip's parameters), or None."""
-    av = _import_av()
-    try:
-        with av.open(io.BytesIO(data), format=_DEMUXERS[kind]) as container:
-            return container.metadata.get("comment") or container.metadata.get("COMMENT")
-    except Exception:
-        raise ImageError(CORRUPT_MESSAGE) from None

@@ -195,3 +195,27 @@ async def test_healthz_says_503_until_the_gateway_is_up_and_the_engine_warm(tmp_
     assert statuses[0] == 503 and set(statuses) == {503, 200}, statuses
     assert "engine cold" in seen[0][1] or "gateway down" in seen[0][1]
     assert seen[-1][1].strip() == "gateway up, engine warm"
+
+
+async def test_a_video_job_survives_sigkill_and_comes_back_as_mp4_with_sound(tmp_path) -> None:
+    from nst_engine.clips.sandbox import probe_video
+    from tests.nst_engine.video_corpus import good_video
+
+    async with DiscordEmulator(token=TOKEN) as emu:
+        video = good_video(frames=6, rate=3)
+        clip = emu.add_attachment("clip.mp4", video, "video/mp4", width=32, height=32)
+        async with ready_bot(emu, tmp_path / "data", "first.log") as first:
+            inter = await emu.invoke_slash(
+                "stylize", {"content": clip, "style": add_painting(emu), "quality": "best"}
+            )
+            await inter.wait_for_original(lambda m: "painting frame" in m.content, timeout=60)
+            os.killpg(first.pid, signal.SIGKILL)
+            await first.wait()
+        assert journal_states(tmp_path / "data") == ["running"]
+
+        async with bot_process(emu, tmp_path / "data", "second.log"):
+            await inter.wait_for(lambda rec: any(m.files for m in rec.followups), timeout=240)
+            (delivered,) = [m for m in inter.followups if m.files]
+            sent = next(f for f in delivered.files if f.filename == "stylized.mp4")
+            made = probe_video(sent.data, "mp4")
+            assert (made.frames, made.rate, made.audio) == (6, 3, "aac")

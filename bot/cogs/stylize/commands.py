@@ -151,7 +151,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
             given = {"content": content, "style": style, "style2": style2}
             for which, attachment in given.items():
                 if attachment is not None:
-                    attachments.check_metadata(which, attachment, max_bytes=max_bytes)
+                    attachments.check_metadata(which, attachment, max_bytes=max_bytes, videos=True)
 
             async def load() -> Inputs:
                 content_raw = await self.intake.download("content", content)
@@ -180,13 +180,13 @@ class StylizeCog(commands.Cog, name="Stylize"):
         """Stylize: the message's first image in the style of its second, or of a saved style."""
         async with self.intake.place(interaction):
             rules = await self.intake.admit(interaction)
-            images = [a for a in message.attachments if attachments.is_image(a)]
+            images = [a for a in message.attachments if attachments.is_image(a, videos=True)]
             if not images:
                 raise NoImage()
             params = self._params(rules)
             max_bytes = self.bot.settings.nst_max_attachment_bytes
             for which, attachment in zip(("content", "style"), images[:2]):
-                attachments.check_metadata(which, attachment, max_bytes=max_bytes)
+                attachments.check_metadata(which, attachment, max_bytes=max_bytes, videos=True)
             if len(images) >= 2:
 
                 async def load() -> Inputs:

@@ -18,7 +18,8 @@ from bot.cogs.stylize.request import Request
 from bot.cogs.stylize.results import figures
 from bot.cogs.stylize.views import Action, JobViews
 from bot.markdown import literal
-from nst_engine.images import encode_image, sniff_image_type
+from nst_engine.clips import sniff_clip_type
+from nst_engine.images import encode_image
 from nst_engine.options import Progress, StyleResult
 from nst_engine.text import clock
 from nst_engine.weights import HED, HED_LABEL
@@ -301,8 +302,9 @@ def painting(request: Request, what: str = "") -> str:
 
 
 def picture_name(data: bytes) -> str:
-    """The file name a result is posted under: ``stylized.png``, ``.gif`` or ``.webp``."""
-    return f"stylized.{sniff_image_type(data[:64]) or 'png'}"
+    """The file name a result is posted under: ``stylized.png``, ``.gif``, ``.webp`` or
+    ``.mp4``."""
+    return f"stylized.{sniff_clip_type(data[:64]) or 'png'}"
 
 
 def params_embed(

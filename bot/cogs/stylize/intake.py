@@ -133,7 +133,7 @@ class Intake:
             hosts=self._hosts,
             timeout=settings.nst_download_timeout,
         )
-        attachments.check_bytes(which, attachment, data)
+        attachments.check_bytes(which, attachment, data, videos=True)
         return data
 
     async def decode_inputs(
@@ -162,13 +162,16 @@ class Intake:
         )
 
     async def decode_content(self, data: bytes) -> np.ndarray | Clip:
-        """The photo, or an animated GIF or WebP (up to NST_MAX_FRAMES frames), decoded in the
-        bot's shared budget."""
+        """The photo, or an animated GIF or WebP or a video (up to NST_MAX_FRAMES frames and
+        NST_MAX_VIDEO_SECONDS), decoded in the bot's shared budget (a video in a child process,
+        its frames no larger than NST_MAX_SIZE)."""
         settings = self.bot.settings
         return await attachments.decode_content(
             data,
             max_bytes=settings.nst_max_attachment_bytes,
             max_frames=settings.nst_max_frames,
+            max_seconds=settings.nst_max_video_seconds,
+            max_side=settings.nst_max_size,
             budget=self.bot.decode_budget,
         )
 

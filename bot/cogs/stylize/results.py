@@ -99,12 +99,23 @@ def encode_result(
         return encode_clip(clip, clip.format, parameters=parameters)
 
     data, sent = fit_upload(clip, encode, request.upload_limit)
-    if sent is clip:
-        return data, None
-    w, h = sent.size
-    return data, (
-        f"(shortened to {len(sent.frames)} frames of {w}×{h} to fit Discord's upload limit "
-        f"here, {_mb(request.upload_limit)})"
+    notes = [] if clip.rate is None else [video_note(sent)]
+    if sent is not clip:
+        w, h = sent.size
+        notes.append(
+            f"(shortened to {len(sent.frames)} frames of {w}×{h} to fit Discord's upload limit "
+            f"here, {_mb(request.upload_limit)})"
+        )
+    return data, " ".join(notes) or None
+
+
+def video_note(clip: Clip) -> str:
+    """What was made of a member's video, for the result's message."""
+    seconds = sum(clip.played_durations) / 1000
+    sound = "with its sound" if clip.audio else "silent, as it came"
+    return (
+        f"(your video, painted frame by frame: {len(clip.frames)} frames at "
+        f"{float(clip.rate):g} fps, {seconds:.1f} s, as an MP4 {sound})"
     )
 
 
