@@ -19,6 +19,7 @@ async def test_a_private_result_is_ephemeral_and_share_posts_it_publicly(world: 
         "Stronger",
         "Weaker",
         "Variation",
+        "Upscale",
         "Share",
         "Delete",
     ]

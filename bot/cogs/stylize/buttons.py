@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot.cogs.stylize.continuing import parent_picture
+from bot.cogs.stylize.continuing import Continuing, parent_picture
 from bot.cogs.stylize.delivery import picture_name
 from bot.cogs.stylize.errors import (
+    AtUpscaleCap,
     GalleryGone,
     Gone,
     NoGallery,
+    NotUpscalable,
     NotYours,
     TooLate,
     UserFacingError,
@@ -23,9 +25,12 @@ from bot.cogs.stylize.intake import Inputs
 from bot.cogs.stylize.request import STRENGTH_STEP, Params
 from bot.cogs.stylize.views import Action, JobViews
 from bot.logs import job_id_var
+from nst_engine import continuation
 from nst_engine.clips import Clip
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from bot.client import StyleBot
     from bot.cogs.stylize.delivery import Delivery
     from bot.cogs.stylize.intake import Intake
@@ -40,6 +45,7 @@ _VERBS: dict[Action, str] = {
     "stronger": "re-run",
     "weaker": "re-run",
     "variation": "re-run",
+    "upscale": "upscale",
     "delete": "delete",
     "share": "share",
     "gallery": "post",
@@ -69,6 +75,7 @@ class Buttons:
             "stronger": self._stronger,
             "weaker": self._weaker,
             "variation": self._variation,
+            "upscale": self._upscale,
             "delete": self._delete,
             "share": self._share,
             "gallery": self._gallery,
@@ -147,22 +154,60 @@ class Buttons:
             if seed is not None:
                 params = params.varied(seed)
 
-            async def load() -> Inputs:
-                style2 = stored.style2
-                content = await self.intake.decode_content(stored.content)
-                still = continues and not isinstance(content, Clip)
-                return Inputs.of(
-                    content,
-                    await self.intake.decode("style", stored.style),
-                    stored.content,
-                    stored.style,
-                    style2=None if style2 is None else await self.intake.decode("style2", style2),
-                    style2_raw=stored.style2,
-                    artworks=params.artworks,
-                    parent=await parent_picture(job_id, stored) if still else None,
-                )
+            async def parent() -> Continuing | None:
+                return await parent_picture(job_id, stored)
 
-            await self.intake.take(interaction, params, load)
+            await self.intake.take(
+                interaction,
+                params,
+                lambda: self._inputs(stored, params, parent if continues else None),
+            )
+
+    async def _upscale(self, interaction: discord.Interaction, job_id: str) -> None:
+        """The job's still picture at twice its longest side, capped by NST_MAX_UPSCALE_SIZE and
+        the server's max_size as they stand now, going on from the picture enlarged."""
+        stored = await self._stored(job_id, result=True)
+        self._check_owner(interaction, "upscale", stored.record.user_id)
+        async with self.intake.place(interaction):
+            rules = await self.intake.admit(interaction)
+            picture = await parent_picture(job_id, stored)
+            if picture is None:
+                raise NotUpscalable()
+            parent = Continuing(picture.job_id, picture.picture, upscale=True)
+            cap = self.intake.size_cap(rules, upscale=True)
+            size = continuation.upscaled_size(parent.long_side, cap)
+            if size is None:
+                raise AtUpscaleCap(cap)
+            params = Params.from_dict(stored.record.params).resized(size)
+
+            async def known() -> Continuing:
+                return parent
+
+            await self.intake.take(
+                interaction, params, lambda: self._inputs(stored, params, known), upscale=True
+            )
+
+    async def _inputs(
+        self,
+        stored: StoredJob,
+        params: Params,
+        parent: Callable[[], Awaitable[Continuing | None]] | None,
+    ) -> Inputs:
+        """The job's photo and artworks again, from the journal; ``parent`` finds the picture a
+        re-run of a still photo goes on from (None, or an animation: painted afresh)."""
+        content = await self.intake.decode_content(stored.content)
+        still = parent is not None and not isinstance(content, Clip)
+        style2 = stored.style2
+        return Inputs.of(
+            content,
+            await self.intake.decode("style", stored.style),
+            stored.content,
+            stored.style,
+            style2=None if style2 is None else await self.intake.decode("style2", style2),
+            style2_raw=stored.style2,
+            artworks=params.artworks,
+            parent=await parent() if still else None,
+        )
 
     async def _delete(self, interaction: discord.Interaction, job_id: str) -> None:
         stored = await self.bot.store.load(job_id)

@@ -99,3 +99,18 @@ class BadPick(UserFacingError):
 
     def __init__(self) -> None:
         super().__init__("That pick is not one of the styles this menu offers; pick one from it.")
+
+
+class AtUpscaleCap(UserFacingError):
+    def __init__(self, cap: int) -> None:
+        super().__init__(
+            f"This picture is at the largest size an upscale may have here ({cap} px) already."
+        )
+
+
+class NotUpscalable(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "This picture can't be upscaled (it is no longer kept, or was sent as a smaller "
+            "file); run /stylize again at a larger size."
+        )

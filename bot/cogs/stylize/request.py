@@ -11,7 +11,7 @@ from typing import Literal
 import discord
 import numpy as np
 
-from bot.cogs.stylize.continuing import PARENT_KEY, Continuing
+from bot.cogs.stylize.continuing import PARENT_KEY, UPSCALE_KEY, Continuing
 from bot.cogs.stylize.errors import BadOption
 from bot.cogs.stylize.lifecycle import RequestState
 from bot.store import JobRecord
@@ -57,7 +57,9 @@ class Params:
 
     def checked(self, *, max_size: int) -> Params:
         """These choices, with the size capped at ``max_size``; raises BadOption (one line)
-        for a value Discord's own checks should have refused (a forged interaction)."""
+        for a value Discord's own checks should have refused (a forged interaction). An
+        upscale's cap may be above the command's 2048."""
+        most = max(2048, max_size)
         _require(
             isinstance(self.strength, (int, float)) and 0 <= self.strength <= 10,
             "strength",
@@ -66,7 +68,7 @@ class Params:
         )
         _require(self.quality in QUALITIES, "quality", self.quality, "fast, balanced or best")
         _require(
-            _whole(self.size) and 64 <= self.size <= 2048, "size", self.size, "64 to 2048 pixels"
+            _whole(self.size) and 64 <= self.size <= most, "size", self.size, f"64 to {most} pixels"
         )
         _require(_whole(self.seed) and 0 <= self.seed < 2**31, "seed", self.seed, "0 to 2147483647")
         _require(
@@ -85,6 +87,10 @@ class Params:
     def nudged(self, delta: float) -> Params:
         """The same choices with the strength moved by ``delta`` (kept within 0–10)."""
         return replace(self, strength=min(10.0, max(0.0, self.strength + delta)))
+
+    def resized(self, size: int) -> Params:
+        """The same choices at another size: an upscale of the same picture."""
+        return replace(self, size=size)
 
     def varied(self, seed: int) -> Params:
         """The same choices with another seed: a variation of the same picture."""
@@ -114,7 +120,8 @@ class Request:
     style2: np.ndarray | None = None
     # An animated content picture (then `content` is its first frame); None: a still photo.
     clip: Clip | None = None
-    # The finished picture a Stronger or Weaker goes on from; None: painted from the photo.
+    # The finished picture a Stronger, Weaker or Upscale goes on from; None: painted from the
+    # photo.
     parent: Continuing | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # The one state field: only `Lifecycle.move` changes it.
@@ -212,6 +219,8 @@ class Request:
         params = self.params.to_dict()
         if self.parent is not None:
             params[PARENT_KEY] = self.parent.job_id
+            if self.parent.upscale:
+                params[UPSCALE_KEY] = True
         return JobRecord(
             id=self.id,
             state="queued",

@@ -15,11 +15,13 @@ from bot.cogs.stylize.errors import BadPick
 
 log = logging.getLogger(__name__)
 
-Action = Literal["cancel", "stronger", "weaker", "variation", "delete", "share", "gallery"]
+Action = Literal[
+    "cancel", "stronger", "weaker", "variation", "upscale", "delete", "share", "gallery"
+]
 Press = Callable[[discord.Interaction, Action, str], Awaitable[None]]
 
 TEMPLATE = (
-    r"nst:(?P<action>cancel|stronger|weaker|variation|delete|share|gallery)"
+    r"nst:(?P<action>cancel|stronger|weaker|variation|upscale|delete|share|gallery)"
     r":(?P<job>[0-9a-f]{8,32})"
 )
 
@@ -28,6 +30,7 @@ _LOOKS: dict[str, tuple[str, discord.ButtonStyle, str | None]] = {
     "stronger": ("Stronger", discord.ButtonStyle.primary, "➕"),
     "weaker": ("Weaker", discord.ButtonStyle.secondary, "➖"),
     "variation": ("Variation", discord.ButtonStyle.secondary, "🎲"),
+    "upscale": ("Upscale", discord.ButtonStyle.secondary, "⬆️"),
     "delete": ("Delete", discord.ButtonStyle.secondary, "🗑️"),
     "share": ("Share", discord.ButtonStyle.success, "📣"),
     "gallery": ("Post to gallery", discord.ButtonStyle.success, "🖼️"),
