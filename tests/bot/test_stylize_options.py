@@ -54,6 +54,7 @@ async def test_a_saved_style_by_name_paints_and_the_png_says_how(world: World, s
         "Weaker",
         "Variation",
         "Upscale",
+        "Edit",
         "Delete",
     ]
 

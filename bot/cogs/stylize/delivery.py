@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 import discord
+from PIL import Image
 
 from bot.cogs.stylize.contracts import Undeliverable
 from bot.cogs.stylize.lifecycle import RequestState
@@ -91,8 +92,9 @@ class Delivery:
         self._last_edit.pop(request.id, None)
         name = picture_name(png)
         actions: list[Action] = ["stronger", "weaker", "variation"]
-        if await self._upscalable(request, name, result):
+        if await self._upscalable(request, name, png):
             actions.append("upscale")
+        actions.append("edit")
         if request.params.private:
             actions.append("share")
         elif await self.gallery_for(request.guild_id):
@@ -135,16 +137,19 @@ class Delivery:
                 return
         await self._send(request, text, None, None, None)
 
-    async def _upscalable(self, request: Request, name: str, result: StyleResult | None) -> bool:
+    async def _upscalable(self, request: Request, name: str, png: bytes) -> bool:
         """Whether a result gets the Upscale button: a still sent as our PNG (an upscale goes on
-        from it) whose longest side is below the upscale cap as it stands now."""
-        if request.clip is not None or name != "stylized.png" or result is None:
+        from it) whose longest side is below the upscale cap as it stands now. Read from the
+        file itself: a result delivered after a restart has only that."""
+        if request.clip is not None or name != "stylized.png":
             return False
         cap = self.bot.settings.nst_max_upscale_size
         if request.guild_id is not None:
             rules = await self.bot.store.guild_settings(request.guild_id)
             cap = min(cap, rules.max_size or cap)
-        return upscaled_size(max(result.image.shape[:2]), cap) is not None
+        with Image.open(io.BytesIO(png)) as picture:  # reads the header only
+            long_side = max(picture.size)
+        return upscaled_size(long_side, cap) is not None
 
     # ---- helpers the commands and buttons share ---------------------------------------------
 

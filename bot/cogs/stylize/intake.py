@@ -251,12 +251,12 @@ class Intake:
         load: Callable[[], Awaitable[Inputs]],
         *,
         upscale: bool = False,
-    ) -> None:
+    ) -> Request | None:
         """In the member's `place`, once admitted: answer "thinking…", load the inputs and queue
-        the job; a problem with the inputs is told to the member in one line and nothing is
-        queued. The size is capped by the rules as `admit` found them, so a re-run or a pick
-        from the menu obeys the server's cap as it stands when pressed, not as it was (an
-        ``upscale``, the upscale cap)."""
+        the job (returned); a problem with the inputs is told to the member in one line and
+        nothing is queued (None). The size is capped by the rules as `admit` found them, so a
+        re-run or a pick from the menu obeys the server's cap as it stands when pressed, not as
+        it was (an ``upscale``, the upscale cap)."""
         place = self._place_of(interaction, "take")
         params = params.checked(max_size=self.size_cap(place.rules, upscale=upscale))
         try:
@@ -264,7 +264,7 @@ class Intake:
             inputs = await load()
         except UserFacingError as err:
             await self._refuse_after_defer(interaction, str(err))
-            return
+            return None
         params = replace(params, artworks=inputs.artworks)
         request = Request.from_interaction(
             interaction,
@@ -292,6 +292,7 @@ class Intake:
             await self.delivery.edit_status(
                 request, queued_text(request, position, len(self.scheduler.running)), cancel=True
             )
+        return request
 
     async def _refuse_after_defer(self, interaction: discord.Interaction, message: str) -> None:
         """Replace the public 'thinking…' with an error only the member sees."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Literal
 
@@ -24,6 +25,10 @@ QUALITIES: tuple[Quality, ...] = ("fast", "balanced", "best")
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # The Stronger / Weaker buttons move the strength by this much.
 STRENGTH_STEP = 2.0
+# The choices the Edit button's form shows and may change (Discord's forms hold five fields).
+EDITABLE = ("strength", "quality", "size", "preserve_colors", "seed")
+# How the form's "preserve colours" field is answered.
+_YES_NO = {"yes": True, "no": False, "true": True, "false": False, "y": True, "n": False}
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,12 @@ class Params:
         )
         _require(self.quality in QUALITIES, "quality", self.quality, "fast, balanced or best")
         _require(
+            isinstance(self.preserve_colors, bool),
+            "preserve colours",
+            self.preserve_colors,
+            "yes or no",
+        )
+        _require(
             _whole(self.size) and 64 <= self.size <= most, "size", self.size, f"64 to {most} pixels"
         )
         _require(_whole(self.seed) and 0 <= self.seed < 2**31, "seed", self.seed, "0 to 2147483647")
@@ -83,6 +94,19 @@ class Params:
             blend=float(self.blend),
             size=min(self.size, max_size),
         )
+
+    def edited(self, form: Mapping[str, str]) -> Params:
+        """These choices with the Edit form's answers (text by field name, see `EDITABLE`):
+        numbers and yes/no read as such, anything else kept as typed for `checked` to refuse."""
+        read = {
+            "strength": _number(float),
+            "size": _number(int),
+            "seed": _number(int),
+            "preserve_colors": lambda text: _YES_NO.get(text.lower(), text),
+            "quality": str.lower,
+        }
+        changed = {name: read[name](form[name].strip()) for name in EDITABLE if name in form}
+        return replace(self, **changed)
 
     def nudged(self, delta: float) -> Params:
         """The same choices with the strength moved by ``delta`` (kept within 0–10)."""
@@ -238,6 +262,18 @@ class Request:
     @property
     def mention(self) -> str:
         return f"<@{self.user_id}>"
+
+
+def _number(kind: type[float] | type[int]) -> Callable[[str], object]:
+    """Reads a number of ``kind`` from text; text that is none is kept as it was typed."""
+
+    def read(text: str) -> object:
+        try:
+            return kind(text)
+        except ValueError:
+            return text
+
+    return read
 
 
 def _whole(value: object) -> bool:
