@@ -140,6 +140,18 @@ async def test_only_the_requester_may_edit(world: World) -> None:
     assert refused.modal is None
     assert await one_line(refused) == "Only the member who asked for this picture can edit it."
     assert refused.messages[0].ephemeral
+    # A form sent back under another member's name (forged: Discord shows it to the presser
+    # only) is refused the same way, and paints nothing.
+    jobs = journaled(world)
+
+    def as_stranger(payload: dict) -> None:
+        payload["member"] = stranger.payload(with_permissions=True)
+
+    forged = await world.emu.submit_modal(
+        await open_form(world, first), {"strength": "9"}, craft=as_stranger
+    )
+    assert await one_line(forged) == "Only the member who asked for this picture can edit it."
+    assert journaled(world) == jobs
 
 
 async def test_a_result_delivered_after_a_restart_has_the_same_buttons_and_edit_works(
