@@ -45,6 +45,9 @@ class Settings:
     nst_ray_cpus_per_worker: int = 2
     # Cap on the output's longest side in pixels, whatever the member asks.
     nst_max_size: int = 512
+    # Cap on the longest side of an Upscale (twice the picture's), which may be above
+    # nst_max_size: an upscale is how a member gets a large picture.
+    nst_max_upscale_size: int = 1024
     # Cap on optimisation steps of any quality preset.
     nst_max_steps: int = 1000
     # Most frames of an animated content picture (GIF, WebP, video) accepted; more is refused.
@@ -124,6 +127,7 @@ class Settings:
         for name, low, high in (
             ("nst_workers", 1, 64),
             ("nst_max_size", 32, 4096),
+            ("nst_max_upscale_size", 64, 4096),
             ("nst_max_steps", 1, 10_000),
             ("nst_max_frames", 1, 1000),
             ("nst_max_clip_pixels", 4096, 1_000_000_000),

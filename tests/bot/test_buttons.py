@@ -1,4 +1,5 @@
-"""The result's buttons: Share, Delete, Post to gallery, through the emulator."""
+"""The result's buttons: Share, Delete, Post to gallery, and any button pressed twice quickly,
+through the emulator."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import discord
 import pytest
 
 from tests.bot.harness import World, button, finished, result_png
+from tests.bot.test_hostile_admin import failures, journaled
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -19,6 +21,8 @@ async def test_a_private_result_is_ephemeral_and_share_posts_it_publicly(world: 
         "Stronger",
         "Weaker",
         "Variation",
+        "Upscale",
+        "Edit",
         "Share",
         "Delete",
     ]
@@ -62,3 +66,27 @@ async def test_post_to_gallery_cross_posts_with_credit_and_a_link(world: World) 
     await press.wait_for(lambda rec: any("Posted to" in m.content for m in rec.messages))
     clear = await emu.invoke_slash("gallery clear", {}, user=admin)
     await clear.wait_for(lambda rec: rec.responded)
+
+
+@pytest.mark.parametrize("label", ["Stronger", "Weaker", "Variation", "Upscale"])
+async def test_a_button_pressed_twice_quickly_makes_one_job(world: World, label: str) -> None:
+    emu, logged = world.emu, len(failures(world))
+    inter = await world.stylize(quality="fast")
+    result = await finished(inter)
+    jobs = journaled(world)
+    custom_id = button(result, label)["custom_id"]
+    presses = [await emu.press_button(result, custom_id, user=inter.user) for _ in range(2)]
+    await emu.wait_until(
+        lambda: any(p.ephemeral for p in presses), timeout=30, what="a press refused"
+    )
+    (refused,) = [p for p in presses if p.ephemeral]
+    (taken,) = [p for p in presses if p is not refused]
+    assert [m.content for m in refused.messages] == [
+        f"This picture's {label} is already queued or painting; it will be posted here."
+    ]
+    assert (await finished(taken)).files and journaled(world) - jobs == 1
+    assert not any(m.files for m in refused.followups)
+    # Once that picture is here, the button works again.
+    again = await emu.press_button(result, custom_id, user=inter.user)
+    assert (await finished(again)).files and journaled(world) - jobs == 2
+    assert failures(world)[logged:] == []

@@ -57,6 +57,13 @@ class Panel(discord.ui.View):
         )
 
 
+class Form(discord.ui.Modal):
+    name = discord.ui.TextInput(label="Name", custom_id="name", default="Ada", max_length=10)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"hello {self.name.value}")
+
+
 class TinyBot(commands.Bot):
     """A minimal bot with three guild commands, synced at start-up."""
 
@@ -103,6 +110,13 @@ class TinyBot(commands.Bot):
         @self.tree.command(name="panel", description="Show a panel with a button.", guild=guild)
         async def panel(interaction: discord.Interaction) -> None:
             await interaction.response.send_message("press it", view=Panel())
+
+        @self.tree.command(name="form", description="Open a form.", guild=guild)
+        async def form(interaction: discord.Interaction, title: str = "A form") -> None:
+            try:
+                await interaction.response.send_modal(Form(title=title))
+            except discord.HTTPException as err:
+                await interaction.response.send_message(f"refused {err.code}")
 
         @self.tree.command(name="post", description="Post text to this channel.", guild=guild)
         async def post(interaction: discord.Interaction, text: str) -> None:
@@ -229,6 +243,24 @@ async def test_button_press_edits_the_message(emu: DiscordEmulator, bot: TinyBot
     assert [v.content for v in message.history] == ["press it", "pressed by bob"]
     with pytest.raises(LookupError):
         await emu.press_button(message, "panel:again")
+
+
+async def test_a_modal_opens_filled_in_and_its_submission_reaches_the_bot(
+    emu: DiscordEmulator, bot: TinyBot
+) -> None:
+    inter = await emu.invoke_slash("form")
+    assert (await inter.wait_for_callback()).type == 9
+    assert inter.modal["title"] == "A form" and inter.fields() == {"name": "Ada"}
+    submitted = await emu.submit_modal(inter, {"name": "Grace"})
+    assert submitted.type == 5
+    assert (await submitted.wait_for_original()).content == "hello Grace"
+    # What Discord's client would not send, and a modal Discord would not show.
+    with pytest.raises(ValueError, match="takes 1 to 10 characters"):
+        await emu.submit_modal(inter, {"name": "x" * 11})
+    with pytest.raises(LookupError):
+        await emu.submit_modal(inter, {"age": "3"})
+    too_long = await emu.invoke_slash("form", {"title": "t" * 46})
+    assert (await too_long.wait_for_original()).content == "refused 50035"
 
 
 async def test_wrong_token_is_a_login_failure(emu: DiscordEmulator, discord_globals: None) -> None:

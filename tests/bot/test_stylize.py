@@ -27,7 +27,7 @@ async def test_stylize_defers_shows_progress_and_posts_the_picture(world: World)
     assert fields["Strength"] == "5" and fields["Quality"] == "fast" and fields["Size"] == "64×48"
     assert "NOT a real style transfer" in embed["footer"]["text"]
     labels = [b["label"] for b in result.buttons()]
-    assert labels == ["Stronger", "Weaker", "Variation", "Delete"]
+    assert labels == ["Stronger", "Weaker", "Variation", "Upscale", "Edit", "Delete"]
     # The status message went through queued/painting states before it was cleared away.
     texts = [v.content for v in inter.original.history]
     assert any("painting" in t or "next" in t for t in texts), texts
@@ -332,7 +332,14 @@ async def test_a_vanished_webhook_falls_back_to_the_channel_and_an_unreachable_m
         lambda m: mention in m.content and bool(m.files), timeout=60
     )
     assert result_png(message).size == (64, 48)
-    assert [b["label"] for b in message.buttons()] == ["Stronger", "Weaker", "Variation", "Delete"]
+    assert [b["label"] for b in message.buttons()] == [
+        "Stronger",
+        "Weaker",
+        "Variation",
+        "Upscale",
+        "Edit",
+        "Delete",
+    ]
 
     # Nor may the bot post in the channel: the job ends with one warning, no traceback.
     emu.fail_next("POST /webhooks/*", status=404)

@@ -49,7 +49,14 @@ async def test_a_saved_style_by_name_paints_and_the_png_says_how(world: World, s
     assert made["styles"] == ["saved:Stripes"] and made["seed"] == 7
     assert made["weights"] == "random" and made["quality"] == "balanced"
     assert {"strength", "size", "steps", "preserve_colors", "blend", "version"} <= set(made)
-    assert [b["label"] for b in result.buttons()] == ["Stronger", "Weaker", "Variation", "Delete"]
+    assert [b["label"] for b in result.buttons()] == [
+        "Stronger",
+        "Weaker",
+        "Variation",
+        "Upscale",
+        "Edit",
+        "Delete",
+    ]
 
 
 async def test_style_name_is_autocompleted_from_the_servers_saved_styles(world, saved) -> None:

@@ -3,11 +3,12 @@
 Rooms: `commands` (the app commands, thin), `intake` (admission, checks, journaling),
 `request` (a member's request and their choices), `scheduler` (fair queue, dispatch, recovery,
 drain; no Discord types) with `contracts` (what it holds delivery and the journal to),
-`engine_job` (a request as the engine's job), `continuing` (the picture a Stronger or Weaker
-goes on from) and `results` (a result as a file that fits),
+`engine_job` (a request as the engine's job), `continuing` (the picture a Stronger, Weaker,
+Upscale or Edit goes on from) and `results` (a result as a file that fits),
 `lifecycle` (the request states and the one transition function), `delivery` (status edits,
-embeds, the picture and its fallbacks), `buttons` and `views` (the persistent buttons and what
-they do). Attachments are checked and fetched by `bot.attachments`, shared with /styles.
+embeds, the picture and its fallbacks), `buttons` and `views` (the persistent buttons, the
+Edit form, and what they do). Attachments are checked and fetched by `bot.attachments`, shared
+with /styles.
 """
 
 from __future__ import annotations

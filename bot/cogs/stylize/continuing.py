@@ -1,11 +1,11 @@
-"""Stronger and Weaker go on from the last result instead of starting again from the photo
-(`nst_engine.continuation`): the parent a re-run continues, read back from the journal."""
+"""Stronger, Weaker and Upscale go on from the last result instead of starting again from the
+photo (`nst_engine.continuation`): the parent a re-run continues, read back from the journal."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bot.cogs.stylize.lifecycle import RequestState
@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 # The key of a continuation's parent job id in its journaled params (the journal's table
 # keeps the params as JSON; a fresh run's have no such key).
 PARENT_KEY = "parent"
+# Set in an upscale's journaled params, so that a restart paints it as one.
+UPSCALE_KEY = "upscale"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,21 @@ class Continuing:
     job_id: str
     # Its picture (uint8 H×W×3) and the parameters its PNG carries.
     picture: continuation.Parent
+    # An Upscale: the picture's own longest side is its size (a photo smaller than the size
+    # asked for paints smaller), so that twice that is planned as an upscale.
+    upscale: bool = False
+
+    def was(self) -> tuple[float, int]:
+        """The parent's (strength, size) for `continuation.plan`."""
+        strength, size = self.picture.was()
+        if self.upscale:
+            size = min(size, self.long_side)
+        return strength, size
+
+    @property
+    def long_side(self) -> int:
+        """The picture's longest side in pixels."""
+        return max(self.picture.image.shape[:2])
 
 
 async def parent_picture(job_id: str, stored: StoredJob | None) -> Continuing | None:
@@ -55,4 +72,7 @@ async def journaled_parent(journal: Journal, record: JobRecord) -> Continuing | 
     job_id = record.params.get(PARENT_KEY)
     if not isinstance(job_id, str) or record.state == RequestState.DONE:
         return None
-    return await parent_picture(job_id, await journal.load(job_id))
+    parent = await parent_picture(job_id, await journal.load(job_id))
+    if parent is None or record.params.get(UPSCALE_KEY) is not True:
+        return parent
+    return replace(parent, upscale=True)

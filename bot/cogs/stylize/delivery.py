@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 import discord
+from PIL import Image
 
 from bot.cogs.stylize.contracts import Undeliverable
 from bot.cogs.stylize.lifecycle import RequestState
@@ -19,6 +20,7 @@ from bot.cogs.stylize.results import figures
 from bot.cogs.stylize.views import Action, JobViews
 from bot.markdown import literal
 from nst_engine.clips import sniff_clip_type
+from nst_engine.continuation import upscaled_size
 from nst_engine.images import encode_image
 from nst_engine.options import Progress, StyleResult
 from nst_engine.text import clock
@@ -89,13 +91,16 @@ class Delivery:
 
     async def deliver(self, request: Request, png: bytes, result: StyleResult | None) -> None:
         self._last_edit.pop(request.id, None)
+        name = picture_name(png)
         actions: list[Action] = ["stronger", "weaker", "variation"]
+        if await self._upscalable(request, name, png):
+            actions.append("upscale")
+        actions.append("edit")
         if request.params.private:
             actions.append("share")
         elif await self.gallery_for(request.guild_id):
             actions.append("gallery")
         actions.append("delete")
-        name = picture_name(png)
         made = None if result is None else figures(result)
         size = None
         if made is not None:
@@ -132,6 +137,20 @@ class Delivery:
             if await self._settle_status(request, text):
                 return
         await self._send(request, text, None, None, None)
+
+    async def _upscalable(self, request: Request, name: str, png: bytes) -> bool:
+        """Whether a result gets the Upscale button: a still sent as our PNG (an upscale goes on
+        from it) whose longest side is below the upscale cap as it stands now. Read from the
+        file itself: a result delivered after a restart has only that."""
+        if request.clip is not None or name != "stylized.png":
+            return False
+        cap = self.bot.settings.nst_max_upscale_size
+        if request.guild_id is not None:
+            rules = await self.bot.store.guild_settings(request.guild_id)
+            cap = min(cap, rules.max_size or cap)
+        with Image.open(io.BytesIO(png)) as picture:  # reads the header only
+            long_side = max(picture.size)
+        return upscaled_size(long_side, cap) is not None
 
     # ---- helpers the commands and buttons share ---------------------------------------------
 

@@ -42,27 +42,33 @@ def clip_side(clip: Clip, size: int, max_clip_pixels: int) -> int:
 
 @dataclass(frozen=True)
 class Plan:
-    """What the engine paints for a request: its options and where it starts."""
+    """What the engine paints for a request: its options, its photo and where it starts."""
 
     options: StyleOptions
+    # The photo it paints (uint8 H×W×3): the request's, enlarged for an upscale.
+    photo: np.ndarray
     # A continuation's start (uint8 H×W×3, see `nst_engine.continuation.plan`); None: the start
     # the options describe.
     start: np.ndarray | None = None
 
 
 def plan(request: Request, limits: Limits) -> Plan:
-    """The engine's options for a request, and a continuation's start: a Stronger or Weaker
-    goes on from its parent's picture with the steps `nst_engine.continuation` plans, under
-    the same step cap (raises ValueError for impossible options)."""
+    """The engine's options for a request, and a continuation's photo and start: a Stronger,
+    Weaker or Upscale goes on from its parent's picture with the steps
+    `nst_engine.continuation` plans, under the same step cap (raises ValueError for impossible
+    options)."""
     options = engine_options(request, limits)
     parent = continued(request)
     if parent is None:
-        return Plan(options)
-    picture = parent.picture
+        return Plan(options, request.content)
     step = continuation.plan(
-        picture.image, request.content, options, request.params.quality, parent=picture.was()
+        parent.picture.image,
+        request.content,
+        options,
+        request.params.quality,
+        parent=parent.was(),
     )
-    return Plan(_capped(step.options, limits.max_steps), step.start)
+    return Plan(_capped(step.options, limits.max_steps), step.photo, step.start)
 
 
 def continued(request: Request) -> Continuing | None:
@@ -110,9 +116,7 @@ def engine_job(request: Request, planned: Plan, limits: Limits) -> AnyJob:
     job_id, timeout = request.id, limits.job_timeout
     if request.clip is not None:
         return AnimationJob(request.clip.frames, styles, options, job_id=job_id, timeout=timeout)
-    return Job(
-        request.content, styles, options, job_id=job_id, timeout=timeout, start=planned.start
-    )
+    return Job(planned.photo, styles, options, job_id=job_id, timeout=timeout, start=planned.start)
 
 
 def picture_parameters(request: Request, options: StyleOptions, weights: str) -> dict:

@@ -99,3 +99,35 @@ class BadPick(UserFacingError):
 
     def __init__(self) -> None:
         super().__init__("That pick is not one of the styles this menu offers; pick one from it.")
+
+
+class AtUpscaleCap(UserFacingError):
+    def __init__(self, cap: int) -> None:
+        super().__init__(
+            f"This picture is at the largest size an upscale may have here ({cap} px) already."
+        )
+
+
+class NotUpscalable(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "This picture can't be upscaled (it is no longer kept, or was sent as a smaller "
+            "file); run /stylize again at a larger size."
+        )
+
+
+class StillPainting(UserFacingError):
+    """A second press of a button whose first press's picture is still on its way."""
+
+    def __init__(self, button: str) -> None:
+        super().__init__(
+            f"This picture's {button} is already queued or painting; it will be posted here."
+        )
+
+
+class Unchanged(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Nothing was changed, so that would be the same picture; change a value to paint "
+            "another."
+        )

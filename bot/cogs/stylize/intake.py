@@ -1,5 +1,5 @@
 """Taking a request in: admission (shutdown, rates, caps), the download and checks, and the
-journal write that makes it a job. Shared by /stylize and the Stronger / Weaker buttons."""
+journal write that makes it a job. Shared by /stylize and the re-run buttons."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class Inputs:
     artworks: tuple[str, ...] = ()
     # An animated content picture (`content` is then its first frame).
     clip: Clip | None = None
-    # The finished picture a Stronger or Weaker goes on from; None: a fresh run.
+    # The finished picture a Stronger, Weaker or Upscale goes on from; None: a fresh run.
     parent: Continuing | None = None
 
     @classmethod
@@ -205,9 +205,11 @@ class Intake:
         place.rules = rules
         return rules
 
-    def size_cap(self, rules: GuildSettings | None) -> int:
-        """The longest side a picture may have: the bot's cap, or the server's if lower."""
-        cap = self.bot.settings.nst_max_size
+    def size_cap(self, rules: GuildSettings | None, *, upscale: bool = False) -> int:
+        """The longest side a picture may have: the bot's cap (NST_MAX_UPSCALE_SIZE for an
+        upscale, else NST_MAX_SIZE), or the server's if lower."""
+        settings = self.bot.settings
+        cap = settings.nst_max_upscale_size if upscale else settings.nst_max_size
         if rules is not None and rules.max_size:
             cap = min(cap, rules.max_size)
         return cap
@@ -250,19 +252,22 @@ class Intake:
         interaction: discord.Interaction,
         params: Params,
         load: Callable[[], Awaitable[Inputs]],
-    ) -> None:
+        *,
+        upscale: bool = False,
+    ) -> Request | None:
         """In the member's `place`, once admitted: answer "thinking…", load the inputs and queue
-        the job; a problem with the inputs is told to the member in one line and nothing is
-        queued. The size is capped by the rules as `admit` found them, so a re-run or a pick
-        from the menu obeys the server's cap as it stands when pressed, not as it was."""
+        the job (returned); a problem with the inputs is told to the member in one line and
+        nothing is queued (None). The size is capped by the rules as `admit` found them, so a
+        re-run or a pick from the menu obeys the server's cap as it stands when pressed, not as
+        it was (an ``upscale``, the upscale cap)."""
         place = self._place_of(interaction, "take")
-        params = params.checked(max_size=self.size_cap(place.rules))
+        params = params.checked(max_size=self.size_cap(place.rules, upscale=upscale))
         try:
             await interaction.response.defer(thinking=True, ephemeral=params.private)
             inputs = await load()
         except UserFacingError as err:
             await self._refuse_after_defer(interaction, str(err))
-            return
+            return None
         params = replace(params, artworks=inputs.artworks)
         request = Request.from_interaction(
             interaction,
@@ -290,6 +295,7 @@ class Intake:
             await self.delivery.edit_status(
                 request, queued_text(request, position, len(self.scheduler.running)), cancel=True
             )
+        return request
 
     async def _refuse_after_defer(self, interaction: discord.Interaction, message: str) -> None:
         """Replace the public 'thinking…' with an error only the member sees."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Literal
 
 import discord
 import numpy as np
 
-from bot.cogs.stylize.continuing import PARENT_KEY, Continuing
+from bot.cogs.stylize.continuing import PARENT_KEY, UPSCALE_KEY, Continuing
 from bot.cogs.stylize.errors import BadOption
 from bot.cogs.stylize.lifecycle import RequestState
 from bot.store import JobRecord
@@ -24,6 +25,10 @@ QUALITIES: tuple[Quality, ...] = ("fast", "balanced", "best")
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # The Stronger / Weaker buttons move the strength by this much.
 STRENGTH_STEP = 2.0
+# The choices the Edit button's form shows and may change (Discord's forms hold five fields).
+EDITABLE = ("strength", "quality", "size", "preserve_colors", "seed")
+# How the form's "preserve colours" field is answered.
+_YES_NO = {"yes": True, "no": False, "true": True, "false": False, "y": True, "n": False}
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,9 @@ class Params:
 
     def checked(self, *, max_size: int) -> Params:
         """These choices, with the size capped at ``max_size``; raises BadOption (one line)
-        for a value Discord's own checks should have refused (a forged interaction)."""
+        for a value Discord's own checks should have refused (a forged interaction). An
+        upscale's cap may be above the command's 2048."""
+        most = max(2048, max_size)
         _require(
             isinstance(self.strength, (int, float)) and 0 <= self.strength <= 10,
             "strength",
@@ -66,7 +73,13 @@ class Params:
         )
         _require(self.quality in QUALITIES, "quality", self.quality, "fast, balanced or best")
         _require(
-            _whole(self.size) and 64 <= self.size <= 2048, "size", self.size, "64 to 2048 pixels"
+            isinstance(self.preserve_colors, bool),
+            "preserve colours",
+            self.preserve_colors,
+            "yes or no",
+        )
+        _require(
+            _whole(self.size) and 64 <= self.size <= most, "size", self.size, f"64 to {most} pixels"
         )
         _require(_whole(self.seed) and 0 <= self.seed < 2**31, "seed", self.seed, "0 to 2147483647")
         _require(
@@ -82,9 +95,26 @@ class Params:
             size=min(self.size, max_size),
         )
 
+    def edited(self, form: Mapping[str, str]) -> Params:
+        """These choices with the Edit form's answers (text by field name, see `EDITABLE`):
+        numbers and yes/no read as such, anything else kept as typed for `checked` to refuse."""
+        read = {
+            "strength": _number(float),
+            "size": _number(int),
+            "seed": _number(int),
+            "preserve_colors": lambda text: _YES_NO.get(text.lower(), text),
+            "quality": str.lower,
+        }
+        changed = {name: read[name](form[name].strip()) for name in EDITABLE if name in form}
+        return replace(self, **changed)
+
     def nudged(self, delta: float) -> Params:
         """The same choices with the strength moved by ``delta`` (kept within 0–10)."""
         return replace(self, strength=min(10.0, max(0.0, self.strength + delta)))
+
+    def resized(self, size: int) -> Params:
+        """The same choices at another size: an upscale of the same picture."""
+        return replace(self, size=size)
 
     def varied(self, seed: int) -> Params:
         """The same choices with another seed: a variation of the same picture."""
@@ -114,7 +144,8 @@ class Request:
     style2: np.ndarray | None = None
     # An animated content picture (then `content` is its first frame); None: a still photo.
     clip: Clip | None = None
-    # The finished picture a Stronger or Weaker goes on from; None: painted from the photo.
+    # The finished picture a Stronger, Weaker or Upscale goes on from; None: painted from the
+    # photo.
     parent: Continuing | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # The one state field: only `Lifecycle.move` changes it.
@@ -212,6 +243,8 @@ class Request:
         params = self.params.to_dict()
         if self.parent is not None:
             params[PARENT_KEY] = self.parent.job_id
+            if self.parent.upscale:
+                params[UPSCALE_KEY] = True
         return JobRecord(
             id=self.id,
             state="queued",
@@ -229,6 +262,18 @@ class Request:
     @property
     def mention(self) -> str:
         return f"<@{self.user_id}>"
+
+
+def _number(kind: type[float] | type[int]) -> Callable[[str], object]:
+    """Reads a number of ``kind`` from text; text that is none is kept as it was typed."""
+
+    def read(text: str) -> object:
+        try:
+            return kind(text)
+        except ValueError:
+            return text
+
+    return read
 
 
 def _whole(value: object) -> bool:

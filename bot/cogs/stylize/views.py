@@ -12,14 +12,19 @@ from typing import ClassVar, Literal
 import discord
 
 from bot.cogs.stylize.errors import BadPick
+from bot.cogs.stylize.request import EDITABLE, Params
 
 log = logging.getLogger(__name__)
 
-Action = Literal["cancel", "stronger", "weaker", "variation", "delete", "share", "gallery"]
+Action = Literal[
+    "cancel", "stronger", "weaker", "variation", "upscale", "edit", "delete", "share", "gallery"
+]
 Press = Callable[[discord.Interaction, Action, str], Awaitable[None]]
+# What submitting the Edit form calls: the interaction, the job id and the answers by field.
+Submit = Callable[[discord.Interaction, str, dict[str, str]], Awaitable[None]]
 
 TEMPLATE = (
-    r"nst:(?P<action>cancel|stronger|weaker|variation|delete|share|gallery)"
+    r"nst:(?P<action>cancel|stronger|weaker|variation|upscale|edit|delete|share|gallery)"
     r":(?P<job>[0-9a-f]{8,32})"
 )
 
@@ -28,10 +33,17 @@ _LOOKS: dict[str, tuple[str, discord.ButtonStyle, str | None]] = {
     "stronger": ("Stronger", discord.ButtonStyle.primary, "➕"),
     "weaker": ("Weaker", discord.ButtonStyle.secondary, "➖"),
     "variation": ("Variation", discord.ButtonStyle.secondary, "🎲"),
+    "upscale": ("Upscale", discord.ButtonStyle.secondary, "⬆️"),
+    "edit": ("Edit", discord.ButtonStyle.secondary, "✏️"),
     "delete": ("Delete", discord.ButtonStyle.secondary, "🗑️"),
     "share": ("Share", discord.ButtonStyle.success, "📣"),
     "gallery": ("Post to gallery", discord.ButtonStyle.success, "🖼️"),
 }
+
+
+def label_of(action: Action) -> str:
+    """The label of a job's button ("Stronger")."""
+    return _LOOKS[action][0]
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE):
@@ -92,6 +104,59 @@ class JobViews:
         for action in actions:
             view.add_item(self.button_type(action, job_id))
         return view
+
+
+# The Edit form's fields: their labels (at most 45 characters) and longest answers.
+_FIELDS: dict[str, tuple[str, int]] = {
+    "strength": ("Strength (0 to 10)", 24),
+    "quality": ("Quality (fast, balanced or best)", 8),
+    "size": ("Size: longest side in pixels (64 to 2048)", 4),
+    "preserve_colors": ("Keep the photo's colours (yes or no)", 5),
+    "seed": ("Seed (0 to 2147483647)", 10),
+}
+# An Edit form left open is forgotten after the interaction token's 15 minutes.
+FORM_TIMEOUT = 15 * 60
+
+
+class EditForm(discord.ui.Modal, title="Edit this picture"):
+    """The Edit button's form: the picture's options filled in, handed to ``submit`` as typed
+    (`Params.edited` reads them, `Params.checked` refuses what won't do)."""
+
+    def __init__(self, job_id: str, params: Params, submit: Submit) -> None:
+        super().__init__(timeout=FORM_TIMEOUT)
+        self.job_id = job_id
+        self._submit = submit
+        self.answers: dict[str, discord.ui.TextInput] = {}
+        for name in EDITABLE:
+            label, longest = _FIELDS[name]
+            shown = _shown(getattr(params, name))
+            field = discord.ui.TextInput(
+                label=label, custom_id=name, default=shown, max_length=longest
+            )
+            self.answers[name] = field
+            self.add_item(field)
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # As on the job buttons: a submission the gateway replays after a RESUME is dropped.
+        return first_delivery(interaction)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        answers = {name: field.value for name, field in self.answers.items()}
+        await self._submit(interaction, self.job_id, answers)
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        # The commands' error ladder, as for the style picker.
+        await interaction.client.tree.on_error(interaction, error)  # type: ignore[arg-type]
+
+
+def _shown(value: object) -> str:
+    """An option as the form shows it, read back as the same value: 5 (not 5.0), yes or no."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
+    return str(value)
 
 
 def first_delivery(interaction: discord.Interaction) -> bool:

@@ -3,8 +3,8 @@
 Open ``DiscordEmulator`` with ``async with``, point discord.py at it with
 ``use_api_base(emu.api_base)`` (and ``use_gateway_of(client)`` in ``setup_hook``), start the
 client, ``await emu.wait_ready()``, then drive it: ``invoke_slash``, ``press_button``,
-``post_as``; read what the bot did from the returned ``InteractionRecord``, the channels'
-``messages`` and ``emu.requests``; break things with ``fail_next``, ``hang_next`` and
+``submit_modal``, ``post_as``; read what the bot did from the returned ``InteractionRecord``,
+the channels' ``messages`` and ``emu.requests``; break things with ``fail_next``, ``hang_next`` and
 ``drop_gateway``.
 """
 

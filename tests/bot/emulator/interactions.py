@@ -90,6 +90,25 @@ class InteractionRecord:
         return self.callback is not None and self.callback.type in (5, 6)
 
     @property
+    def modal(self) -> dict[str, Any] | None:
+        """The modal the bot answered with (callback type 9): ``custom_id``, ``title`` and
+        ``components``; None for any other answer."""
+        if self.callback is None or self.callback.type != 9:
+            return None
+        return self.callback.data
+
+    def fields(self) -> dict[str, str]:
+        """The text inputs of the modal the bot answered with: their values as filled in, by
+        custom_id."""
+        if self.modal is None:
+            raise LookupError(f"no modal was opened for {self.summary()}")
+        return {
+            field["custom_id"]: field.get("value") or ""
+            for row in self.modal["components"]
+            for field in row["components"]
+        }
+
+    @property
     def ephemeral(self) -> bool:
         """Whether the response the user sees is ephemeral."""
         if self.callback is not None and self.callback.type in (4, 5):
@@ -317,6 +336,49 @@ class Interactions:
             raise ValueError(f"select {custom_id!r} takes {low} to {high} values")
         data = {"custom_id": custom_id, "component_type": 3, "values": list(values)}
         return await self._component(message, data, user, craft=craft)
+
+    async def submit_modal(
+        self,
+        opened: InteractionRecord,
+        values: Mapping[str, str] | None = None,
+        *,
+        craft: Callable[[dict[str, Any]], None] | None = None,
+    ) -> InteractionRecord:
+        """Submit the modal the bot opened in answer to ``opened`` (MODAL_SUBMIT, type 5), as the
+        member who saw it: each text input's value as filled in, or as ``values`` (by custom_id)
+        retyped it. Refuses what Discord's client would not send: an unknown field, or a value
+        outside the input's required, min_length and max_length."""
+        if opened.modal is None:
+            raise ValueError(f"no modal was opened for {opened.summary()}")
+        filled = opened.fields()
+        unknown = set(values or {}) - set(filled)
+        if unknown:
+            raise LookupError(f"the modal has no field {sorted(unknown)}; it has {list(filled)}")
+        filled |= dict(values or {})
+        rows = []
+        for row in opened.modal["components"]:
+            spec = row["components"][0]
+            value = filled[spec["custom_id"]]
+            required = spec.get("required", True)
+            low = max(spec.get("min_length") or 0, 1 if required else 0)
+            high = spec.get("max_length") or 4000
+            if (value or required) and not low <= len(value) <= high:
+                raise ValueError(f"{spec['custom_id']!r} takes {low} to {high} characters")
+            rows.append(
+                {
+                    "type": 1,
+                    "components": [{"type": 4, "custom_id": spec["custom_id"], "value": value}],
+                }
+            )
+        data = {"custom_id": opened.modal["custom_id"], "components": rows}
+        return await self._interact(
+            5,
+            data,
+            user=opened.user,
+            channel=opened.channel,
+            source=opened.source,
+            craft=craft,
+        )
 
     def _pressable(
         self, message: MessageRecord, custom_id: str, user: EmuMember | None, *, kind: int

@@ -164,3 +164,54 @@ def _walk(components: list[dict[str, Any]], path: str) -> list[tuple[str, dict[s
         if "accessory" in component:
             found.append((f"{here}.accessory", component["accessory"]))
     return found
+
+
+# A modal (callback type 9): Discord's limits on its title, rows and text inputs.
+MODAL_TITLE = 45
+MODAL_ROWS = 5
+INPUT_LABEL = 45
+INPUT_VALUE = 4000
+
+
+def validate_modal(data: dict[str, Any]) -> None:
+    """Refuse a modal Discord refuses: a custom_id and a title of 1 to 45 characters, 1 to 5
+    action rows of one text input each, every input with a custom_id, a label of at most 45
+    characters, a style of 1 or 2, and lengths and a value within 0 to 4000."""
+    problems: dict[str, str] = {}
+    custom_id, title = data.get("custom_id"), data.get("title")
+    if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 100:
+        problems["custom_id"] = "BASE_TYPE_BAD_LENGTH: Must be between 1 and 100 in length."
+    if not isinstance(title, str) or not 1 <= len(title) <= MODAL_TITLE:
+        problems["title"] = f"BASE_TYPE_BAD_LENGTH: Must be between 1 and {MODAL_TITLE} in length."
+    rows = data.get("components")
+    if not isinstance(rows, list) or not 1 <= len(rows) <= MODAL_ROWS:
+        problems["components"] = (
+            f"BASE_TYPE_BAD_LENGTH: Must be between 1 and {MODAL_ROWS} in length."
+        )
+        rows = []
+    seen: set[str] = set()
+    for i, row in enumerate(rows):
+        inputs = row.get("components") if isinstance(row, dict) else None
+        if row.get("type") != 1 or not isinstance(inputs, list) or len(inputs) != 1:
+            problems[f"components.{i}"] = "UI_TYPE_INVALID: an action row of one text input"
+            continue
+        field, where = inputs[0], f"components.{i}.components.0"
+        if field.get("type") != 4:
+            problems[f"{where}.type"] = "UI_TYPE_INVALID: Value must be one of (4,)."
+            continue
+        name = field.get("custom_id")
+        if not isinstance(name, str) or not name or name in seen:
+            problems[f"{where}.custom_id"] = "COMPONENT_CUSTOM_ID_DUPLICATED: missing or repeated"
+        seen.add(name)
+        label = field.get("label")
+        if not isinstance(label, str) or not 1 <= len(label) <= INPUT_LABEL:
+            problems[f"{where}.label"] = (
+                f"BASE_TYPE_BAD_LENGTH: Must be between 1 and {INPUT_LABEL} in length."
+            )
+        if field.get("style") not in (1, 2):
+            problems[f"{where}.style"] = "BASE_TYPE_CHOICES: Value must be one of (1, 2)."
+        value = field.get("value") or ""
+        if len(value) > min(INPUT_VALUE, field.get("max_length") or INPUT_VALUE):
+            problems[f"{where}.value"] = "BASE_TYPE_MAX_LENGTH: longer than the input's max_length"
+    if problems:
+        raise errors.invalid_form(problems)

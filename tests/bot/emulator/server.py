@@ -129,6 +129,7 @@ class DiscordEmulator:
         self.autocomplete = self.interactions.autocomplete
         self.press_button = self.interactions.press_button
         self.choose = self.interactions.choose
+        self.submit_modal = self.interactions.submit_modal
         self.post_as = self.board.post_as
         self.fail_next = self.faults.fail_next
         self.hang_next = self.faults.hang_next

@@ -11,7 +11,7 @@ from aiohttp import web
 from . import errors
 from .channels import MessageBoard
 from .interactions import InteractionRecord, Interactions
-from .messages import check_sizes, message_body, recorded_body, validate
+from .messages import check_sizes, message_body, recorded_body, validate, validate_modal
 from .records import CallbackRecord, MessageRecord, loop_time
 from .routing import API_PREFIX, json_response
 from .state import State
@@ -64,6 +64,8 @@ class InteractionRoutes:
         if kind in (4, 7):
             validate(data, upload_count=len(uploads))
             check_sizes(uploads, self.state.app.upload_limit)
+        if kind == 9:
+            validate_modal(data)
         message: MessageRecord | None = None
         channel = interaction.channel
         if kind == 4:
