@@ -76,6 +76,9 @@ class ActorSlot:
         return f"actor {self.index} (pid {self.pid} on {self.node})"
 
     async def start(self) -> None:
+        self.begin()
+
+    def begin(self) -> None:
         """Ask Ray for the actor; the monitor marks it ready once it has loaded the model."""
         self._new_actor()
         self.monitor = asyncio.create_task(self._monitor(), name=f"nst-actor-{self.index}")

@@ -1,0 +1,119 @@
+"""The Ray backend's elastic actors on a cluster of several Ray nodes on this host, all on
+127.0.0.1 (`LoopbackCluster`, built on Ray's own `ray.cluster_utils.Cluster`).
+
+The test plays the autoscaler: the cluster starts with a head only (no CPU, no GPU), and the
+test adds a node (one CPU and one declared GPU) for each actor left pending, and removes nodes
+once no actor holds them. Ray's `AutoscalingCluster` would do that itself, but cannot run here:
+the Ray wheel lacks the fake provider's ``example.yaml`` it reads, and its ``start`` and
+``shutdown`` run ``ray stop --force``, which would end every Ray of this user on the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+
+import pytest
+
+from nst_engine.ray.loopback import ENV, LoopbackCluster
+
+# Before anything imports Ray: every Ray process, this driver included, on 127.0.0.1 only.
+os.environ.update(ENV)
+
+import ray  # noqa: E402
+
+from nst_engine import StyleOptions  # noqa: E402
+from nst_engine.backend import Job  # noqa: E402
+from nst_engine.ray import RayBackend  # noqa: E402
+from tests.support import gradient_image, stripes_image  # noqa: E402
+
+STYLE = stripes_image(32, 32)
+
+
+def tiny_job(steps: int = 3) -> Job:
+    return Job(gradient_image(48, 32, seed=3), (STYLE,), StyleOptions(max_size=48, steps=steps))
+
+
+async def until(condition, timeout: float, what: str) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout:g} s: {what}") from None
+
+
+@pytest.fixture
+def cluster():
+    with LoopbackCluster(nodes=0, cpus=1, gpus=1) as cluster:
+        yield cluster
+    assert cluster.pids() == []
+
+
+async def test_a_burst_grows_to_the_maximum_idle_actors_end_and_a_later_job_brings_one_back(
+    cluster, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="nst_engine")
+    backend = RayBackend(
+        "random",
+        address=cluster.address,
+        min_workers=0,
+        max_workers=2,
+        scale_up_s=0.5,
+        idle_s=3,
+        gpu_actors=True,  # no GPU in the cluster yet: its GPU nodes scale from zero
+        progress_interval=0,
+    )
+    most = 0
+
+    async def watch() -> None:
+        nonlocal most
+        while True:
+            most = max(most, len(backend._slots))
+            await asyncio.sleep(0.05)
+
+    async with backend:
+        watcher = asyncio.create_task(watch())
+        # Warm with no actor: the cluster scales.
+        assert backend.warm and backend.workers_alive == backend.workers_starting == 0
+
+        handles = [backend.submit(tiny_job()) for _ in range(6)]
+        # No node has room: both actors stay pending, the demand an autoscaler acts on.
+        await until(lambda: backend.workers_starting == 2, 10, "two actors asked for")
+        assert backend.workers_wanted == 2 and backend.workers_alive == 0
+        assert all(h.waiting is not None for h in handles)
+        await asyncio.sleep(1.5)
+        assert backend.workers_starting == 2 and backend.workers_alive == 0
+        for _ in range(2):
+            cluster.add_node()
+
+        results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 300)
+        assert [r.steps for r in results] == [3] * 6
+        started = collections.Counter(
+            r.getMessage().split()[1]
+            for r in caplog.records
+            if " started on actor " in r.getMessage()
+        )
+        assert sorted(started) == sorted(h.job_id for h in handles)
+        assert set(started.values()) == {1}, started  # each ran exactly once
+        assert len(set(backend.worker_node_ids())) == 2  # one actor on each node
+        assert backend.start_seconds is not None and backend.start_seconds > 0
+
+        # Idle for 3 s: both end, and give their GPUs back (the nodes can go).
+        await until(lambda: backend.workers_alive == 0 and not backend._slots, 30, "actors ended")
+        await until(lambda: ray.available_resources().get("GPU") == 2, 30, "GPUs given back")
+        assert backend.warm
+        for node in cluster.node_ids():
+            cluster.kill_node(node)
+
+        # A later job brings one back, on a node that joins for it.
+        late = backend.submit(tiny_job())
+        await until(lambda: backend.workers_starting == 1, 10, "an actor asked for")
+        assert late.waiting is not None and late.waiting.seconds is not None
+        cluster.add_node()
+        assert (await asyncio.wait_for(late.result(), 300)).steps == 3
+        assert backend.workers_alive == 1
+        watcher.cancel()
+    assert most == 2
