@@ -420,6 +420,13 @@ class Runner:
             self._busy.pop(slot, None)
             self._dispatch()
 
+    def fail_queued(self, error: BaseException) -> None:
+        """Fail every queued job with ``error``: no worker can take them (for a backend)."""
+        while self._queue:
+            handle = self._queue.popleft()
+            handle._finish("failed", error=error)
+            log.info("job %s failed while queued: %s", handle.job_id, error)
+
     def _cancel(self, handle: JobHandle) -> bool:
         """A handle's cancel: at once if queued, else by telling its worker (between steps)."""
         if handle.done or handle._cancel_requested:

@@ -402,6 +402,17 @@ class RayBackend(Runner):
         waited = time.monotonic() - min(self._asked.values())
         return max(1.0, self.start_seconds - waited)
 
+    def actor_broken(self, slot: ActorSlot, error: BaseException) -> bool:
+        """For a slot whose actor cannot load the model, after start-up: fail the jobs waiting
+        while no actor is up (they would wait for ever), and end the actor above the minimum
+        (True; the next job asks for another). At the minimum the slot tries again itself."""
+        if not self.workers_alive:
+            self.fail_queued(error)
+        if len(self._slots) <= self.min_workers:
+            return False
+        self._end(slot)
+        return True
+
     def _retire_idle(self) -> None:
         now = time.monotonic()
         idle = sorted(
@@ -415,11 +426,15 @@ class RayBackend(Runner):
                 return
             alive -= 1
             log.info("ending %s: idle for %.0f s", slot, now - self._idle_since[slot])
-            # Out of the runner's sight at once: no job can go to it from now on.
-            self._slots.remove(slot)
-            self._idle_since.pop(slot, None)
-            self.set_ready(slot, False)
-            self._spawn(slot.stop(), self._retiring)
+            self._end(slot)
+
+    def _end(self, slot: ActorSlot) -> None:
+        # Out of the runner's sight at once: no job can go to it from now on.
+        self._slots.remove(slot)
+        self._idle_since.pop(slot, None)
+        self._asked.pop(slot, None)
+        self.set_ready(slot, False)
+        self._spawn(slot.stop(), self._retiring)
 
     # -- status ----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ import ray  # noqa: E402
 
 from nst_engine import StyleOptions  # noqa: E402
 from nst_engine.backend import Job  # noqa: E402
+from nst_engine.errors import WeightsError  # noqa: E402
 from nst_engine.ray import RayBackend  # noqa: E402
 from tests.support import gradient_image, stripes_image  # noqa: E402
 
@@ -117,3 +118,18 @@ async def test_a_burst_grows_to_the_maximum_idle_actors_end_and_a_later_job_brin
         assert backend.workers_alive == 1
         watcher.cancel()
     assert most == 2
+
+
+async def test_an_actor_that_cannot_load_the_model_fails_the_job_waiting_for_it(cluster, tmp_path):
+    """With no actor kept, the first one is started for a job: if it cannot load the model, the
+    job fails with the reason in one line instead of waiting for ever, and the actor ends."""
+    cluster.add_node()
+    junk = tmp_path / "junk.weights.h5"
+    junk.write_bytes(b"not HDF5")
+    async with RayBackend(
+        str(junk), address=cluster.address, min_workers=0, max_workers=1
+    ) as backend:
+        handle = backend.submit(tiny_job())
+        with pytest.raises(WeightsError, match="junk.weights.h5 is not a readable VGG19"):
+            await asyncio.wait_for(handle.result(), 120)
+        await until(lambda: not backend._slots, 10, "the broken actor ended")
