@@ -1,23 +1,25 @@
-"""The Ray backend's elastic actors on a cluster of several Ray nodes on this host, all on
-127.0.0.1 (`LoopbackCluster`, built on Ray's own `ray.cluster_utils.Cluster`).
+"""The Ray backend's elastic actors on clusters of several Ray nodes on this host, all on
+127.0.0.1, each starting with a head only (no CPU, no GPU) and GPU nodes (one CPU and one GPU,
+declared: TensorFlow there finds none) that come for actors left pending:
 
-The test plays the autoscaler: the cluster starts with a head only (no CPU, no GPU), and the
-test adds a node (one CPU and one declared GPU) for each actor left pending, and removes nodes
-once no actor holds them. Ray's `AutoscalingCluster` would do that itself, but cannot run here:
-the Ray wheel lacks the fake provider's ``example.yaml`` it reads, and its ``start`` and
-``shutdown`` run ``ray stop --force``, which would end every Ray of this user on the host.
+- added by Ray's own autoscaler, its fake multi-node provider (`LoopbackHead` with
+  `AutoscaledNodes`: what `ray.cluster_utils.AutoscalingCluster` runs, without that class, which
+  cannot run here: see `nst_engine.ray.loopback`);
+- added and removed by the test itself (`LoopbackCluster`, Ray's `ray.cluster_utils.Cluster`),
+  which can check each step on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 
 import pytest
 
-from nst_engine.ray.loopback import ENV, LoopbackCluster
+from nst_engine.ray.loopback import ENV, AutoscaledNodes, LoopbackCluster, LoopbackHead
 
 # Before anything imports Ray: every Ray process, this driver included, on 127.0.0.1 only.
 os.environ.update(ENV)
@@ -46,6 +48,75 @@ async def until(condition, timeout: float, what: str) -> None:
         raise AssertionError(f"not within {timeout:g} s: {what}") from None
 
 
+def ran_once(caplog, handles) -> None:
+    """Each job started on an actor exactly once."""
+    started = collections.Counter(
+        r.getMessage().split()[1] for r in caplog.records if " started on actor " in r.getMessage()
+    )
+    assert sorted(started) == sorted(h.job_id for h in handles)
+    assert set(started.values()) == {1}, started
+
+
+@contextlib.asynccontextmanager
+async def most_actors(backend: RayBackend):
+    """The most actors the backend had asked for at once while in the block: ``[n]``."""
+    most = [0]
+
+    async def watch() -> None:
+        while True:
+            most[0] = max(most[0], len(backend._slots))
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield most
+    finally:
+        watcher.cancel()
+
+
+def elastic(address: str) -> RayBackend:
+    """No actor kept, up to two; each takes a GPU, though the cluster has none yet."""
+    return RayBackend(
+        "random",
+        address=address,
+        min_workers=0,
+        max_workers=2,
+        scale_up_s=0.5,
+        idle_s=3,
+        gpu_actors=True,
+        progress_interval=0,
+    )
+
+
+def gpu_nodes() -> list[dict]:
+    return [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU")]
+
+
+async def test_rays_autoscaler_adds_gpu_nodes_for_a_burst_and_removes_them_once_idle(caplog):
+    caplog.set_level(logging.INFO, logger="nst_engine")
+    with LoopbackHead(cpus=0, autoscale=AutoscaledNodes(max_nodes=2, gpus=1)) as head:
+        async with elastic(head.address) as backend, most_actors(backend) as most:
+            assert backend.warm and gpu_nodes() == []
+            handles = [backend.submit(tiny_job()) for _ in range(6)]
+            results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 300)
+            assert [r.steps for r in results] == [3] * 6
+            ran_once(caplog, handles)
+            nodes = gpu_nodes()
+            assert len(nodes) == 2 and {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
+            assert sorted(backend.worker_node_ids()) == sorted(n["NodeID"] for n in nodes)
+
+            # Idle: the actors end, then the autoscaler removes the idle nodes.
+            await until(lambda: not backend._slots, 30, "the idle actors ended")
+            await until(lambda: gpu_nodes() == [], 120, "the autoscaler removed the nodes")
+            assert backend.warm
+
+            # A later job brings one back.
+            assert (await asyncio.wait_for(backend.submit(tiny_job()).result(), 300)).steps == 3
+            assert len(gpu_nodes()) == 1 and backend.workers_alive == 1
+        assert most == [2]
+    assert head.pids() == []
+
+
 @pytest.fixture
 def cluster():
     with LoopbackCluster(nodes=0, cpus=1, gpus=1) as cluster:
@@ -57,26 +128,7 @@ async def test_a_burst_grows_to_the_maximum_idle_actors_end_and_a_later_job_brin
     cluster, caplog
 ) -> None:
     caplog.set_level(logging.INFO, logger="nst_engine")
-    backend = RayBackend(
-        "random",
-        address=cluster.address,
-        min_workers=0,
-        max_workers=2,
-        scale_up_s=0.5,
-        idle_s=3,
-        gpu_actors=True,  # no GPU in the cluster yet: its GPU nodes scale from zero
-        progress_interval=0,
-    )
-    most = 0
-
-    async def watch() -> None:
-        nonlocal most
-        while True:
-            most = max(most, len(backend._slots))
-            await asyncio.sleep(0.05)
-
-    async with backend:
-        watcher = asyncio.create_task(watch())
+    async with elastic(cluster.address) as backend, most_actors(backend) as most:
         # Warm with no actor: the cluster scales.
         assert backend.warm and backend.workers_alive == backend.workers_starting == 0
 
@@ -92,13 +144,7 @@ async def test_a_burst_grows_to_the_maximum_idle_actors_end_and_a_later_job_brin
 
         results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 300)
         assert [r.steps for r in results] == [3] * 6
-        started = collections.Counter(
-            r.getMessage().split()[1]
-            for r in caplog.records
-            if " started on actor " in r.getMessage()
-        )
-        assert sorted(started) == sorted(h.job_id for h in handles)
-        assert set(started.values()) == {1}, started  # each ran exactly once
+        ran_once(caplog, handles)
         assert len(set(backend.worker_node_ids())) == 2  # one actor on each node
         assert backend.start_seconds is not None and backend.start_seconds > 0
 
@@ -116,8 +162,7 @@ async def test_a_burst_grows_to_the_maximum_idle_actors_end_and_a_later_job_brin
         cluster.add_node()
         assert (await asyncio.wait_for(late.result(), 300)).steps == 3
         assert backend.workers_alive == 1
-        watcher.cancel()
-    assert most == 2
+    assert most == [2]
 
 
 async def test_an_actor_that_cannot_load_the_model_fails_the_job_waiting_for_it(cluster, tmp_path):
