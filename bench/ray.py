@@ -89,7 +89,11 @@ async def main(args: argparse.Namespace) -> None:
 
         def ray(workers: int, address: str = head.address) -> RayBackend:
             return RayBackend(
-                "random", workers, address=address, cpus_per_worker=max(1, cores // workers)
+                "random",
+                workers,
+                min_workers=workers,
+                address=address,
+                cpus_per_worker=max(1, cores // workers),
             )
 
         local = await latency(EnginePool("random", workers=1), args.jobs, args.steps)

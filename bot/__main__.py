@@ -68,6 +68,13 @@ def make_backend(settings: Settings) -> Backend:
         return RayBackend(
             settings.nst_weights,
             settings.nst_workers,
+            min_workers=settings.nst_ray_min_workers,
+            max_workers=settings.nst_ray_max_workers,
+            scale_up_s=settings.nst_ray_scale_up_s,
+            idle_s=settings.nst_ray_idle_s,
+            gpu_actors=(
+                None if settings.nst_ray_worker_gpus is None else bool(settings.nst_ray_worker_gpus)
+            ),
             address=settings.nst_ray_address,
             cpus_per_worker=settings.nst_ray_cpus_per_worker,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -23,6 +24,14 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 _BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+class WorkerCounts(Protocol):
+    """What `Metrics.track_workers` reads (an engine backend)."""
+
+    workers_alive: int
+    workers_starting: int
+    workers_wanted: int
 
 
 class LoopLag:
@@ -89,6 +98,14 @@ class Metrics:
         self._queued = Gauge("nst_jobs_queued", "Jobs waiting for a worker.", registry=r)
         self._running = Gauge("nst_jobs_running", "Jobs on a worker now.", registry=r)
         self.track(queued=lambda: 0, running=lambda: 0)
+        self._workers = {
+            what: Gauge(f"nst_workers_{what}", doc, registry=r)
+            for what, doc in (
+                ("alive", "Engine workers with the model loaded."),
+                ("starting", "Engine workers asked for that cannot take a job yet."),
+                ("wanted", "Engine workers the jobs held now ask for, within the bounds."),
+            )
+        }
         self.loop_lag = LoopLag(
             Histogram(
                 "nst_event_loop_lag_seconds",
@@ -109,6 +126,12 @@ class Metrics:
         """Read the numbers of queued and running jobs from these at scrape time (never stale)."""
         self._queued.set_function(queued)
         self._running.set_function(running)
+
+    def track_workers(self, engine: WorkerCounts) -> None:
+        """Read the engine's workers alive, starting and wanted at scrape time."""
+        self._workers["alive"].set_function(lambda: engine.workers_alive)
+        self._workers["starting"].set_function(lambda: engine.workers_starting)
+        self._workers["wanted"].set_function(lambda: engine.workers_wanted)
 
     def render(self) -> bytes:
         """Everything, in Prometheus' text format (`CONTENT_TYPE`)."""

@@ -16,6 +16,16 @@ BACKENDS = ("local", "ray")
 _RAY_ADDRESS = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]@]+):(\d{1,5})")
 
 
+# The Ray backend's elastic actors: refused with the local backend.
+_ELASTIC = (
+    "nst_ray_min_workers",
+    "nst_ray_max_workers",
+    "nst_ray_scale_up_s",
+    "nst_ray_idle_s",
+    "nst_ray_worker_gpus",
+)
+
+
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names it and says what is allowed."""
 
@@ -43,6 +53,18 @@ class Settings:
     nst_ray_address: str | None = None
     # With nst_backend ray on a cluster without GPUs: CPUs each actor takes (and its threads).
     nst_ray_cpus_per_worker: int = 2
+    # With nst_backend ray: the fewest actors kept (0: none while no job waits) and the most
+    # (None: nst_workers, else one per GPU in the cluster, else one per nst_ray_cpus_per_worker
+    # CPUs).
+    nst_ray_min_workers: int = 1
+    nst_ray_max_workers: int | None = None
+    # Seconds a job waits, with fewer than the most actors asked for, before another is asked for.
+    nst_ray_scale_up_s: float = 2.0
+    # Seconds an actor may stay idle before it is ended (down to nst_ray_min_workers).
+    nst_ray_idle_s: float = 300.0
+    # Whether each actor takes a GPU (1) or CPUs (0); None: 1 if the cluster has a GPU when the
+    # bot connects (set 1 for GPU nodes that scale from zero).
+    nst_ray_worker_gpus: int | None = None
     # Cap on the output's longest side in pixels, whatever the member asks.
     nst_max_size: int = 512
     # Cap on the longest side of an Upscale (twice the picture's), which may be above
@@ -139,6 +161,9 @@ class Settings:
             ("nst_guild_rate", 0, 100_000),
             ("nst_worker_memory_mb", 0, 1_000_000),
             ("nst_ray_cpus_per_worker", 1, 1024),
+            ("nst_ray_min_workers", 0, 64),
+            ("nst_ray_max_workers", 1, 64),
+            ("nst_ray_worker_gpus", 0, 1),
         ):
             if (raw := get(name)) is not None:
                 values[name] = _integer(name, raw, low, high)
@@ -151,6 +176,8 @@ class Settings:
             ("nst_keep_hours", 1, 24 * 365),
             ("nst_shutdown_grace", 0, 3600),
             ("nst_max_video_seconds", 1, 600),
+            ("nst_ray_scale_up_s", 0, 3600),
+            ("nst_ray_idle_s", 0, 86_400),
         ):
             if (raw := get(name)) is not None:
                 values[name] = float(_integer(name, raw, low, high))
@@ -175,6 +202,18 @@ class Settings:
                     f"ray://HOST:PORT (Ray Client, port 10001 by default) or auto, not {raw!r}"
                 )
             values["nst_ray_address"] = raw
+        if values.get("nst_backend", "local") == "local":
+            for name in _ELASTIC:
+                if get(name) is not None:
+                    raise SettingsError(
+                        f"{name.upper()} is for NST_BACKEND=ray: a local pool keeps a fixed "
+                        "number of workers (NST_WORKERS); remove it or set NST_BACKEND=ray"
+                    )
+        low, high = values.get("nst_ray_min_workers", 1), values.get("nst_ray_max_workers")
+        if high is not None and low > high:
+            raise SettingsError(
+                f"NST_RAY_MIN_WORKERS ({low}) must not be above NST_RAY_MAX_WORKERS ({high})"
+            )
         return cls(**values)  # type: ignore[arg-type]
 
 

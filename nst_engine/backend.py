@@ -56,6 +56,15 @@ class JobCancelled(NSTError):
     """A job was cancelled before it started, or cut off because the backend is closing."""
 
 
+@dataclass(frozen=True)
+class WorkerStarting:
+    """A queued job waits for a worker that an elastic backend is starting for it."""
+
+    # About how many seconds until that worker is ready, from the starts measured so far; None
+    # before the first has been measured.
+    seconds: float | None
+
+
 def _short_id() -> str:
     return uuid.uuid4().hex[:8]
 
@@ -167,6 +176,11 @@ class Handle(Protocol):
         """
         ...
 
+    def worker_starts(self) -> AsyncIterator[WorkerStarting]:
+        """While the job is queued: a note each time a worker is being started for it (the
+        newest first, if any); ends when the job starts or ends."""
+        ...
+
     async def result(self) -> StyleResult | AnimationResult:
         """Wait for the job: its result (``cancelled=True`` if stopped while running), a
         `StyleResult` for a `Job` and an `AnimationResult` for an `AnimationJob`.
@@ -216,9 +230,24 @@ class Backend(Protocol):
 
     @property
     def size(self) -> int:
-        """How many jobs can run at once (one per worker)."""
+        """How many jobs can run at once when every worker is up (one per worker)."""
         ...
 
     def worker_pids(self) -> list[int]:
         """Process ids of the workers that are up (for monitoring and tests)."""
+        ...
+
+    @property
+    def workers_alive(self) -> int:
+        """Workers that have the model loaded (busy or idle)."""
+        ...
+
+    @property
+    def workers_starting(self) -> int:
+        """Workers asked for that cannot take a job yet (loading, waiting for room, lost)."""
+        ...
+
+    @property
+    def workers_wanted(self) -> int:
+        """Workers the backend means to have for the jobs it holds now."""
         ...

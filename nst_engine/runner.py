@@ -24,7 +24,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
 
 from nst_engine.animation import AnimationResult
 from nst_engine.backend import (
@@ -34,6 +34,7 @@ from nst_engine.backend import (
     JobState,
     JobTimeout,
     WorkerDied,
+    WorkerStarting,
 )
 from nst_engine.errors import NSTError
 from nst_engine.messages import JobOrder, TimedOut
@@ -48,6 +49,8 @@ _CLOSE_GRACE = 10.0
 # Seconds `close` then waits for those jobs to end, before giving up on them: longer than a
 # killed worker takes to be seen gone (the pool waits up to 10 s for its exit status).
 _KILL_WAIT = 11.0
+
+_T = TypeVar("_T")
 
 _SHUTDOWN = "the job was cancelled because the engine is shutting down"
 
@@ -105,6 +108,8 @@ class JobHandle:
         self.worker_pid: int | None = None
         # The newest progress report, if any.
         self.progress: Progress | None = None
+        # While the job is queued and a worker is being started for it: the newest note.
+        self.waiting: WorkerStarting | None = None
         self._runner = runner
         self._ticket = ticket
         self._cancel_requested = False
@@ -112,6 +117,7 @@ class JobHandle:
         self._result: StyleResult | AnimationResult | None = None
         self._error: BaseException | None = None
         self._streams: list[asyncio.Queue[Progress | None]] = []
+        self._waits: list[asyncio.Queue[WorkerStarting | None]] = []
 
     @property
     def done(self) -> bool:
@@ -165,6 +171,18 @@ class JobHandle:
             self._streams.append(stream)
         return _drain(stream)
 
+    def worker_starts(self) -> AsyncIterator[WorkerStarting]:
+        """While the job is queued: a note each time a worker is being started for it, starting
+        with the newest one if any; ends when the job starts or ends."""
+        stream: asyncio.Queue[WorkerStarting | None] = asyncio.Queue()
+        if self.waiting is not None:
+            stream.put_nowait(self.waiting)
+        if self.state != "queued":
+            stream.put_nowait(None)
+        else:
+            self._waits.append(stream)
+        return _drain(stream)
+
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_id} {self.state}>"
 
@@ -172,6 +190,18 @@ class JobHandle:
         self.progress = progress
         for stream in self._streams:
             stream.put_nowait(progress)
+
+    def worker_starting(self, note: WorkerStarting) -> None:
+        """For a backend: a worker is being started for this queued job."""
+        self.waiting = note
+        for stream in self._waits:
+            stream.put_nowait(note)
+
+    def _end_waits(self) -> None:
+        self.waiting = None
+        for stream in self._waits:
+            stream.put_nowait(None)
+        self._waits.clear()
 
     def _finish(
         self,
@@ -184,15 +214,16 @@ class JobHandle:
         self._error = error
         self.finished_at = time.time()
         self.worker_pid = None
+        self._end_waits()
         for stream in self._streams:
             stream.put_nowait(None)
         self._streams.clear()
         self._finished.set()
 
 
-async def _drain(stream: asyncio.Queue[Progress | None]) -> AsyncIterator[Progress]:
-    while (progress := await stream.get()) is not None:
-        yield progress
+async def _drain(stream: asyncio.Queue[_T | None]) -> AsyncIterator[_T]:
+    while (item := await stream.get()) is not None:
+        yield item
 
 
 class Runner:
@@ -289,6 +320,22 @@ class Runner:
         return len(self._running)
 
     @property
+    def workers_alive(self) -> int:
+        """Workers that have the model loaded (busy or idle)."""
+        return sum(slot.ready for slot in self._slots)
+
+    @property
+    def workers_starting(self) -> int:
+        """Workers asked for that cannot take a job yet: loading the model, waiting for room
+        on the cluster, or coming back after they were lost."""
+        return sum(not slot.ready for slot in self._slots)
+
+    @property
+    def workers_wanted(self) -> int:
+        """Workers the backend means to have for the jobs it holds now (a fixed backend: all)."""
+        return self.size
+
+    @property
     def queued(self) -> int:
         return len(self._queue)
 
@@ -330,6 +377,7 @@ class Runner:
             handle.state = "running"
             handle.started_at = time.time()
             handle.worker_pid = slot.pid
+            handle._end_waits()
             log.info("job %s started on %s", handle.job_id, slot)
             self._spawn(self._run(slot, handle), self._jobs)
 
@@ -371,6 +419,13 @@ class Runner:
             self._running.pop(handle._ticket, None)
             self._busy.pop(slot, None)
             self._dispatch()
+
+    def fail_queued(self, error: BaseException) -> None:
+        """Fail every queued job with ``error``: no worker can take them (for a backend)."""
+        while self._queue:
+            handle = self._queue.popleft()
+            handle._finish("failed", error=error)
+            log.info("job %s failed while queued: %s", handle.job_id, error)
 
     def _cancel(self, handle: JobHandle) -> bool:
         """A handle's cancel: at once if queued, else by telling its worker (between steps)."""

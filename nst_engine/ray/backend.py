@@ -18,14 +18,22 @@ Design:
   ``auto`` joins a cluster of which this host is a node (the bot is a Ray driver there);
   ``ray://HOST:PORT`` connects through the head's Ray Client server, from a host that is not
   a node (the client's Ray and Python versions must match the cluster's).
-- `warm` is true while at least one actor is ready: on a cluster, a lost node slows the bot
-  down but does not make it unhealthy.
+- Elastic: between ``min_workers`` and ``max_workers`` actors. Another actor is asked for when
+  a job has waited ``scale_up_s`` with fewer than the maximum asked for (at once when none is
+  asked for: nothing else could take the job), and an actor idle for ``idle_s`` is ended, down to
+  the minimum. An actor that no node has room for stays pending: on an autoscaling cluster that
+  is the demand that brings a node (``num_gpus=1``: a GPU node). Each start is timed, and a job
+  waiting for one hears about how long it takes (`nst_engine.backend.WorkerStarting`).
+- `warm` is true while at least one actor is ready, or always once connected when the minimum
+  is 0 (the cluster scales): on a cluster, a lost node slows the bot down but does not make it
+  unhealthy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -35,10 +43,11 @@ import time
 from typing import Any
 
 from nst_engine import worker
+from nst_engine.backend import WorkerStarting
 from nst_engine.errors import NSTError
 from nst_engine.processes import descendants
 from nst_engine.ray.slot import ActorSlot, one_line
-from nst_engine.runner import Runner
+from nst_engine.runner import JobHandle, Runner
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +59,10 @@ _CLIENT_RETRY_DELAY = 1.0
 _CONNECT_TIMEOUT = 10.0
 # Seconds `close` gives the guard to end what of the Ray we started outlives its shutdown.
 _GUARD_WAIT = 10.0
+# Seconds between looks at the queue and the idle actors.
+_SCALE_TICK = 0.5
+# Weight of the newest start in the running figure of how long an actor takes to start.
+_START_WEIGHT = 0.5
 
 
 class RayUnavailable(NSTError):
@@ -78,6 +91,11 @@ class RayBackend(Runner):
         weights: str,
         workers: int | None = None,
         *,
+        min_workers: int = 1,
+        max_workers: int | None = None,
+        scale_up_s: float = 2.0,
+        idle_s: float = 300.0,
+        gpu_actors: bool | None = None,
         address: str | None = None,
         cpus_per_worker: int = 2,
         preview_interval: float = 3.0,
@@ -87,17 +105,34 @@ class RayBackend(Runner):
     ) -> None:
         """``address``: an existing cluster (``HOST:PORT`` or ``auto``) of which this host is a
         node, its Ray Client server (``ray://HOST:PORT``), or None to start a Ray on this host,
-        listening on loopback only. ``workers`` defaults to one per GPU in the cluster, else
-        one per ``cpus_per_worker`` CPUs."""
+        listening on loopback only. ``max_workers`` (or ``workers``, the same) defaults to one
+        per GPU in the cluster, else one per ``cpus_per_worker`` CPUs, and is never below
+        ``min_workers``; see the module's docstring for ``scale_up_s`` and ``idle_s``.
+        ``gpu_actors``: whether each actor takes a GPU; None: if the cluster has a GPU when we
+        connect (a cluster that scales its GPU nodes from zero has none then: say True)."""
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, not {max_workers}")
+        if min_workers < 0:
+            raise ValueError(f"min_workers must be at least 0, not {min_workers}")
+        if max_workers is not None and min_workers > max_workers:
+            raise ValueError(f"min_workers ({min_workers}) is above max_workers ({max_workers})")
+        if scale_up_s < 0 or idle_s < 0:
+            raise ValueError("scale_up_s and idle_s must be ≥ 0 seconds")
         if cpus_per_worker < 1:
             raise ValueError(f"cpus_per_worker must be at least 1, not {cpus_per_worker}")
         if preview_interval < 0 or progress_interval < 0:
             raise ValueError("preview_interval and progress_interval must be ≥ 0 seconds")
         super().__init__()
         self.weights = weights
-        self.workers = workers
+        self.workers = max_workers or workers
+        self.min_workers = min_workers
+        # Known once connected (`_plan`).
+        self.max_workers = 0
+        self.scale_up_s = scale_up_s
+        self.idle_s = idle_s
+        self.gpu_actors = gpu_actors
         self.address = address
         self.cpus_per_worker = cpus_per_worker
         self.preview_interval = preview_interval
@@ -110,14 +145,27 @@ class RayBackend(Runner):
         self._connected = False
         self._slots: list[ActorSlot] = []
         self._first_ready: asyncio.Future[None] | None = None
+        # What each new actor loads, the resources it takes, and what it needs said in words.
+        self._actor_config: worker.WorkerConfig | None = None
+        self._actor_resources: dict[str, Any] = {}
+        self._needs = ""
+        self._indices = itertools.count()
+        # The running figure of seconds from asking for an actor to its model loaded.
+        self.start_seconds: float | None = None
+        # When each actor was asked for (until it is ready), and since when each is idle.
+        self._asked: dict[ActorSlot, float] = {}
+        self._idle_since: dict[ActorSlot, float] = {}
+        self._scaler: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
         # With Ray started here: the guard that ends what of it outlives us (see `guard`).
         self._guard: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect to the cluster (or start Ray here), start the actors, and return once one has
-        loaded the model; the others join as they load.
+        """Connect to the cluster (or start Ray here), start the minimum of actors, and return
+        once one has loaded the model (at once with a minimum of 0); the others join as they
+        load.
 
         Raises:
             RayUnavailable: Ray is not installed, or the cluster cannot be reached.
@@ -130,20 +178,25 @@ class RayBackend(Runner):
         self._ray = import_ray(local=self.address is None)
         try:
             resources = await asyncio.to_thread(self._connect)
-            config, actor_resources, count = self._plan(resources)
+            self._actor_config, self._actor_resources = self._plan(resources)
+            self._needs = "GPU" if self.on_gpus else f"{self.cpus_per_worker} CPUs"
             self._first_ready = first = asyncio.get_running_loop().create_future()
-            needs = "GPU" if self.on_gpus else f"{self.cpus_per_worker} CPUs"
-            for index in range(count):
-                slot = ActorSlot(index, self._ray, config, actor_resources, needs, self, first)
-                self._slots.append(slot)
-                await slot.start()
-            await first
+            for _ in range(self.min_workers):
+                self._add_actor()
+            if self.min_workers:
+                await first
+            else:
+                first.set_result(None)
+                self._warm_or_closed.set()
         except BaseException:
             await self.close()
             raise
+        self._scaler = asyncio.create_task(self._scale_forever(), name="nst-ray-scaler")
         log.info(
-            "Ray backend ready: %d actor(s) (%s each) with %s weights; the first in %.1fs",
+            "Ray backend ready: %d actor(s) of %d to %d (%s each) with %s weights, in %.1fs",
             len(self._slots),
+            self.min_workers,
+            self.max_workers,
             "1 GPU" if self.on_gpus else f"{self.cpus_per_worker} CPU(s)",
             self.weights,
             time.perf_counter() - started,
@@ -212,15 +265,15 @@ class RayBackend(Runner):
                 )
                 time.sleep(_CLIENT_RETRY_DELAY)
 
-    def _plan(self, resources: dict[str, float]) -> tuple[worker.WorkerConfig, dict[str, Any], int]:
-        """What each actor loads, the resources each takes, and how many actors."""
+    def _plan(self, resources: dict[str, float]) -> tuple[worker.WorkerConfig, dict[str, Any]]:
+        """What each actor loads and the resources each takes; sets the most actors."""
         gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 0))
-        self.on_gpus = gpus > 0
+        self.on_gpus = gpus > 0 if self.gpu_actors is None else self.gpu_actors
         if self.on_gpus:
             options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 1}
             threads = None
-            default = gpus
+            default = max(1, gpus)
         else:
             options = {"num_cpus": self.cpus_per_worker}
             threads = self.cpus_per_worker
@@ -233,22 +286,30 @@ class RayBackend(Runner):
             preview_interval=self.preview_interval,
             progress_interval=self.progress_interval,
         )
-        count = self.workers or default
-        log.info(
-            "Ray cluster: %d CPU(s), %d GPU(s); starting %d actor(s)%s",
-            cpus,
-            gpus,
-            count,
+        self.max_workers = max(self.workers or default, self.min_workers)
+        why = (
             ""
             if self.workers
             else " (one per GPU)"
             if self.on_gpus
-            else f" (one per {self.cpus_per_worker} CPUs)",
+            else f" (one per {self.cpus_per_worker} CPUs)"
         )
-        return config, options, count
+        if self.min_workers == self.max_workers:
+            plan = f"starting {self.max_workers} actor(s){why}"
+        else:
+            plan = (
+                f"starting {self.min_workers} actor(s), up to {self.max_workers}{why} as jobs "
+                f"wait {self.scale_up_s:g} s; ending those idle {self.idle_s:g} s"
+            )
+        log.info("Ray cluster: %d CPU(s), %d GPU(s); %s", cpus, gpus, plan)
+        return config, options
 
     async def _shut_down(self) -> None:
         """Leave the cluster (stopping Ray if this process started it)."""
+        if self._scaler is not None:
+            self._scaler.cancel()
+            await asyncio.gather(self._scaler, return_exceptions=True)
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._first_ready is not None and not self._first_ready.done():
             self._first_ready.set_exception(RuntimeError("the Ray backend was closed"))
             self._first_ready.exception()  # retrieved: nobody else may wait for it
@@ -263,12 +324,139 @@ class RayBackend(Runner):
             self._guard = None
         log.info("Ray backend closed")
 
+    # -- scaling ---------------------------------------------------------------------------
+
+    def submit(self, job: Any) -> JobHandle:
+        handle = super().submit(job)
+        self._scale()  # a job at an empty cluster starts an actor at once
+        return handle
+
+    def set_ready(self, slot: Any, ready: bool) -> None:
+        if ready:
+            asked = self._asked.pop(slot, None)
+            if asked is not None:
+                took = time.monotonic() - asked
+                self.start_seconds = (
+                    took
+                    if self.start_seconds is None
+                    else _START_WEIGHT * took + (1 - _START_WEIGHT) * self.start_seconds
+                )
+                log.info("%s started in %.1fs", slot, took)
+            self._idle_since[slot] = time.monotonic()
+        super().set_ready(slot, ready)
+
+    async def _run(self, slot: Any, handle: JobHandle) -> None:
+        try:
+            await super()._run(slot, handle)
+        finally:
+            # Idle from now, unless the runner gave it the next job (then never retired).
+            self._idle_since[slot] = time.monotonic()
+
+    def _add_actor(self) -> None:
+        assert self._actor_config is not None and self._first_ready is not None
+        slot = ActorSlot(
+            next(self._indices),
+            self._ray,
+            self._actor_config,
+            self._actor_resources,
+            self._needs,
+            self,
+            self._first_ready,
+        )
+        self._slots.append(slot)
+        self._asked[slot] = time.monotonic()
+        slot.begin()
+
+    async def _scale_forever(self) -> None:
+        while not self._closed:
+            self._scale()
+            await asyncio.sleep(_SCALE_TICK)
+
+    def _scale(self) -> None:
+        """Ask for an actor for each job that has waited long enough beyond those being started,
+        up to the maximum; end actors idle too long, down to the minimum; tell waiting jobs."""
+        if self._closed or not self._connected or self._actor_config is None:
+            return
+        now = time.time()
+        starting = self.workers_starting
+        if self._slots:
+            due = sum(now - h.submitted_at >= self.scale_up_s for h in self._queue)
+        else:
+            due = len(self._queue)  # nothing could ever take them
+        while due > starting and len(self._slots) < self.max_workers:
+            log.info("%d job(s) waiting; asking for another actor", due)
+            self._add_actor()
+            starting += 1
+        if self._queue and self._asked:
+            note = WorkerStarting(self._start_eta())
+            for handle in self._queue:
+                if handle.waiting is None:
+                    handle.worker_starting(note)
+        if not self._queue:
+            self._retire_idle()
+
+    def _start_eta(self) -> float | None:
+        """About how many seconds until the soonest actor being started is ready."""
+        if self.start_seconds is None or not self._asked:
+            return None
+        waited = time.monotonic() - min(self._asked.values())
+        return max(1.0, self.start_seconds - waited)
+
+    def actor_broken(self, slot: ActorSlot, error: BaseException) -> bool:
+        """For a slot whose actor cannot load the model, after start-up: fail the jobs waiting
+        while no actor is up (they would wait for ever), and end the actor above the minimum
+        (True; the next job asks for another). At the minimum the slot tries again itself."""
+        if not self.workers_alive:
+            self.fail_queued(error)
+        if len(self._slots) <= self.min_workers:
+            return False
+        self._end(slot)
+        return True
+
+    def _retire_idle(self) -> None:
+        now = time.monotonic()
+        idle = sorted(
+            (since, slot.index, slot)
+            for slot, since in self._idle_since.items()
+            if slot.ready and slot not in self._busy and now - since >= self.idle_s
+        )
+        alive = self.workers_alive
+        for _, _, slot in idle:
+            if alive <= self.min_workers:
+                return
+            alive -= 1
+            log.info("ending %s: idle for %.0f s", slot, now - self._idle_since[slot])
+            self._end(slot)
+
+    def _end(self, slot: ActorSlot) -> None:
+        # Out of the runner's sight at once: no job can go to it from now on.
+        self._slots.remove(slot)
+        self._idle_since.pop(slot, None)
+        self._asked.pop(slot, None)
+        self.set_ready(slot, False)
+        self._spawn(slot.stop(), self._retiring)
+
     # -- status ----------------------------------------------------------------------------
 
     @property
     def warm(self) -> bool:
-        """True while at least one actor has the model loaded, until the backend closes."""
-        return self._started and not self._closed and any(slot.ready for slot in self._slots)
+        """True while at least one actor has the model loaded, or once connected with a minimum
+        of 0 (the cluster scales), until the backend closes."""
+        if not self._started or self._closed:
+            return False
+        if self.min_workers == 0:
+            return self._connected and self._first_ready is not None
+        return any(slot.ready for slot in self._slots)
+
+    @property
+    def size(self) -> int:
+        """The most actors (jobs that can run at once when all are up)."""
+        return self.max_workers
+
+    @property
+    def workers_wanted(self) -> int:
+        """Actors the jobs held now ask for: one per job running or queued, within the bounds."""
+        return max(self.min_workers, min(self.max_workers, self.running + self.queued))
 
     def worker_nodes(self) -> list[str]:
         """Node addresses of the actors that are up, in the order of `worker_pids`."""

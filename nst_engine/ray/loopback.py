@@ -7,6 +7,16 @@ cluster of several Ray nodes on this host, for the tests of a node that is lost.
     with LoopbackCluster(nodes=2) as cluster:        # a head with no CPUs, two 1-CPU nodes
         ...
         cluster.kill_node(node_id)                   # every process of that node, SIGKILLed
+    # a head with no CPU whose worker nodes (one CPU, one GPU each, up to two) Ray's autoscaler
+    # adds for actors that wait for room, and removes once idle
+    with LoopbackHead(cpus=0, autoscale=AutoscaledNodes(max_nodes=2, gpus=1)) as head:
+        ...
+
+The autoscaled nodes come from Ray's own fake multi-node provider, the one behind
+`ray.cluster_utils.AutoscalingCluster`, started here without that class: it reads a file the
+Ray wheel does not ship and runs ``ray stop --force`` before and after, which would end every
+Ray of this user on the host. The nodes are processes of the head's autoscaler, so they end
+with the head's process group.
 
 Ray binds the machine's outward address by default, even when told 127.0.0.1; Ray's one-host
 switch (`ENV`, read by every Ray process at import) makes it bind loopback only. The head runs
@@ -18,6 +28,7 @@ worker Ray started for it), never ``ray stop``, which would end every Ray of thi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -26,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -43,13 +55,76 @@ _START_TIMEOUT = 90.0
 _STOP_WAIT = 15.0
 
 
-class LoopbackHead:
-    """``ray start --head`` on 127.0.0.1 with ``cpus`` CPUs; `address` is for ``ray.init``."""
+@dataclass(frozen=True)
+class AutoscaledNodes:
+    """A worker node type that Ray's autoscaler adds to a `LoopbackHead` on demand (an actor or
+    task that no node has room for) and removes once idle."""
 
-    def __init__(self, cpus: int = 2, *, object_store_mb: int = 200, client: bool = False) -> None:
+    # The most such nodes at once.
+    max_nodes: int
+    # What each declares to Ray (the GPUs only declared: TensorFlow there finds none).
+    cpus: int = 1
+    gpus: int = 0
+    # Minutes a node without work stays before the autoscaler removes it.
+    idle_minutes: float = 0.1
+
+    def config(self, gcs_address: str) -> dict[str, Any]:
+        """The cluster configuration ``ray start --autoscaling-config`` reads (that of Ray's
+        fake multi-node example, with this node type)."""
+        return {
+            "cluster_name": "nst-loopback",
+            "max_workers": self.max_nodes,
+            "provider": {
+                "type": "fake_multinode",
+                "use_node_id_as_ip": True,
+                "disable_node_updaters": True,
+                "disable_launch_config_check": True,
+                "gcs_address": gcs_address,
+            },
+            "available_node_types": {
+                "ray.head.default": {"resources": {}, "node_config": {}, "max_workers": 0},
+                "worker": {
+                    "resources": {"CPU": self.cpus, "GPU": self.gpus},
+                    "node_config": {},
+                    "min_workers": 0,
+                    "max_workers": self.max_nodes,
+                },
+            },
+            "head_node_type": "ray.head.default",
+            "upscaling_speed": 1.0,
+            "idle_timeout_minutes": self.idle_minutes,
+            "docker": {},
+            "auth": {"ssh_user": "nobody"},
+            "file_mounts": {},
+            "cluster_synced_files": [],
+            "file_mounts_sync_continuously": False,
+            "rsync_exclude": [],
+            "rsync_filter": [],
+            "initialization_commands": [],
+            "setup_commands": [],
+            "head_setup_commands": [],
+            "worker_setup_commands": [],
+            "head_start_ray_commands": [],
+            "worker_start_ray_commands": [],
+        }
+
+
+class LoopbackHead:
+    """``ray start --head`` on 127.0.0.1 with ``cpus`` CPUs; `address` is for ``ray.init``.
+    ``autoscale``: worker nodes that Ray's autoscaler adds and removes (see the module)."""
+
+    def __init__(
+        self,
+        cpus: int = 2,
+        *,
+        object_store_mb: int = 200,
+        client: bool = False,
+        autoscale: AutoscaledNodes | None = None,
+    ) -> None:
         self.cpus = cpus
         self.object_store_mb = object_store_mb
         self.client = client
+        self.autoscale = autoscale
         self.port = 0
         self.client_port = 0
         self.temp_dir: Path | None = None
@@ -100,10 +175,17 @@ class LoopbackHead:
         ]
         if self.client:
             command.append(f"--ray-client-server-port={self.client_port}")
+        env = {**os.environ, **ENV}
+        if self.autoscale is not None:
+            config = self.temp_dir / "autoscaling.json"
+            config.write_text(json.dumps(self.autoscale.config(self.address)))
+            command.append(f"--autoscaling-config={config}")
+            # The fake provider refuses to run without the first; the second: look every second.
+            env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
         with open(self.log, "wb") as log:
             self._process = subprocess.Popen(
                 command,
-                env={**os.environ, **ENV},
+                env=env,
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

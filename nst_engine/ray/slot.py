@@ -22,13 +22,16 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nst_engine.errors import NSTError, WeightsError
 from nst_engine.messages import Failed, Finished, JobOrder, Progressed
 from nst_engine.options import Progress
-from nst_engine.runner import Runner, WorkerLost
+from nst_engine.runner import WorkerLost
 from nst_engine.worker import WorkerConfig
+
+if TYPE_CHECKING:
+    from nst_engine.ray.backend import RayBackend
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +59,9 @@ class ActorSlot:
     resources: dict[str, Any]
     # What the cluster must have free for the actor ("GPU", "2 CPUs"), for the operator.
     needs: str
-    # The backend: told when the actor is ready or not, and whether it is closing.
-    runner: Runner
+    # The backend: told when the actor is ready or not, or cannot load the model, and whether
+    # it is closing.
+    runner: RayBackend
     # Resolved when the backend's first actor is ready; failed by an actor that cannot load
     # the model before that.
     first_ready: asyncio.Future[None]
@@ -76,6 +80,9 @@ class ActorSlot:
         return f"actor {self.index} (pid {self.pid} on {self.node})"
 
     async def start(self) -> None:
+        self.begin()
+
+    def begin(self) -> None:
         """Ask Ray for the actor; the monitor marks it ready once it has loaded the model."""
         self._new_actor()
         self.monitor = asyncio.create_task(self._monitor(), name=f"nst-actor-{self.index}")
@@ -178,6 +185,8 @@ class ActorSlot:
                 )
                 if not self.first_ready.done():
                     self.first_ready.set_exception(message)
+                    return
+                if self.runner.actor_broken(self, message):
                     return
                 log.error(
                     "actor %d on %s cannot load the model (%s); trying another in %g s",

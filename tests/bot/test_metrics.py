@@ -27,6 +27,8 @@ async def test_metrics_are_served_in_prometheus_format_one_registry_per_bot():
     metrics.run_time.observe(12.0)
     metrics.steps_per_second.set(3.5)
     metrics.track(queued=lambda: 4, running=lambda: 1)
+    engine = SimpleNamespace(workers_alive=1, workers_starting=1, workers_wanted=2)
+    metrics.track_workers(engine)
     other.finished.inc(5)  # a second bot in the same process counts apart
     bot = SimpleNamespace(metrics=metrics, connected=True, pool=SimpleNamespace(warm=True))
     port = free_port()
@@ -42,6 +44,8 @@ async def test_metrics_are_served_in_prometheus_format_one_registry_per_bot():
     assert values["nst_jobs_finished_total"] == 1 and values["nst_jobs_rejected_total"] == 2
     assert values["nst_jobs_failed_total"] == 0 and values["nst_jobs_cancelled_total"] == 0
     assert values["nst_jobs_queued"] == 4 and values["nst_jobs_running"] == 1
+    assert values["nst_workers_alive"] == 1 and values["nst_workers_starting"] == 1
+    assert values["nst_workers_wanted"] == 2
     assert values['nst_run_seconds_bucket{le="15.0"}'] == 1 and values["nst_run_seconds_count"] == 1
     assert values["nst_queue_wait_seconds_count"] == 0 and values["nst_steps_per_second"] == 3.5
     assert values["nst_event_loop_lag_seconds_count"] == 0

@@ -45,6 +45,7 @@ async def world(cluster, tmp_path_factory) -> AsyncIterator[World]:
         nst_backend="ray",
         nst_ray_address=cluster.address,
         nst_workers=None,  # one actor per GPU of the cluster: one on each node
+        nst_ray_min_workers=2,  # both from the start, not as jobs wait
         nst_user_limit=2,
         nst_member_rate=0,
     ) as world:

@@ -39,6 +39,10 @@ class FakeHandle:
         for step in (1, 2):
             yield Progress(step, 2, Losses(1, 1, 1), 0.1 * step)
 
+    async def worker_starts(self):
+        return
+        yield
+
     async def result(self) -> StyleResult:
         return await self._script(self)
 
@@ -80,6 +84,9 @@ class Member:
 
     async def started(self, request) -> None:
         self.seen.append((request.id, "started"))
+
+    async def starting_worker(self, request, seconds) -> None:
+        self.seen.append((request.id, f"starting a worker {seconds}"))
 
     async def progress(self, request, progress) -> None:
         self.seen.append((request.id, f"{progress.step}/{progress.total}"))

@@ -49,6 +49,27 @@ def test_the_ray_settings_are_read(address):
     assert settings.nst_ray_cpus_per_worker == 4 and settings.nst_workers == 8
 
 
+def test_the_elastic_ray_settings_are_read_with_their_defaults():
+    settings = Settings.from_env(
+        {
+            "DISCORD_TOKEN": "t",
+            "NST_BACKEND": "ray",
+            "NST_RAY_MIN_WORKERS": "0",
+            "NST_RAY_MAX_WORKERS": "4",
+            "NST_RAY_SCALE_UP_S": "5",
+            "NST_RAY_IDLE_S": "0",
+            "NST_RAY_WORKER_GPUS": "1",
+        }
+    )
+    assert (settings.nst_ray_min_workers, settings.nst_ray_max_workers) == (0, 4)
+    assert (settings.nst_ray_scale_up_s, settings.nst_ray_idle_s) == (5.0, 0.0)
+    assert settings.nst_ray_worker_gpus == 1
+    defaults = Settings.from_env({"DISCORD_TOKEN": "t", "NST_BACKEND": "ray"})
+    assert (defaults.nst_ray_min_workers, defaults.nst_ray_max_workers) == (1, None)
+    assert (defaults.nst_ray_scale_up_s, defaults.nst_ray_idle_s) == (2.0, 300.0)
+    assert defaults.nst_ray_worker_gpus is None
+
+
 @pytest.mark.parametrize(
     "env, message",
     [
@@ -79,6 +100,36 @@ def test_the_ray_settings_are_read(address):
         (
             {"DISCORD_TOKEN": "t", "NST_RAY_CPUS_PER_WORKER": "0"},
             "NST_RAY_CPUS_PER_WORKER must be a whole number from 1 to 1024, not '0'",
+        ),
+        (
+            {"DISCORD_TOKEN": "t", "NST_RAY_MIN_WORKERS": "0"},
+            "NST_RAY_MIN_WORKERS is for NST_BACKEND=ray: a local pool keeps a fixed number of "
+            "workers (NST_WORKERS); remove it or set NST_BACKEND=ray",
+        ),
+        (
+            {"DISCORD_TOKEN": "t", "NST_BACKEND": "local", "NST_RAY_IDLE_S": "60"},
+            "NST_RAY_IDLE_S is for NST_BACKEND=ray",
+        ),
+        (
+            {"DISCORD_TOKEN": "t", "NST_BACKEND": "ray", "NST_RAY_MIN_WORKERS": "-1"},
+            "NST_RAY_MIN_WORKERS must be a whole number from 0 to 64, not '-1'",
+        ),
+        (
+            {"DISCORD_TOKEN": "t", "NST_BACKEND": "ray", "NST_RAY_MAX_WORKERS": "0"},
+            "NST_RAY_MAX_WORKERS must be a whole number from 1 to 64, not '0'",
+        ),
+        (
+            {"DISCORD_TOKEN": "t", "NST_BACKEND": "ray", "NST_RAY_SCALE_UP_S": "soon"},
+            "NST_RAY_SCALE_UP_S must be a whole number from 0 to 3600, not 'soon'",
+        ),
+        (
+            {
+                "DISCORD_TOKEN": "t",
+                "NST_BACKEND": "ray",
+                "NST_RAY_MIN_WORKERS": "3",
+                "NST_RAY_MAX_WORKERS": "2",
+            },
+            "NST_RAY_MIN_WORKERS (3) must not be above NST_RAY_MAX_WORKERS (2)",
         ),
     ],
 )

@@ -71,6 +71,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         bot.metrics.track(
             queued=lambda: len(self.scheduler.queue), running=lambda: len(self.scheduler.running)
         )
+        bot.metrics.track_workers(bot.pool)
 
     async def cog_load(self) -> None:
         # Context menus can't be declared in a cog; this one is added to the tree by hand.

@@ -29,6 +29,10 @@ class Notifier(Protocol):
 
     async def started(self, request: Request) -> None: ...
 
+    async def starting_worker(self, request: Request, seconds: float | None) -> None:
+        """The job waits for a worker being started, ready in about ``seconds`` (None: not
+        measured yet)."""
+
     async def progress(self, request: Request, progress: Progress) -> None: ...
 
     async def deliver(self, request: Request, png: bytes, result: StyleResult | None) -> None:

@@ -69,6 +69,13 @@ class Delivery:
                 request, f"🎨 {request.mention}, {painting(request)} 0%", cancel=True
             )
 
+    async def starting_worker(self, request: Request, seconds: float | None) -> None:
+        async with request.edit_lock:
+            # Looked up under the lock: a job whose worker is up keeps its "painting…".
+            if request.handle is None or request.handle.state != "queued":
+                return
+            await self.edit_status(request, starting_text(request, seconds), cancel=True)
+
     async def progress(self, request: Request, progress: Progress) -> None:
         now = time.monotonic()
         last = self._last_edit.get(request.id, 0.0)
@@ -318,6 +325,12 @@ def painting(request: Request, what: str = "") -> str:
     """What the status says while the picture is painted ("painting frame 2/5…"), with
     "again" after a restart."""
     return f"painting{what} again…" if request.resumed else f"painting{what}…"
+
+
+def starting_text(request: Request, seconds: float | None) -> str:
+    """The status while the job waits for a worker being started for it."""
+    about = "" if seconds is None else f" (about {max(1, round(seconds))} s)"
+    return f"⏳ {request.mention}, starting a worker…{about}"
 
 
 def picture_name(data: bytes) -> str:

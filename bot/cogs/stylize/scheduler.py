@@ -26,7 +26,7 @@ from bot.cogs.stylize.request import Request
 from bot.cogs.stylize.results import cancelled_text, encode_result, figures
 from bot.errors import UserFacingError
 from bot.logs import job_id_var
-from nst_engine.backend import Backend, JobTimeout, WorkerDied
+from nst_engine.backend import Backend, Handle, JobTimeout, WorkerDied
 from nst_engine.clips import Clip
 from nst_engine.errors import NSTError
 from nst_engine.options import StyleResult
@@ -293,10 +293,22 @@ class Scheduler:
         if request.cancel_requested:
             handle.cancel()
         await self.notifier.started(request)
-        async for progress in handle.events():
-            request.percent = int(100 * progress.step / progress.total)
-            await self.notifier.progress(request, progress)
-        return await handle.result()
+        waits = asyncio.create_task(self._tell_worker_starts(request, handle))
+        try:
+            async for progress in handle.events():
+                request.percent = int(100 * progress.step / progress.total)
+                await self.notifier.progress(request, progress)
+            return await handle.result()
+        finally:
+            waits.cancel()
+
+    async def _tell_worker_starts(self, request: Request, handle: Handle) -> None:
+        """While the job waits for a worker being started for it, say so (not a silent queue)."""
+        try:
+            async for note in handle.worker_starts():
+                await self.notifier.starting_worker(request, note.seconds)
+        except Exception as err:  # noqa: BLE001 - a lost status edit must not end the job
+            log.warning("could not say that a worker is starting: %s", err)
 
     async def _deliver(self, request: Request, png: bytes, result: StyleResult | None) -> None:
         tries = await self._delivery_tried(request)
