@@ -43,6 +43,9 @@ DEFAULT_STRENGTH = 5.0
 # The longest side a picture may be painted at, in pixels (`max_size`).
 MIN_SIZE = 32
 MAX_SIZE = 4096
+# `style_emphasis_per_doubling` acts between these long sides (the sizes it was measured at).
+EMPHASIS_BASE_SIDE = 256
+EMPHASIS_TOP_SIDE = 512
 
 Init = Literal["content", "noise", "matched"]
 Precision = Literal["auto", "float32", "bfloat16", "float16"]
@@ -116,6 +119,11 @@ class StyleOptions:
     # Multiplies the style weight. Presets that take fewer steps raise it a little so that they
     # reach the same style distance as the long plain loop (see bench/compare.py).
     style_emphasis: float = 1.0
+    # Multiplies `style_emphasis` once per doubling of the picture's long side above
+    # EMPHASIS_BASE_SIDE, up to EMPHASIS_TOP_SIDE (in between, by the fraction of a doubling):
+    # at 512 px the tutorial's 300 full-size steps take the style further than at 256 px, and
+    # a preset's few dozen steps need more weight on it to follow (docs/performance.md).
+    style_emphasis_per_doubling: float = 1.0
     # Weight of the total-variation (smoothness) term.
     tv_weight: float = 30.0
     # The TV weight is multiplied by this once per halving at the coarse levels. The TV term is a
@@ -205,6 +213,11 @@ class StyleOptions:
             f"style_emphasis must be above 0 and at most 100, not {self.style_emphasis}",
         )
         _check(
+            1 <= self.style_emphasis_per_doubling <= 10,
+            "style_emphasis_per_doubling must be between 1 and 10, "
+            f"not {self.style_emphasis_per_doubling}",
+        )
+        _check(
             math.isfinite(self.tv_weight) and self.tv_weight >= 0,
             f"tv_weight must be a finite number ≥ 0, not {self.tv_weight}",
         )
@@ -236,6 +249,12 @@ class StyleOptions:
         if base is None:
             base = style_weight_for_strength(self.strength)
         return base * self.style_emphasis
+
+    def style_weight_at(self, side: int) -> float:
+        """The style weight for a picture whose long side is ``side`` pixels."""
+        doublings = math.log2(max(side, 1) / EMPHASIS_BASE_SIDE)
+        doublings = min(max(doublings, 0.0), math.log2(EMPHASIS_TOP_SIDE / EMPHASIS_BASE_SIDE))
+        return self.effective_style_weight * self.style_emphasis_per_doubling**doublings
 
     def replace(self, **changes: object) -> StyleOptions:
         """A copy with some fields changed (validated again)."""
@@ -282,6 +301,7 @@ class Preset:
     coarse_optimizer: Optimizer | None = None
     # How much more the style weighs than at `strength` alone, and the TV weight per halving.
     style_emphasis: float | None = None
+    style_emphasis_per_doubling: float | None = None
     tv_level_scale: float | None = None
     # The seeded noise on the photo that makes each seed a variation.
     start_noise: float = PRESET_START_NOISE
@@ -301,7 +321,8 @@ class Preset:
 # levels, most steps at half the side, the photo's detail added back on the way up
 # (`keep_detail`) so the full-size level starts sharp, and the style weight ×4: with a few
 # dozen steps instead of 300, the style would otherwise stay further from the artwork than the
-# tutorial's on two of the five pairs. L-BFGS runs in float32 whatever the precision (see
+# tutorial's on two of the five pairs; ×3 more at 512 px, where ×4 left the style short on one
+# pair (1.09× the tutorial's; ×12 gave 0.998×). L-BFGS runs in float32 whatever the precision (see
 # solvers), so a preset gives the same picture on every machine.
 QUALITY_PRESETS: dict[str, Preset] = {
     # A quick look: the fewest full-size steps. Its style meets the tutorial's; its content may
@@ -313,6 +334,7 @@ QUALITY_PRESETS: dict[str, Preset] = {
         optimizer="lbfgs",
         keep_detail=True,
         style_emphasis=4.0,
+        style_emphasis_per_doubling=3.0,
     ),
     # The default.
     "balanced": Preset(
@@ -322,6 +344,7 @@ QUALITY_PRESETS: dict[str, Preset] = {
         optimizer="lbfgs",
         keep_detail=True,
         style_emphasis=4.0,
+        style_emphasis_per_doubling=3.0,
     ),
     # More steps at full size: the photo's structure held closest.
     "best": Preset(
@@ -331,6 +354,7 @@ QUALITY_PRESETS: dict[str, Preset] = {
         optimizer="lbfgs",
         keep_detail=True,
         style_emphasis=4.0,
+        style_emphasis_per_doubling=3.0,
     ),
 }
 DEFAULT_QUALITY = "balanced"

@@ -248,9 +248,9 @@ class _Run:
                 tf.constant(self.temporal.weight, tf.float32),
             )
         tv = opts.tv_weight * opts.tv_level_scale**depth
-        weights = tf.constant(
-            [opts.effective_content_weight, opts.effective_style_weight, tv], tf.float32
-        )
+        # The picture's full size decides the weight at every level, as the strokes' size does.
+        style_weight = opts.style_weight_at(max(self.target_px.shape[:2]))
+        weights = tf.constant([opts.effective_content_weight, style_weight, tv], tf.float32)
         solver: Solver = SOLVERS[optimizer](opts)
         level = Level(
             image=tf.Variable(self._level_start(image_px, target, coarser_target)),

@@ -53,6 +53,19 @@ def test_presets_are_the_schedules_tuned_on_trained_features():
     assert steps == sorted(steps)  # fast, balanced, best: more steps each
 
 
+@pytest.mark.parametrize("quality", list(QUALITY_PRESETS))
+def test_a_preset_weighs_the_style_more_on_larger_pictures_up_to_512(quality):
+    # docs/performance.md, "At 512 px": style x4 at 256 px left the style short at 512 px.
+    options = options_for_quality(quality, precision="float32")
+    at = options.style_weight_at
+    assert at(64) == at(256) == options.effective_style_weight
+    assert at(256) < at(384) < at(512) == at(1024)
+    assert at(512) == pytest.approx(options.style_emphasis_per_doubling * at(256))
+    assert options.style_emphasis_per_doubling > 1
+    plain = StyleOptions()
+    assert plain.style_weight_at(512) == plain.style_weight_at(256)
+
+
 def test_a_preset_sets_only_options_and_leaves_the_rest_at_their_defaults():
     option_names = {f.name for f in fields(StyleOptions)}
     assert {f.name for f in fields(Preset)} <= option_names
@@ -116,6 +129,7 @@ def test_the_learning_rate_decays_geometrically_within_a_level():
         ({"final_learning_rate": 0.0}, "final_learning_rate must be above 0"),
         ({"coarse_optimizer": "sgd"}, "coarse_optimizer must be adam or lbfgs"),
         ({"init": "zeros"}, "init must be content, noise or matched"),
+        ({"style_emphasis_per_doubling": 0.5}, "style_emphasis_per_doubling must be between 1"),
     ],
 )
 def test_bad_schedule_options_raise_a_clear_value_error(changes, message):
