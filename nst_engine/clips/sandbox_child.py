@@ -37,6 +37,9 @@ CONTAINER_OPTIONS = {
 }
 # More streams than a phone's video has (video, audio, a timecode or two) is refused.
 MAX_STREAMS = 8
+# FFmpeg's demuxers stop adding streams at its `max_streams` (1000 by default): a file that
+# declares more shows this many.
+FFMPEG_MAX_STREAMS = 1000
 CORRUPT = "the video file is truncated or corrupt"
 # libx264 when PyAV's FFmpeg has it; FFmpeg's own encoders are the fallback.
 H264_ENCODERS = ("libx264", "libopenh264", "h264")
@@ -103,8 +106,9 @@ def open_video(av, data: bytes, container: str):
         raise Refused(CORRUPT) from None
     if opened.format.name not in FORMAT_NAMES:
         raise Refused("only MP4, MOV and WebM videos are accepted")
-    if len(opened.streams) > MAX_STREAMS:
-        raise Refused(f"the video has {len(opened.streams)} streams; the limit is {MAX_STREAMS}")
+    if (count := len(opened.streams)) > MAX_STREAMS:
+        many = f"{count} or more" if count >= FFMPEG_MAX_STREAMS else str(count)
+        raise Refused(f"the video has {many} streams; the limit is {MAX_STREAMS}")
     if not opened.streams.video:
         raise Refused("the file has no video in it")
     stream = opened.streams.video[0]

@@ -171,7 +171,10 @@ def _hostile(fifo: Path) -> dict[str, tuple[bytes, str]]:
         "text named .mp4": (b"just some text, honestly\n" * 4, "looks like text"),
         "HLS playlist": (corpus.hls_playlist(str(fifo)), "looks like text"),
         "AVI referring elsewhere": (corpus.avi_referring(str(fifo)), "not recognised"),
-        "1000 streams": (corpus.many_streams_mkv(1000), "^the video has 1000 streams"),
+        "10,000 streams": (
+            corpus.many_streams_mkv(10_000),
+            "^the video has 1000 or more streams; the limit is 8$",
+        ),
         "frames larger than declared": (
             corpus.growing_frames_mkv(32, 512),
             r"^its frames decode to 512×512, not the 32×32 the file says$",
@@ -189,7 +192,7 @@ def _hostile(fifo: Path) -> dict[str, tuple[bytes, str]]:
         "text named .mp4",
         "HLS playlist",
         "AVI referring elsewhere",
-        "1000 streams",
+        "10,000 streams",
         "frames larger than declared",
     ],
 )

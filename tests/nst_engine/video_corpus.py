@@ -197,20 +197,80 @@ def avi_referring(target: str) -> bytes:
 
 
 def many_streams_mkv(streams: int) -> bytes:
-    """A Matroska of ``streams`` video tracks (one with frames in it). PyAV's muxer crashes
-    (SIGSEGV) past a few thousand tracks, so the tests use 1000."""
+    """A Matroska of ``streams`` video tracks, the first with frames in it. PyAV's muxer crashes
+    (SIGSEGV) past a few thousand tracks, so it writes two and the second's TrackEntry is
+    copied, numbered anew, up to ``streams``."""
     source = good_video("matroska", audio=False)
     with av.open(io.BytesIO(source), format="matroska") as inp:
         buffer = io.BytesIO()
         with av.open(buffer, "w", format="matroska") as out:
             template = inp.streams.video[0]
-            tracks = [out.add_stream_from_template(template) for _ in range(streams)]
+            tracks = [out.add_stream_from_template(template) for _ in range(2)]
             for packet in inp.demux(template):
                 if packet.dts is None:
                     continue
                 packet.stream = tracks[0]
                 out.mux(packet)
-        return buffer.getvalue()
+    data = buffer.getvalue()
+    start = data.index(_MKV_SEGMENT)
+    size, body = _ebml_size(data, start + len(_MKV_SEGMENT))
+    segment = data[body : body + size]
+    tracks_at, tracks_size, tracks_body = next(
+        (at, size, body) for at, eid, size, body in _ebml_children(segment) if eid == _MKV_TRACKS
+    )
+    first, template = (
+        segment[body : body + size]
+        for _, eid, size, body in _ebml_children(segment, tracks_body, tracks_body + tracks_size)
+        if eid == _MKV_TRACK_ENTRY
+    )
+    entries = [_ebml(_MKV_TRACK_ENTRY, first)]
+    for number in range(2, streams + 1):
+        fields = b"".join(
+            _ebml(eid, number.to_bytes(2, "big") if eid in _MKV_TRACK_IDS else template[b : b + n])
+            for _, eid, n, b in _ebml_children(template)
+        )
+        entries.append(_ebml(_MKV_TRACK_ENTRY, fields))
+    segment = (
+        segment[:tracks_at]
+        + _ebml(_MKV_TRACKS, b"".join(entries))
+        + segment[tracks_body + tracks_size :]
+    )
+    # The SeekHead's offsets past the tracks are now wrong; FFmpeg reads on without them.
+    return data[:start] + _ebml(_MKV_SEGMENT, segment)
+
+
+# Matroska (EBML) element ids: Segment, Tracks, TrackEntry, and TrackNumber and TrackUID.
+_MKV_SEGMENT = bytes.fromhex("18538067")
+_MKV_TRACKS = bytes.fromhex("1654AE6B")
+_MKV_TRACK_ENTRY = bytes.fromhex("AE")
+_MKV_TRACK_IDS = (bytes.fromhex("D7"), bytes.fromhex("73C5"))
+
+
+def _ebml_vint_length(first: int) -> int:
+    if not first:
+        raise ValueError("not an EBML variable-length number")
+    return 9 - first.bit_length()
+
+
+def _ebml_size(data: bytes, at: int) -> tuple[int, int]:
+    """An element's data size written at ``at``, and where its data starts."""
+    n = _ebml_vint_length(data[at])
+    return int.from_bytes(data[at : at + n], "big") & ((1 << (7 * n)) - 1), at + n
+
+
+def _ebml_children(data: bytes, start: int = 0, end: int | None = None):
+    """(where, id, size, where its data starts) of each element in ``data[start:end]``."""
+    at, end = start, len(data) if end is None else end
+    while at < end:
+        id_end = at + _ebml_vint_length(data[at])
+        size, body = _ebml_size(data, id_end)
+        yield at, data[at:id_end], size, body
+        at = body + size
+
+
+def _ebml(eid: bytes, payload: bytes) -> bytes:
+    """An element, its size in eight bytes."""
+    return eid + (1 << 56 | len(payload)).to_bytes(8, "big") + payload
 
 
 def growing_frames_mkv(small: int = 32, large: int = 512) -> bytes:
