@@ -35,6 +35,8 @@ from tests.bot.emulator import DiscordEmulator
 from tests.support import gradient_image, stripes_image
 
 TOKEN = "MTE0NTE0MTkxOTgxMDg5MzQ0MA.bot-under-test.token"
+# The buttons under a picture a member may iterate on, in order.
+RESULT_BUTTONS = ["Stronger", "Weaker", "Variation", "Upscale", "Edit", "Delete"]
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -14,7 +14,7 @@ import pytest_asyncio
 from nst_engine.continuation import STRONGER, parameters_hash
 from nst_engine.options import QUALITY_PRESETS
 from tests.bot.emulator import DiscordEmulator
-from tests.bot.harness import TOKEN, World, button, finished, ready_bot, running_bot
+from tests.bot.harness import RESULT_BUTTONS, TOKEN, World, button, finished, ready_bot, running_bot
 from tests.bot.test_continuing import job_of, made, stylize
 from tests.bot.test_hostile_admin import failures, journaled, one_line
 from tests.bot.test_hostile_stylize import size_of
@@ -47,14 +47,7 @@ async def test_edit_opens_a_form_with_the_pictures_options_filled_in(world: Worl
     result = await finished(
         await world.stylize(strength=6.5, quality="fast", size=64, preserve_colors=True, seed=7)
     )
-    assert [b["label"] for b in result.buttons()] == [
-        "Stronger",
-        "Weaker",
-        "Variation",
-        "Upscale",
-        "Edit",
-        "Delete",
-    ]
+    assert [b["label"] for b in result.buttons()] == RESULT_BUTTONS
     form = await open_form(world, result)
     assert form.modal is not None and form.modal["title"] == "Edit this picture"
     assert form.fields() == {
@@ -179,14 +172,7 @@ async def test_a_result_delivered_after_a_restart_has_the_same_buttons_and_edit_
 
         async with ready_bot(emu, data, "second.log", **env):
             painted, bigger = await finished(fresh, 120), await finished(upscale, 120)
-            assert labels(painted) == [
-                "Stronger",
-                "Weaker",
-                "Variation",
-                "Upscale",
-                "Edit",
-                "Delete",
-            ]
+            assert labels(painted) == RESULT_BUTTONS
             assert size_of(bigger) == (128, 96)
             assert labels(bigger) == ["Stronger", "Weaker", "Variation", "Edit", "Delete"]
 

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from bot.store import JournalUnavailable
-from tests.bot.harness import World, finished, result_png
+from tests.bot.harness import RESULT_BUTTONS, World, finished, result_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -332,14 +332,7 @@ async def test_a_vanished_webhook_falls_back_to_the_channel_and_an_unreachable_m
         lambda m: mention in m.content and bool(m.files), timeout=60
     )
     assert result_png(message).size == (64, 48)
-    assert [b["label"] for b in message.buttons()] == [
-        "Stronger",
-        "Weaker",
-        "Variation",
-        "Upscale",
-        "Edit",
-        "Delete",
-    ]
+    assert [b["label"] for b in message.buttons()] == RESULT_BUTTONS
 
     # Nor may the bot post in the channel: the job ends with one warning, no traceback.
     emu.fail_next("POST /webhooks/*", status=404)

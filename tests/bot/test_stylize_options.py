@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nst_engine.images import read_parameters
-from tests.bot.harness import World, button, finished, png_bytes, result_png
+from tests.bot.harness import RESULT_BUTTONS, World, button, finished, png_bytes, result_png
 from tests.support import gradient_image, stripes_image
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -49,14 +49,7 @@ async def test_a_saved_style_by_name_paints_and_the_png_says_how(world: World, s
     assert made["styles"] == ["saved:Stripes"] and made["seed"] == 7
     assert made["weights"] == "random" and made["quality"] == "balanced"
     assert {"strength", "size", "steps", "preserve_colors", "blend", "version"} <= set(made)
-    assert [b["label"] for b in result.buttons()] == [
-        "Stronger",
-        "Weaker",
-        "Variation",
-        "Upscale",
-        "Edit",
-        "Delete",
-    ]
+    assert [b["label"] for b in result.buttons()] == RESULT_BUTTONS
 
 
 async def test_style_name_is_autocompleted_from_the_servers_saved_styles(world, saved) -> None:

@@ -26,6 +26,7 @@ from bot.cogs.stylize.errors import (
     UserFacingError,
 )
 from bot.cogs.stylize.intake import Inputs
+from bot.cogs.stylize.lifecycle import RequestState
 from bot.cogs.stylize.request import EDITABLE, STRENGTH_STEP, Params, Request
 from bot.cogs.stylize.views import Action, EditForm, JobViews, label_of
 from bot.logs import job_id_var
@@ -240,7 +241,7 @@ class Buttons:
             await self._take_again(interaction, stored, params, parent)
             return
         key = (job_id, claim)
-        if self.claims.held(key, live=self.scheduler.jobs.__contains__)[0]:
+        if self.claims.held(key, live=self._on_its_way)[0]:
             raise StillPainting(label_of(claim))
         with self.claims.claim(key) as keep:
             request = await self._take_again(
@@ -248,6 +249,12 @@ class Buttons:
             )
             if request is not None:
                 keep(request.id)
+
+    def _on_its_way(self, job_id: str) -> bool:
+        """Whether a job is queued or painting. Once painted, its picture is being posted, and a
+        press as it appears makes a new job instead of being told it is still painting."""
+        request = self.scheduler.jobs.get(job_id)
+        return request is not None and request.state in (RequestState.QUEUED, RequestState.RUNNING)
 
     async def _take_again(
         self,
