@@ -28,6 +28,32 @@ def stripes_image(width: int, height: int, period: int = 6) -> np.ndarray:
     return image.astype(np.uint8)
 
 
+# How far `pan_frames` moves per frame, in pixels.
+SHIFT = 2
+
+
+def pan_frames(frames: int = 4, width: int = 48, height: int = 36) -> list[np.ndarray]:
+    """A textured picture moving 2 px left per frame: frame t at x is frame t-1 at x + 2."""
+    rng = np.random.default_rng(5)
+    big = gradient_image(width + SHIFT * frames, height, seed=3).astype(np.float32)
+    big += rng.normal(0, 25, big.shape[:2])[..., None]
+    big = np.clip(big, 0, 255).astype(np.uint8)
+    return [big[:, SHIFT * t : SHIFT * t + width].copy() for t in range(frames)]
+
+
+def flicker(frames) -> float:
+    """How much a clip of `pan_frames` changes from frame to frame beyond the pan: the mean
+    difference of each frame and the one before it moved by SHIFT (bench.animation's measure)."""
+    return float(
+        np.mean(
+            [
+                np.abs(b[:, :-SHIFT].astype(np.float32) - a[:, SHIFT:]).mean()
+                for a, b in zip(frames, frames[1:])
+            ]
+        )
+    )
+
+
 def listening_sockets(pids: list[int]) -> list[tuple[str, str]]:
     """(protocol, local address) of every TCP socket listening and every UDP socket bound by
     ``pids``, read from /proc."""

@@ -5,13 +5,17 @@ gives its first frame; Cancel and Stronger work on a video as on a GIF."""
 from __future__ import annotations
 
 import sqlite3
+from fractions import Fraction
 
+import numpy as np
 import pytest
 
 from nst_engine.clips import decode_clip, read_clip_parameters
 from nst_engine.clips.sandbox import probe_video
-from tests.bot.harness import World, finished
+from nst_engine.frames import Clip, encode_clip
+from tests.bot.harness import World, finished, png_bytes, result_png
 from tests.nst_engine import video_corpus as corpus
+from tests.support import flicker, pan_frames
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -52,6 +56,32 @@ async def test_a_two_second_mp4_with_sound_gives_an_mp4_of_the_same(world: World
     assert "your video, painted frame by frame: 4 frames at 2 fps, 2.0 s, as an MP4 with its " in (
         result.content
     )
+
+
+async def test_a_video_flickers_at_most_half_as_much_as_its_frames_painted_one_by_one(
+    world: World,
+) -> None:
+    # A panning clip as a member's MP4, and each of its frames (as the bot decodes them) sent
+    # as a photo of its own: the same artwork, quality and seed, painted by the same bot.
+    pan = Clip(tuple(pan_frames(4)), (250,) * 4, None, "mp4", Fraction(4))
+    video = encode_clip(pan, "mp4", quality=100)
+    style = world.painting()
+    clip = await finished(
+        await world.stylize(content=add_video(world, video), style=style, quality="fast"), 240
+    )
+    ours = decode_clip(sent_video(clip)).frames
+    alone = []
+    for frame in decode_clip(video).frames:
+        h, w = frame.shape[:2]
+        photo = world.emu.add_attachment(
+            "frame.png", png_bytes(frame), "image/png", width=w, height=h
+        )
+        still = await finished(await world.stylize(content=photo, style=style, quality="fast"))
+        alone.append(np.asarray(result_png(still).convert("RGB")))
+    # Frame-by-frame's pictures go through the same MP4 round trip as the video's.
+    alone = decode_clip(encode_clip(pan.with_frames(tuple(alone)), "mp4")).frames
+    assert len(ours) == len(alone) == 4 and ours[0].shape == alone[0].shape
+    assert flicker(ours) <= 0.5 * flicker(alone)
 
 
 async def test_a_webm_is_painted_too_and_comes_back_as_mp4(world: World) -> None:

@@ -24,29 +24,7 @@ from nst_engine.animation import (
 from nst_engine.frames import Clip, decode_clip, encode_clip
 from nst_engine.options import StyleOptions
 from nst_engine.transfer import TemporalTerm, stylize
-from tests.support import gradient_image, stripes_image
-
-SHIFT = 2
-
-
-def _pan(frames: int = 4, width: int = 48, height: int = 36) -> list[np.ndarray]:
-    """A textured picture moving 2 px left per frame: frame t at x is frame t-1 at x + 2."""
-    rng = np.random.default_rng(5)
-    big = gradient_image(width + SHIFT * frames, height, seed=3).astype(np.float32)
-    big += rng.normal(0, 25, big.shape[:2])[..., None]
-    big = np.clip(big, 0, 255).astype(np.uint8)
-    return [big[:, SHIFT * t : SHIFT * t + width].copy() for t in range(frames)]
-
-
-def _flicker(frames) -> float:
-    return float(
-        np.mean(
-            [
-                np.abs(b[:, :-SHIFT].astype(np.float32) - a[:, SHIFT:]).mean()
-                for a, b in zip(frames, frames[1:])
-            ]
-        )
-    )
+from tests.support import SHIFT, flicker, gradient_image, pan_frames, stripes_image
 
 
 def _tiny(**changes) -> StyleOptions:
@@ -54,8 +32,8 @@ def _tiny(**changes) -> StyleOptions:
     return StyleOptions(**{**values, **changes})
 
 
-def test_flow_warp_and_mask_follow_a_pan():
-    previous, later = _pan(2)
+def test_flow_warp_and_mask_follow_apan_frames():
+    previous, later = pan_frames(2)
     backward = optical_flow(later, previous)
     assert abs(float(np.median(backward[..., 0])) - SHIFT) < 0.25
     assert abs(float(np.median(backward[..., 1]))) < 0.25
@@ -105,7 +83,7 @@ def test_init_image_replaces_the_start(random_model, style_image):
 
 
 def test_clip_runs_first_frame_in_full_and_later_frames_short(random_model, style_image):
-    clip = _pan(3)
+    clip = pan_frames(3)
     seen = []
     result = stylize_frames(
         clip,
@@ -136,13 +114,13 @@ def test_cancelling_ends_the_clip_with_the_frames_so_far(random_model, style_ima
         return len(calls) > 14
 
     result = stylize_frames(
-        _pan(4), style_image, _tiny(), model=random_model, later_steps=4, should_stop=stop
+        pan_frames(4), style_image, _tiny(), model=random_model, later_steps=4, should_stop=stop
     )
     assert result.cancelled and len(result.frames) == 2 and result.steps == (12, 2)
 
 
 def test_temporal_consistency_flickers_less_than_frame_by_frame(random_model):
-    clip = _pan(4)
+    clip = pan_frames(4)
     style = stripes_image(48, 48)
     options = _tiny(steps=20)
     alone = stylize_frames(
@@ -150,13 +128,13 @@ def test_temporal_consistency_flickers_less_than_frame_by_frame(random_model):
     )
     ours = stylize_frames(clip, style, options, model=random_model, later_steps=6)
     assert alone.steps == (20, 20, 20, 20) and ours.steps == (20, 6, 6, 6)
-    assert _flicker(ours.frames) < 0.5 * _flicker(alone.frames)
+    assert flicker(ours.frames) < 0.5 * flicker(alone.frames)
 
 
 def test_a_video_result_flickers_at_most_half_as_much_as_frame_by_frame(random_model):
     # A member's MP4 (issue 25): decoded in the sandbox, painted, written back as MP4 and
     # decoded again; frame-by-frame's frames go through the same MP4 round trip.
-    source = Clip(tuple(_pan(4)), (250,) * 4, None, "mp4", Fraction(4))
+    source = Clip(tuple(pan_frames(4)), (250,) * 4, None, "mp4", Fraction(4))
     clip = decode_clip(encode_clip(source, "mp4", quality=100))
     style = stripes_image(48, 48)
     options = _tiny(steps=20)
@@ -171,14 +149,14 @@ def test_a_video_result_flickers_at_most_half_as_much_as_frame_by_frame(random_m
         assert len(sent.frames) == 4 and sent.rate == 4
         return sent.frames
 
-    assert _flicker(as_sent(ours.frames)) < 0.5 * _flicker(as_sent(alone.frames))
+    assert flicker(as_sent(ours.frames)) < 0.5 * flicker(as_sent(alone.frames))
 
 
 def test_bad_arguments_are_refused(random_model, style_image):
     with pytest.raises(ValueError, match="at least one frame"):
         stylize_frames([], style_image, model=random_model)
     with pytest.raises(ValueError, match="temporal_weight"):
-        stylize_frames(_pan(2), style_image, model=random_model, temporal_weight=-1)
+        stylize_frames(pan_frames(2), style_image, model=random_model, temporal_weight=-1)
     frames = [gradient_image(40, 32), gradient_image(32, 40)]
     with pytest.raises(ValueError, match="size of the first"):
         stylize_frames(frames, style_image, model=random_model)
@@ -192,7 +170,7 @@ def _nst(*args, cwd):
 
 
 def test_cli_stylizes_a_gif_into_a_gif(tmp_path):
-    clip = Clip(tuple(_pan(3, 40, 32)), (70, 0, 120), 2, "gif")
+    clip = Clip(tuple(pan_frames(3, 40, 32)), (70, 0, 120), 2, "gif")
     source = tmp_path / "clip.gif"
     source.write_bytes(encode_clip(clip))
     style = tmp_path / "painting.png"
@@ -228,7 +206,7 @@ def test_cli_stylizes_a_gif_into_a_gif(tmp_path):
 
 
 def test_cli_refuses_too_many_frames_in_one_line(tmp_path):
-    clip = Clip(tuple(_pan(5, 40, 32)), (50,) * 5, 0, "gif")
+    clip = Clip(tuple(pan_frames(5, 40, 32)), (50,) * 5, 0, "gif")
     source = tmp_path / "clip.gif"
     source.write_bytes(encode_clip(clip))
     style = tmp_path / "painting.png"
