@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from nst_engine.images import DEFAULT_MAX_BYTES
+from nst_engine.options import MAX_SIZE, MIN_SIZE
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("local", "ray")
@@ -148,8 +149,8 @@ class Settings:
             values["nst_gpus"] = tuple(g.strip() for g in gpus.split(",") if g.strip())
         for name, low, high in (
             ("nst_workers", 1, 64),
-            ("nst_max_size", 32, 4096),
-            ("nst_max_upscale_size", 64, 4096),
+            ("nst_max_size", MIN_SIZE, MAX_SIZE),
+            ("nst_max_upscale_size", 64, MAX_SIZE),
             ("nst_max_steps", 1, 10_000),
             ("nst_max_frames", 1, 1000),
             ("nst_max_clip_pixels", 4096, 1_000_000_000),
