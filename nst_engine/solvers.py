@@ -42,7 +42,7 @@ def loss_and_grad_function(extractor, n_style: int):
     """Compiled (content, style, tv, gradient) of the image, for L-BFGS."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def loss_and_grad(image, style_grams, content_targets, layer_weights, weights, temporal=()):
         with tf.GradientTape() as tape:
             tape.watch(image)
@@ -60,7 +60,7 @@ def step_function(extractor, n_style: int):
     """One compiled Adam step on the image variable; returns the weighted (content, style, tv)."""
     import tensorflow as tf
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(
         image, m, v, t, style_grams, content_targets, layer_weights, weights, adam, temporal=()
     ):

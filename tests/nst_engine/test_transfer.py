@@ -335,3 +335,25 @@ def test_onednns_failed_allocations_are_out_of_memory(
     monkeypatch.setattr(transfer._Run, "optimise", fail)
     with pytest.raises(OutOfMemory):
         stylize(content_image, style_image, StyleOptions(**TINY), model=random_model)
+
+
+def test_a_worker_that_exits_leaves_no_generated_code_in_the_temp_folder(tmp_path):
+    # A worker ends with os._exit (no atexit), so files TensorFlow's autograph writes for each
+    # traced function would stay in /tmp for every worker ever started.
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os, numpy as np\n"
+        "from nst_engine import StyleOptions, load_model, stylize\n"
+        "from nst_engine.options import options_for_quality\n"
+        "m = load_model('random')\n"
+        "p = np.full((40, 40, 3), 128, np.uint8)\n"
+        "stylize(p, p, options_for_quality('fast', max_size=40, steps=2), model=m)\n"
+        "stylize(p, p, StyleOptions(max_size=40, steps=2), model=m)\n"
+        "os._exit(0)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("__autograph")] == []
