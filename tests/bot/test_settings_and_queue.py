@@ -1,3 +1,6 @@
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
 from bot.cogs.stylize.errors import MemberQueueFull, QueueFull
@@ -30,6 +33,16 @@ def test_settings_read_every_variable_and_hide_the_token():
     assert defaults.nst_workers is None  # one CPU worker, or one per GPU / per Ray resources
     assert defaults.nst_ray_address is None and defaults.nst_ray_cpus_per_worker == 2
     assert "secret-token" not in repr(settings)
+
+
+def test_every_setting_is_listed_for_operators_with_its_default():
+    # An operator finds every variable in .env.example and the settings page of the manual.
+    root = Path(__file__).resolve().parents[2]
+    example = (root / ".env.example").read_text()
+    manual = (root / "docs" / "settings.md").read_text()
+    names = [f.name.upper() for f in fields(Settings)]
+    assert [n for n in names if n not in example] == []
+    assert [n for n in names if f"`{n}`" not in manual] == []
 
 
 @pytest.mark.parametrize(
