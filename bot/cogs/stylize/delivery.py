@@ -15,7 +15,7 @@ from PIL import Image
 
 from bot.cogs.stylize.contracts import Undeliverable
 from bot.cogs.stylize.lifecycle import RequestState
-from bot.cogs.stylize.request import Request
+from bot.cogs.stylize.request import Request, size_cap
 from bot.cogs.stylize.results import figures
 from bot.cogs.stylize.views import Action, JobViews
 from bot.markdown import literal
@@ -151,10 +151,10 @@ class Delivery:
         file itself: a result delivered after a restart has only that."""
         if request.clip is not None or name != "stylized.png":
             return False
-        cap = self.bot.settings.nst_max_upscale_size
+        rules = None
         if request.guild_id is not None:
             rules = await self.bot.store.guild_settings(request.guild_id)
-            cap = min(cap, rules.max_size or cap)
+        cap = size_cap(self.bot.settings, rules, upscale=True)
         with Image.open(io.BytesIO(png)) as picture:  # reads the header only
             long_side = max(picture.size)
         return upscaled_size(long_side, cap) is not None

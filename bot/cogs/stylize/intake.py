@@ -18,7 +18,7 @@ from bot import access, attachments
 from bot.cogs.stylize.continuing import Continuing
 from bot.cogs.stylize.delivery import Delivery, queued_text
 from bot.cogs.stylize.errors import DailyLimit, TooFast, UserFacingError
-from bot.cogs.stylize.request import Params, Request
+from bot.cogs.stylize.request import Params, Request, size_cap
 from bot.cogs.stylize.scheduler import Scheduler
 from bot.logs import job_id_var
 from bot.store import GuildSettings
@@ -206,13 +206,8 @@ class Intake:
         return rules
 
     def size_cap(self, rules: GuildSettings | None, *, upscale: bool = False) -> int:
-        """The longest side a picture may have: the bot's cap (NST_MAX_UPSCALE_SIZE for an
-        upscale, else NST_MAX_SIZE), or the server's if lower."""
-        settings = self.bot.settings
-        cap = settings.nst_max_upscale_size if upscale else settings.nst_max_size
-        if rules is not None and rules.max_size:
-            cap = min(cap, rules.max_size)
-        return cap
+        """The longest side a picture may have under ``rules`` (`request.size_cap`)."""
+        return size_cap(self.bot.settings, rules, upscale=upscale)
 
     @contextlib.asynccontextmanager
     async def place(self, interaction: discord.Interaction) -> AsyncIterator[None]:

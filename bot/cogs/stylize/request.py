@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import discord
 import numpy as np
@@ -19,6 +19,10 @@ from bot.store import JobRecord
 from nst_engine.backend import Handle
 from nst_engine.clips import Clip
 
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from bot.store import GuildSettings
+
 Quality = Literal["fast", "balanced", "best"]
 QUALITIES: tuple[Quality, ...] = ("fast", "balanced", "best")
 # Discord's upload limit for a server without boosts, when the interaction does not say.
@@ -29,6 +33,15 @@ STRENGTH_STEP = 2.0
 EDITABLE = ("strength", "quality", "size", "preserve_colors", "seed")
 # How the form's "preserve colours" field is answered.
 _YES_NO = {"yes": True, "no": False, "true": True, "false": False, "y": True, "n": False}
+
+
+def size_cap(settings: Settings, rules: GuildSettings | None, *, upscale: bool = False) -> int:
+    """The longest side a picture may have: the bot's cap (NST_MAX_UPSCALE_SIZE for an upscale,
+    else NST_MAX_SIZE), or the server's if lower."""
+    cap = settings.nst_max_upscale_size if upscale else settings.nst_max_size
+    if rules is not None and rules.max_size:
+        cap = min(cap, rules.max_size)
+    return cap
 
 
 @dataclass(frozen=True)
