@@ -77,6 +77,7 @@ def make_backend(settings: Settings) -> Backend:
             ),
             address=settings.nst_ray_address,
             cpus_per_worker=settings.nst_ray_cpus_per_worker,
+            max_growth_percent=settings.nst_worker_max_growth,
         )
     return EnginePool(
         settings.nst_weights,
@@ -84,6 +85,7 @@ def make_backend(settings: Settings) -> Backend:
         gpus=settings.nst_gpus or None,
         memory_limit_mb=settings.nst_worker_memory_mb or None,
         pid_dir=settings.nst_data_dir / "workers",
+        max_growth_percent=settings.nst_worker_max_growth,
     )
 
 

@@ -95,6 +95,9 @@ class Settings:
     # Memory (MB) each CPU worker may use beyond its loaded model; a picture needing more is
     # refused with "try a smaller size". 0: no cap.
     nst_worker_memory_mb: int = 0
+    # A worker whose resident memory has grown by more than this percentage since its first job
+    # is replaced between two jobs (TensorFlow keeps state for every picture size). 0: never.
+    nst_worker_max_growth: int = 15
     # Seconds a job may run before it is stopped.
     nst_job_timeout: float = 900.0
     # Seconds one attempt at downloading an attachment may take (three attempts, with backoff).
@@ -161,6 +164,7 @@ class Settings:
             ("nst_member_rate", 0, 10_000),
             ("nst_guild_rate", 0, 100_000),
             ("nst_worker_memory_mb", 0, 1_000_000),
+            ("nst_worker_max_growth", 0, 1000),
             ("nst_ray_cpus_per_worker", 1, 1024),
             ("nst_ray_min_workers", 0, 64),
             ("nst_ray_max_workers", 1, 64),

@@ -86,6 +86,8 @@ class Finished:
     ticket: int
     # A StyleResult for a `Job`, an AnimationResult for an `AnimationJob`.
     result: Any
+    # Why the worker should be replaced before its next job (`nst_engine.worker.Growth`).
+    outgrown: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class Failed:
     error: Exception
     # The worker's traceback of an error the engine did not raise on purpose, else None.
     traceback: str | None = None
+    # Why the worker should be replaced before its next job (`nst_engine.worker.Growth`).
+    outgrown: str | None = None
 
     def exception(self) -> Exception:
         """The error to raise on the runner's side, the worker's traceback as its cause."""

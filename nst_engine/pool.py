@@ -113,6 +113,8 @@ class WorkerSlot:
     publish: Callable[[Progress], None] | None = None
     # The ticket of the last job asked to stop.
     stopping: int | None = None
+    # Why the worker should be replaced after the job it runs (`worker.Growth`), if it should.
+    outgrown: str | None = None
     # Replaces a worker that died, broke or was killed.
     restart: asyncio.Task[None] | None = None
 
@@ -184,6 +186,11 @@ class WorkerSlot:
             raise
         finally:
             self.answer = self.order = self.publish = None
+            outgrown, self.outgrown = self.outgrown, None
+            if outgrown and self.process is process and not self.pool.closed:
+                # Before `run` returns, so that the pool gives it no other job meanwhile.
+                log.info("replacing %s: %s", self, outgrown)
+                self._retire()
 
     def cancel(self, ticket: int) -> None:
         self.stopping = ticket
@@ -241,8 +248,10 @@ class WorkerSlot:
         elif isinstance(message, messages.LoadFailed):
             answer.set_exception(message.error)
         elif isinstance(message, messages.Finished):
+            self.outgrown = message.outgrown
             answer.set_result(message.result)
         elif isinstance(message, messages.Failed):
+            self.outgrown = message.outgrown
             answer.set_exception(message.exception())
 
     def _send(self, message: Any) -> None:
@@ -313,12 +322,15 @@ class EnginePool(Runner):
         seed: int = 0,
         memory_limit_mb: int | None = None,
         pid_dir: str | os.PathLike[str] | None = None,
+        max_growth_percent: float = 0.0,
     ) -> None:
         """``workers`` defaults to 1 on CPU and to one per GPU when ``gpus`` (e.g. ["0", "1"])
         is given; with more workers than GPUs they share the GPUs in turn. ``memory_limit_mb``
         caps what each CPU worker may map beyond its loaded model (None: no cap). ``pid_dir``
         (created if missing) holds a pid file per worker; at start, workers that an earlier
-        pool on the same directory left running are ended."""
+        pool on the same directory left running are ended. A worker whose resident memory has
+        grown by more than ``max_growth_percent`` since its first job is replaced between two
+        jobs (0: never; see `worker.Growth`)."""
         super().__init__()
         gpus = list(gpus or [])
         workers = workers if workers is not None else max(1, len(gpus))
@@ -345,6 +357,7 @@ class EnginePool(Runner):
                     preview_interval,
                     progress_interval,
                     memory_limit_mb,
+                    max_growth_percent,
                 ),
                 self,
             )

@@ -79,6 +79,9 @@ class WorkerConfig:
     progress_interval: float
     # How much this worker may map beyond its loaded model (None: no cap).
     memory_limit_mb: int | None = None
+    # Replace the worker between jobs once its resident memory has grown by more than this
+    # percentage over what it held after its first job (0: never); see `Growth`.
+    max_growth_percent: float = 0.0
 
 
 class Outbox(Protocol):
@@ -151,10 +154,11 @@ def main(sock: socket.socket, parent_pid: int, config: WorkerConfig) -> None:
         pipe.send(LoadFailed(portable(err)))
         return
     pipe.send(Loaded())
+    growth = Growth(config.max_growth_percent)
     while True:
         message = pipe.receive()
         if isinstance(message, JobOrder):
-            run(pipe, model, config, message)
+            run(pipe, model, config, message, growth)
         # Anything else is a cancel that arrived after its job ended: nothing left to stop.
 
 
@@ -216,9 +220,60 @@ def _cap_memory(extra_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (mapped + extra_mb * 2**20, resource.RLIM_INFINITY))
 
 
-def run(outbox: Outbox, model: VGG19Features, config: WorkerConfig, order: JobOrder) -> None:
+class Growth:
+    """Whether a worker has outgrown itself: its resident memory after a job against what it held
+    after its first one (the model, TensorFlow's runtime and one picture's buffers loaded).
+
+    TensorFlow's CPU runtime keeps state for every picture size it has run (docs/soak.md): a
+    worker that paints many different sizes grows for hundreds of jobs. Past the bound, the
+    worker's slot replaces it between two jobs (a model load's wait for the next job), as
+    Celery's ``worker_max_memory_per_child`` does; no job is lost.
+    """
+
+    def __init__(self, max_percent: float, resident: Callable[[], float | None] | None = None):
+        self.max_percent = max_percent
+        self._resident = resident or resident_mb
+        self.first_mb: float | None = None
+
+    def check(self) -> str | None:
+        """After a job: why this worker should be replaced, or None."""
+        if not self.max_percent:
+            return None
+        now = self._resident()
+        if now is None:
+            return None
+        if self.first_mb is None:
+            self.first_mb = now
+            return None
+        growth = (now / self.first_mb - 1) * 100
+        if growth <= self.max_percent:
+            return None
+        return (
+            f"its memory grew from {self.first_mb:.0f} MB after its first job to {now:.0f} MB"
+            f" (+{growth:.0f}%, more than {self.max_percent:g}%)"
+        )
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory in MB now (None where /proc cannot say: not Linux)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run(
+    outbox: Outbox,
+    model: VGG19Features,
+    config: WorkerConfig,
+    order: JobOrder,
+    growth: Growth | None = None,
+) -> None:
     """Run one job (a picture, or an animation's frames), reporting its progress and obeying
-    cancel and time limit; its last message is its result or its error."""
+    cancel and time limit; its last message is its result or its error, and says whether the
+    worker has outgrown itself (``growth``)."""
     job, ticket = order.job, order.ticket
     deadline = math.inf if job.timeout is None else time.monotonic() + job.timeout
     stop = timed_out = False
@@ -240,12 +295,19 @@ def run(outbox: Outbox, model: VGG19Features, config: WorkerConfig, order: JobOr
     except Exception as err:  # noqa: BLE001 - every outcome goes back to the runner
         # The runner logs the traceback of what the engine did not raise on purpose.
         expected = isinstance(err, NSTError | ValueError)
-        outbox.send(Failed(ticket, portable(err), None if expected else traceback.format_exc()))
+        trace = None if expected else traceback.format_exc()
+        outbox.send(Failed(ticket, portable(err), trace, outgrown=_outgrown(growth)))
         return
+    outgrown = _outgrown(growth)
     if timed_out:
-        outbox.send(Failed(ticket, TimedOut(f"stopped after {job.steps_run(result)} steps")))
+        stopped = TimedOut(f"stopped after {job.steps_run(result)} steps")
+        outbox.send(Failed(ticket, stopped, outgrown=outgrown))
     else:
-        outbox.send(Finished(ticket, result))
+        outbox.send(Finished(ticket, result, outgrown=outgrown))
+
+
+def _outgrown(growth: Growth | None) -> str | None:
+    return None if growth is None else growth.check()
 
 
 class Reporter:

@@ -62,6 +62,7 @@ class EngineActor:
         self._stopped: set[int] = set()
         self._mailboxes: dict[int, Mailbox] = {}
         self._model: Any = None
+        self._growth = worker.Growth(config.max_growth_percent)
         self._broken: Exception | None = None
         self._node = ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id()
         try:
@@ -92,7 +93,7 @@ class EngineActor:
 
     def _work(self, mailbox: Mailbox, order: JobOrder) -> None:
         try:
-            worker.run(mailbox, self._model, self._config, order)
+            worker.run(mailbox, self._model, self._config, order, self._growth)
         finally:
             self._stopped.discard(order.ticket)
 

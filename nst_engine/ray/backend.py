@@ -102,6 +102,7 @@ class RayBackend(Runner):
         progress_interval: float = 0.5,
         seed: int = 0,
         namespace: str = "nst-bot",
+        max_growth_percent: float = 0.0,
     ) -> None:
         """``address``: an existing cluster (``HOST:PORT`` or ``auto``) of which this host is a
         node, its Ray Client server (``ray://HOST:PORT``), or None to start a Ray on this host,
@@ -109,7 +110,8 @@ class RayBackend(Runner):
         per GPU in the cluster, else one per ``cpus_per_worker`` CPUs, and is never below
         ``min_workers``; see the module's docstring for ``scale_up_s`` and ``idle_s``.
         ``gpu_actors``: whether each actor takes a GPU; None: if the cluster has a GPU when we
-        connect (a cluster that scales its GPU nodes from zero has none then: say True)."""
+        connect (a cluster that scales its GPU nodes from zero has none then: say True).
+        ``max_growth_percent``: as `EnginePool`'s, for each actor (replaced by Ray's restart)."""
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
         if max_workers is not None and max_workers < 1:
@@ -126,6 +128,7 @@ class RayBackend(Runner):
             raise ValueError("preview_interval and progress_interval must be ≥ 0 seconds")
         super().__init__()
         self.weights = weights
+        self.max_growth_percent = max_growth_percent
         self.workers = max_workers or workers
         self.min_workers = min_workers
         # Known once connected (`_plan`).
@@ -285,6 +288,7 @@ class RayBackend(Runner):
             cpu_threads=threads,
             preview_interval=self.preview_interval,
             progress_interval=self.progress_interval,
+            max_growth_percent=self.max_growth_percent,
         )
         self.max_workers = max(self.workers or default, self.min_workers)
         why = (

@@ -96,12 +96,20 @@ class ActorSlot:
             await _answer(actor.start.remote(ref))
             if self.stopping == order.ticket:  # cancelled before the actor had it
                 actor.cancel.remote(order.ticket)
-            return await _follow(actor, order, publish)
+            answer = await _follow(actor, order, publish)
         except ray.exceptions.RayError as err:
             if not self.runner.closed:  # else ended by `close`: nothing to tell
                 log.warning("job %s: its actor %d was lost: %s", order.job.job_id, self.index, err)
                 self._lost(one_line(err))
             raise WorkerLost(_how_lost(ray, err)) from None
+        if answer.outgrown and not self.runner.closed:
+            # Before `run` returns, so that the backend gives it no other job meanwhile.
+            log.info("replacing %s: %s", self, answer.outgrown)
+            self._lost("replaced: " + answer.outgrown)
+            self._kill(restart=True)
+        if isinstance(answer, Failed):
+            raise answer.exception()
+        return answer.result
 
     def cancel(self, ticket: int) -> None:
         self.stopping = ticket
@@ -224,16 +232,16 @@ class ActorSlot:
                 self.ray.kill(self.actor, no_restart=not restart)
 
 
-async def _follow(actor: Any, order: JobOrder, publish: Callable[[Progress], None]) -> Any:
-    """Publish a job's progress as its actor reports it; its result (or its error, raised)."""
+async def _follow(
+    actor: Any, order: JobOrder, publish: Callable[[Progress], None]
+) -> Finished | Failed:
+    """Publish a job's progress as its actor reports it; its last message, the result or error."""
     while True:
         for message in await _answer(actor.messages.remote(order.ticket, _POLL)):
             if isinstance(message, Progressed):
                 publish(message.progress)
-            elif isinstance(message, Finished):
-                return message.result
-            elif isinstance(message, Failed):
-                raise message.exception()
+            elif isinstance(message, Finished | Failed):
+                return message
             else:  # UnknownJob: Ray restarted the actor between two polls
                 raise WorkerLost(
                     f"its Ray actor was restarted and no longer knows job {order.ticket}"

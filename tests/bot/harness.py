@@ -135,6 +135,8 @@ async def running_bot(
                 "nst_dev_guild": emu.guild.id,
                 "nst_http_port": free_port(),
                 "nst_data_dir": data_dir,
+                # Off, so that no test's worker is replaced under it; test_pool tests it.
+                "nst_worker_max_growth": 0,
                 **settings,
             }
         )
@@ -148,6 +150,7 @@ async def running_bot(
                 config.nst_weights,
                 workers=config.nst_workers,
                 memory_limit_mb=config.nst_worker_memory_mb or None,
+                max_growth_percent=config.nst_worker_max_growth,
                 **pool_options,
             )
         )

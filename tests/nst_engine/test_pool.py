@@ -22,7 +22,7 @@ from nst_engine import StyleOptions, WeightsError
 from nst_engine.images import output_size
 from nst_engine.options import Losses, Progress
 from nst_engine.pool import EnginePool, Job, JobFailed
-from nst_engine.worker import Reporter
+from nst_engine.worker import Growth, Reporter
 from tests.support import gradient_image, stripes_image
 
 on_pool_loop = pytest.mark.asyncio(loop_scope="module")
@@ -112,6 +112,35 @@ async def test_unreadable_weights_raise_weights_error_and_leave_nothing_behind(t
         async with EnginePool(str(missing)):
             pytest.fail("the pool should not start")
     assert_no_children([])
+
+
+async def test_a_worker_that_outgrew_its_memory_bound_is_replaced_and_no_job_is_lost(caplog):
+    """Each picture size leaves state in TensorFlow's runtime (docs/soak.md). Past its bound
+    (here any growth at all), the worker is replaced between two jobs; the jobs queued
+    meanwhile wait for the new one and come back whole."""
+    caplog.set_level("INFO", logger="nst_engine.pool")
+    sizes = [(24, 24), (48, 40), (64, 48), (40, 64)]
+    async with EnginePool("random", workers=1, max_growth_percent=1e-9) as pool:
+        first = pool.worker_pids()
+        handles = [pool.submit(tiny_job(width=w, height=h)) for w, h in sizes]
+        results = await asyncio.gather(*(h.result() for h in handles))
+        await asyncio.wait_for(pool.wait_warm(), 60)
+        assert pool.worker_pids() != first
+    for (w, h), result in zip(sizes, results, strict=True):
+        out_w, out_h = output_size(w, h, 48)
+        assert result.image.shape == (out_h, out_w, 3) and result.steps == 4
+    replaced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("replacing")]
+    assert replaced and "its memory grew from" in replaced[0], replaced
+
+
+def test_growth_replaces_a_worker_only_past_its_bound():
+    resident = iter([1000.0, 1100.0, 1149.0, 1200.0])
+    growth = Growth(15, resident=lambda: next(resident))
+    assert [growth.check() for _ in range(3)] == [None, None, None]  # first, +10%, +14.9%
+    assert growth.check() == (
+        "its memory grew from 1000 MB after its first job to 1200 MB (+20%, more than 15%)"
+    )
+    assert Growth(0, resident=lambda: pytest.fail("not measured when off")).check() is None
 
 
 def test_the_reporter_throttles_progress_and_previews():

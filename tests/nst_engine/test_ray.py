@@ -209,3 +209,24 @@ async def test_a_failed_connection_is_told_in_one_line_and_ray_client_tries_agai
         assert (await backend.submit(tiny_job()).result()).steps == 4
     retries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
     assert len(retries) == (1 if head.client else 0), retries
+
+
+@on_ray_loop
+async def test_an_actor_that_outgrew_its_memory_bound_is_replaced_and_no_job_is_lost(
+    head, caplog
+):
+    """As the pool's worker (`test_pool.py`): past its bound (here any growth), Ray restarts the
+    actor between two jobs, and the jobs queued meanwhile come back whole."""
+    caplog.set_level("INFO", logger="nst_engine.ray")
+    backend = RayBackend(
+        "random", 1, address=address_of(head), cpus_per_worker=1, max_growth_percent=1e-9
+    )
+    async with backend:
+        first = backend.worker_pids()
+        handles = [backend.submit(tiny_job(steps=3 + i)) for i in range(4)]
+        results = await asyncio.gather(*(h.result() for h in handles))
+        await asyncio.wait_for(backend.wait_warm(), 120)
+        assert backend.worker_pids() != first
+    assert [r.steps for r in results] == [3, 4, 5, 6]
+    replaced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("replacing")]
+    assert replaced and "its memory grew from" in replaced[0], replaced
