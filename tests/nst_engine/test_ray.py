@@ -212,9 +212,7 @@ async def test_a_failed_connection_is_told_in_one_line_and_ray_client_tries_agai
 
 
 @on_ray_loop
-async def test_an_actor_that_outgrew_its_memory_bound_is_replaced_and_no_job_is_lost(
-    head, caplog
-):
+async def test_an_actor_that_outgrew_its_memory_bound_is_replaced_and_no_job_is_lost(head, caplog):
     """As the pool's worker (`test_pool.py`): past its bound (here any growth), Ray restarts the
     actor between two jobs, and the jobs queued meanwhile come back whole."""
     caplog.set_level("INFO", logger="nst_engine.ray")
