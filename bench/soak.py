@@ -17,7 +17,9 @@ Targets, checked at the end (the exit status is 1 if one fails): each RSS after 
 within ``--rss-tolerance`` (15%) of its value after the early one; every job's picture delivered
 exactly once; after pruning, NST_DATA_DIR holds only what live jobs need (the journal, the
 worker's pid file and the folders of jobs not yet delivered, here none) and the journal no job
-row.
+row; the worker never restarted except when replaced for its memory bound
+(NST_WORKER_MAX_GROWTH, its default unless ``--max-growth``), which the report counts. The
+worker's RSS is measured once it is up and warm (a replaced one has loaded its model).
 """
 
 from __future__ import annotations
@@ -107,6 +109,10 @@ class SoakReport:
     # The fraction each process's RSS may grow by from ``early`` to ``last``, by "bot" and
     # "worker".
     rss_tolerance: Mapping[str, float]
+    # Times the worker was replaced for its memory bound (NST_WORKER_MAX_GROWTH), and times it
+    # started in all (the first included), from the bot's log.
+    replaced: int = 0
+    worker_starts: int = 1
     # Why jobs were lost, one line each (the first few).
     problems: list[str] = field(default_factory=list)
 
@@ -135,8 +141,11 @@ class SoakReport:
                 f"after pruning, {self.rows_left} job row(s) and {len(self.leftovers)} file(s) "
                 f"no live job needs: {', '.join(self.leftovers[:5])}"
             )
-        if self.early.worker_pid != self.last.worker_pid:
-            failed.append("the engine worker was restarted during the soak")
+        if self.worker_starts - 1 != self.replaced:
+            failed.append(
+                f"the engine worker started {self.worker_starts} times but was replaced for its "
+                f"memory bound {self.replaced} times: it died or was restarted"
+            )
         return failed
 
     def table(self) -> list[str]:
@@ -165,6 +174,7 @@ class SoakReport:
             f"{self.jobs} jobs ({kinds}) in {self.seconds / 60:.1f} min",
             f"lost {self.lost}, delivered twice {self.duplicated}, pictures posted "
             f"{self.pictures}; pruning removed {self.removed} job(s), {self.rows_left} left",
+            f"worker replaced {self.replaced} time(s) for its memory bound (NST_WORKER_MAX_GROWTH)",
             *self.table(),
             *self.problems,
             *(["targets met"] if not failures else [f"FAILED: {f}" for f in failures]),
@@ -229,9 +239,12 @@ async def run_soak(
     keep_hours: float,
     rss_tolerance: Mapping[str, float] = RSS_TOLERANCE,
     job_timeout: float = 900,
+    health_port: int | None = None,
+    bot_log: Path | None = None,
 ) -> SoakReport:
     """Send ``plan``'s jobs to the bot ``bot_pid`` (``python -m bot`` on ``data_dir``, with
-    NST_KEEP_HOURS ``keep_hours``) through ``emu``, ``WINDOW`` at a time, and measure."""
+    NST_KEEP_HOURS ``keep_hours``, its /healthz on ``health_port`` and its log in ``bot_log``)
+    through ``emu``, ``WINDOW`` at a time, and measure."""
     rng = random.Random(plan.seed)
     photo = emu.add_attachment(
         "photo.png",
@@ -306,6 +319,7 @@ async def run_soak(
             await send(n)
         await settle(0)
         await asyncio.sleep(1.0)  # the worker and the bot have let go of the last job
+        await _until_worker(data_dir, health_port)  # a replaced worker has loaded its model
         return snapshot(bot_pid, data_dir, sum(len(pictures(i)) > 0 for _, i in sent))
 
     early = min(early, plan.jobs)
@@ -317,6 +331,7 @@ async def run_soak(
     pruned = snapshot(bot_pid, data_dir, last.jobs)
     rows_left, leftovers = await asyncio.to_thread(_not_needed, data_dir)
     lost = [(k, i) for k, i in sent if not pictures(i)]
+    log_text = bot_log.read_text(errors="replace") if bot_log is not None else ""
     return SoakReport(
         kinds=kinds,
         lost=len(lost),
@@ -330,6 +345,8 @@ async def run_soak(
         rows_left=rows_left,
         leftovers=leftovers,
         rss_tolerance=rss_tolerance,
+        replaced=log_text.count("replacing worker 0"),
+        worker_starts=max(1, log_text.count("worker 0 ready")),
         problems=[f"lost: a {k}: {i.summary()}" for k, i in lost[:3]],
     )
 
@@ -478,14 +495,15 @@ async def soak(
 ) -> SoakReport:
     """The emulator, ``python -m bot`` on ``data_dir`` (with ``bot_env`` added to its
     environment) and the soak; what `main` runs."""
+    port = free_port()
     env = bot_environment(
-        steps=steps, max_size=plan.sizes[1], port=free_port(), keep_hours=keep_hours
+        steps=steps, max_size=plan.sizes[1], port=port, keep_hours=keep_hours
     ) | dict(bot_env or {})
     async with (
         DiscordEmulator(token=TOKEN) as emu,
         ready_bot(emu, data_dir, "bot.log", **env) as bot_process,
     ):
-        await _until_worker(data_dir)
+        await _until_worker(data_dir, port)
         return await run_soak(
             emu,
             bot_process.pid,
@@ -494,16 +512,30 @@ async def soak(
             early=early,
             keep_hours=keep_hours,
             rss_tolerance=rss_tolerance,
+            health_port=port,
+            bot_log=data_dir.parent / "bot.log",
         )
 
 
-async def _until_worker(data_dir: Path, timeout: float = 180) -> None:
-    """Wait for the engine worker's pid file (the pool writes it as the worker starts)."""
+async def _until_worker(data_dir: Path, health_port: int | None, timeout: float = 180) -> None:
+    """Wait for one engine worker's pid file (the pool writes it as the worker starts) and,
+    with ``health_port``, for the bot's /healthz to say the engine is warm."""
+    import aiohttp
+
     deadline = time.monotonic() + timeout
-    while not list((data_dir / "workers").glob("worker-*.pid")):
-        if time.monotonic() > deadline:
-            raise TimeoutError("the engine worker did not start")
-        await asyncio.sleep(0.25)
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if len(list((data_dir / "workers").glob("worker-*.pid"))) == 1:
+                if health_port is None:
+                    return
+                with contextlib.suppress(aiohttp.ClientError):
+                    url = f"http://127.0.0.1:{health_port}/healthz"
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the engine worker did not start")
+            await asyncio.sleep(0.25)
 
 
 def _sizes(text: str) -> tuple[int, int]:
@@ -523,6 +555,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rss-tolerance", type=float, default=0.15)
     parser.add_argument("--data-dir", type=Path, help="default: a new temporary folder")
+    parser.add_argument(
+        "--max-growth", type=int, help="NST_WORKER_MAX_GROWTH (default: the bot's, 15)"
+    )
     args = parser.parse_args()
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -536,6 +571,9 @@ def main() -> int:
             steps=args.steps,
             data_dir=data_dir,
             rss_tolerance=dict.fromkeys(RSS_TOLERANCE, args.rss_tolerance),
+            bot_env=(
+                {} if args.max_growth is None else {"NST_WORKER_MAX_GROWTH": str(args.max_growth)}
+            ),
         )
     )
     print(f"machine: {cpu_line()}")

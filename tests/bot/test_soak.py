@@ -19,9 +19,10 @@ EARLY = 10
 PLAN = Plan(JOBS, (64, 128), seed=1, photo=(1280, 960))
 # Bounds on growth from the 10th job to the 30th. The bot was seen to grow by 13% while it
 # warms up, and by 58% when made to keep every job it delivered. The worker grew by 24–27%
-# while TensorFlow's traces per picture size fill their bounded cache: only a runaway fails
-# here; the 15% target is bench/soak.py's, after 20 jobs and 300.
-GROWTH = {"bot": 0.30, "worker": 0.60}
+# when it was never replaced (TensorFlow keeps state for every picture size): replaced past
+# NST_WORKER_MAX_GROWTH (15% over its first job), it stays within this bound; the 15% target
+# is bench/soak.py's, after 20 jobs and 300.
+GROWTH = {"bot": 0.30, "worker": 0.15}
 # glibc serves every block over 64 kB (the bot's and the worker's) from its own mapping and
 # unmaps it when freed, instead of raising that threshold as it goes: the photos' transient
 # buffers then leave no holes in the heap, and RSS follows what is held (without this, one run
@@ -49,7 +50,8 @@ async def test_thirty_jobs_lose_nothing_keep_memory_flat_and_are_pruned_away(tmp
     assert report.leftovers == []
     assert report.pruned.data_bytes < report.last.data_bytes
     early, last = report.early, report.last
-    assert early.worker_pid == last.worker_pid, "the worker was restarted"
+    # Replaced only for its memory bound (NST_WORKER_MAX_GROWTH, 15% by default), never lost.
+    assert report.worker_starts == report.replaced + 1
     assert last.bot_rss_mb <= early.bot_rss_mb * (1 + GROWTH["bot"])
     assert last.worker_rss_mb <= early.worker_rss_mb * (1 + GROWTH["worker"])
     assert report.failures() == []
