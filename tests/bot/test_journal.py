@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.cogs.stylize.request import Request
+from bot.cogs.stylize.request import Params, Request
 from bot.errors import UserFacingError
 from bot.store import (
     MAX_STYLES,
@@ -309,6 +309,39 @@ async def test_a_status_message_id_is_journaled_and_a_recovered_request_has_it(t
     request = Request.from_record(stored.record, pixels, pixels)
     assert request.status_message_id == 1234567890123456789 and request.resumed
     assert request.interaction is None
+    reopened.close()
+
+
+async def test_a_rerun_is_journaled_with_its_press_and_a_row_from_before_recovers_without(
+    tmp_path,
+):
+    store = JobStore(tmp_path)
+    pixels = np.zeros((4, 4, 3), np.float32)
+    rerun = Request(
+        None,
+        Params(),
+        pixels,
+        pixels,
+        user_id=1,
+        channel_id=2,
+        guild_id=3,
+        application_id=4,
+        token="token",
+        created=time.time(),
+        claimed_by=(IDS[2], "stronger"),  # the Stronger of job IDS[2]'s result made it
+        id=IDS[0],
+    )
+    await store.add(rerun.to_record(), b"content", b"style")
+    await store.add(_record(IDS[1]), b"content", b"style")  # journaled before presses were
+    store.close()
+    reopened = JobStore(tmp_path)  # as after a restart
+    recovered = {
+        record.id: Request.from_record(record, pixels, pixels)
+        for record in await reopened.pending()
+    }
+    assert recovered[IDS[0]].claimed_by == (IDS[2], "stronger")
+    assert recovered[IDS[0]].params == Params()
+    assert recovered[IDS[1]].claimed_by is None
     reopened.close()
 
 

@@ -19,9 +19,11 @@ from tests.bot.harness import (
     add_photo,
     bot_process,
     button,
+    finished,
     free_port,
     ready_bot,
 )
+from tests.bot.test_animation_bot import panning_clip
 
 pytestmark = pytest.mark.asyncio
 
@@ -171,6 +173,48 @@ async def test_buttons_on_a_result_keep_working_after_a_restart(tmp_path) -> Non
             again = next(m for m in press.followups if m.files)
             fields = {f["name"]: f["value"] for f in again.embeds[0]["fields"]}
             assert fields["Strength"] == "3"
+
+
+async def test_a_second_press_after_a_restart_is_refused_while_the_first_is_on_its_way(
+    tmp_path,
+) -> None:
+    """Stronger pressed, the bot killed while that job waits behind an animation; after the
+    restart a second Stronger on the same result is told it is on its way, and one picture
+    comes."""
+    data = tmp_path / "data"
+    env = {"NST_WORKERS": "1", "NST_MAX_STEPS": "30"}
+    async with DiscordEmulator(token=TOKEN) as emu:
+        member, busy = emu.make_member("presser"), emu.make_member("busy")
+        photo, art = pictures(emu)
+        async with ready_bot(emu, data, "first.log", **env) as first:
+            inter = await emu.invoke_slash("stylize", {"content": photo, "style": art}, user=member)
+            result = await finished(inter, 120)
+            clip = emu.add_attachment("clip.gif", panning_clip(12), "image/gif")
+            hold = await emu.invoke_slash(
+                "stylize",
+                {"content": clip, "style": add_painting(emu), "quality": "best"},
+                user=busy,
+            )
+            await hold.wait_for_original(lambda m: "painting" in m.content, timeout=60)
+            stronger = button(result, "Stronger")["custom_id"]
+            press = await emu.press_button(result, stronger, user=member)
+            await press.wait_for_original(lambda m: "queue" in m.content, timeout=30)
+            os.killpg(first.pid, signal.SIGKILL)
+            await first.wait()
+
+        async with ready_bot(emu, data, "second.log", **env):
+            again = await emu.press_button(result, stronger, user=member)
+            await again.wait_for(lambda rec: rec.responded, timeout=30)
+            assert again.ephemeral
+            assert [m.content for m in again.messages] == [
+                "This picture's Stronger is already queued or painting; it will be posted here."
+            ]
+            await finished(press, 240)
+            await asyncio.sleep(2)  # a second picture would land now
+        assert not any(m.files for m in again.followups)
+        mine = [m for m in pictures_posted(emu) if f"<@{member.id}>" in m.content]
+        assert len(mine) == 2  # the result and one Stronger
+        assert len(journal_states(data)) == 3  # with the animation: no second Stronger job
 
 
 async def test_healthz_says_503_until_the_gateway_is_up_and_the_engine_warm(tmp_path) -> None:

@@ -6,7 +6,7 @@ import contextlib
 import io
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import discord
@@ -245,10 +245,17 @@ class Buttons:
             raise StillPainting(label_of(claim))
         with self.claims.claim(key) as keep:
             request = await self._take_again(
-                interaction, stored, params, parent, upscale=claim == "upscale"
+                interaction, stored, params, parent, upscale=claim == "upscale", claimed_by=key
             )
             if request is not None:
                 keep(request.id)
+
+    def reclaim(self, recovered: Iterable[Request]) -> None:
+        """After a restart, the claims of the re-runs recovered from the journal, so that a
+        press of the same button is still refused while such a job is on its way."""
+        for request in recovered:
+            if request.claimed_by is not None:
+                self.claims.restore(request.claimed_by, request.id)
 
     def _on_its_way(self, job_id: str) -> bool:
         """Whether a job is queued or painting. Once painted, its picture is being posted, and a
@@ -264,12 +271,17 @@ class Buttons:
         parent: Callable[[], Awaitable[Continuing | None]] | None,
         *,
         upscale: bool = False,
+        claimed_by: tuple[str, Action] | None = None,
     ) -> Request | None:
         async with self.intake.place(interaction):
             rules = await self.intake.admit(interaction)
             chosen = await params(rules)
             return await self.intake.take(
-                interaction, chosen, lambda: self._inputs(stored, chosen, parent), upscale=upscale
+                interaction,
+                chosen,
+                lambda: self._inputs(stored, chosen, parent),
+                upscale=upscale,
+                claimed_by=claimed_by,
             )
 
     async def _inputs(
@@ -364,6 +376,10 @@ class Claims:
             del self._made[key]
             return False, None
         return True, made
+
+    def restore(self, key: tuple[str, Action], made: str) -> None:
+        """Hold ``key`` for what a press made before this process started (a recovered job)."""
+        self._made[key] = made
 
     @contextlib.contextmanager
     def claim(self, key: tuple[str, Action]) -> Iterator[Callable[[str], None]]:

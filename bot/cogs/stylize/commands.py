@@ -81,6 +81,7 @@ class StylizeCog(commands.Cog, name="Stylize"):
         self.prune.change_interval(seconds=min(3600.0, max(self._keep_seconds / 4, 1.0)))
         self.prune.start()
         await self.scheduler.recover()
+        self.buttons.reclaim(self.scheduler.jobs.values())
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)

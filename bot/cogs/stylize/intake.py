@@ -249,12 +249,14 @@ class Intake:
         load: Callable[[], Awaitable[Inputs]],
         *,
         upscale: bool = False,
+        claimed_by: tuple[str, str] | None = None,
     ) -> Request | None:
         """In the member's `place`, once admitted: answer "thinking…", load the inputs and queue
         the job (returned); a problem with the inputs is told to the member in one line and
         nothing is queued (None). The size is capped by the rules as `admit` found them, so a
         re-run or a pick from the menu obeys the server's cap as it stands when pressed, not as
-        it was (an ``upscale``, the upscale cap)."""
+        it was (an ``upscale``, the upscale cap). ``claimed_by``: the button press a re-run is
+        journaled with (`Request.claimed_by`)."""
         place = self._place_of(interaction, "take")
         params = params.checked(max_size=self.size_cap(place.rules, upscale=upscale))
         try:
@@ -272,6 +274,7 @@ class Intake:
             inputs.style2,
             inputs.clip,
             inputs.parent,
+            claimed_by,
         )
         job_id_var.set(request.id)
         # Journaled before the member hears it is queued: a restart will still run it.

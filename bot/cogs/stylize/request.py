@@ -31,6 +31,9 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 STRENGTH_STEP = 2.0
 # The choices the Edit button's form shows and may change (Discord's forms hold five fields).
 EDITABLE = ("strength", "quality", "size", "preserve_colors", "seed")
+# The key of a re-run's button press, [result's job id, action], in its journaled params, so
+# that a restart still refuses a second press of it while the job is on its way (`Claims`).
+CLAIM_KEY = "claimed_by"
 # How the form's "preserve colours" field is answered.
 _YES_NO = {"yes": True, "no": False, "true": True, "false": False, "y": True, "n": False}
 
@@ -160,6 +163,9 @@ class Request:
     # The finished picture a Stronger, Weaker or Upscale goes on from; None: painted from the
     # photo.
     parent: Continuing | None = None
+    # The button press that made this re-run: (the result's job id, the action); None for a
+    # /stylize or an Edit.
+    claimed_by: tuple[str, str] | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # The one state field: only `Lifecycle.move` changes it.
     state: RequestState = RequestState.QUEUED
@@ -200,6 +206,7 @@ class Request:
         style2: np.ndarray | None = None,
         clip: Clip | None = None,
         parent: Continuing | None = None,
+        claimed_by: tuple[str, str] | None = None,
     ) -> Request:
         return cls(
             interaction,
@@ -215,6 +222,7 @@ class Request:
             style2=style2,
             clip=clip,
             parent=parent,
+            claimed_by=claimed_by,
             upload_limit=getattr(interaction, "filesize_limit", None) or DEFAULT_UPLOAD_LIMIT,
         )
 
@@ -244,6 +252,7 @@ class Request:
             style2=style2,
             clip=clip,
             parent=parent,
+            claimed_by=_claim(record.params.get(CLAIM_KEY)),
             id=record.id,
             # A job that was running when the process stopped waits for a worker again.
             state=RequestState.DONE if record.state == RequestState.DONE else RequestState.QUEUED,
@@ -252,8 +261,11 @@ class Request:
         )
 
     def to_record(self) -> JobRecord:
-        """The journal row of a newly accepted job; a continuation's params name its parent."""
+        """The journal row of a newly accepted job; a continuation's params name its parent,
+        and a re-run's the press that made it."""
         params = self.params.to_dict()
+        if self.claimed_by is not None:
+            params[CLAIM_KEY] = list(self.claimed_by)
         if self.parent is not None:
             params[PARENT_KEY] = self.parent.job_id
             if self.parent.upscale:
@@ -275,6 +287,14 @@ class Request:
     @property
     def mention(self) -> str:
         return f"<@{self.user_id}>"
+
+
+def _claim(journaled: object) -> tuple[str, str] | None:
+    """A journaled `CLAIM_KEY`; None when there is none (a row from before it was kept)."""
+    if not isinstance(journaled, list) or len(journaled) != 2:
+        return None
+    job_id, action = journaled
+    return (job_id, action) if isinstance(job_id, str) and isinstance(action, str) else None
 
 
 def _number(kind: type[float] | type[int]) -> Callable[[str], object]:
