@@ -3,13 +3,16 @@ Upscale, each as a continuation (`nst_engine.continuation.plan`, what the bot's 
 `nst stylize --from` run) and as a fresh run with the same settings.
 
     python -m bench.iterate [--sizes 256 512] [--precisions float32 auto] [--pairs rocket-strokes]
+                            [--strength 5] [--runs stronger weaker upscale]
 
 For each it prints the engine seconds of both (the model loaded and traced once, before), and the
 continuation's style and content distances (`nst_engine.distances`) as multiples of the fresh
 run's. Targets: a Stronger or Weaker continuation at most 0.35× the fresh run's time with both
 distances within 1.05×; an Upscale at most 0.5× a fresh run at the doubled size with its style
 distance within 1.05×. Weights: the trained stand-in by default (`--weights hed`), as every
-quality figure here; random weights would make the distances meaningless.
+quality figure here; random weights would make the distances meaningless. ``--strength`` is the
+first picture's: on the stand-in the default (5) leaves the photo almost untouched, and 8 shows
+the style about as 5 does on ImageNet's VGG19 (docs/performance.md, the stand-in's balance).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="+", default=["rocket-strokes"], help="bench.pairs names")
     parser.add_argument("--quality", default="balanced")
     parser.add_argument("--weights", default="hed", help="hed (trained stand-in), or a path")
+    parser.add_argument("--strength", type=float, default=5.0, help="the first picture's")
+    parser.add_argument("--runs", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     args = parser.parse_args()
     quiet_tensorflow()
     from bench.pairs import pair
@@ -45,6 +50,7 @@ def main() -> None:
 
     model = load_model(args.weights)
     print(f"weights: {weights_label(args.weights)}; {machine()}")
+    print(f"first picture: {args.quality}, strength {args.strength:g}")
     print(
         f"{'pair':<18} {'size':>5} {'precision':>9} {'run':<9} {'fresh s':>8} {'cont. s':>8} "
         f"{'× time':>7} {'× style':>8} {'× content':>9}  targets"
@@ -54,7 +60,10 @@ def main() -> None:
         photo, artwork = pair(name)
         for size in args.sizes:
             for precision in dict.fromkeys(resolve_precision(p) for p in args.precisions):
-                for row in _iterate(model, photo, artwork, size, precision, args.quality):
+                rows = _iterate(
+                    model, photo, artwork, size, precision, args.quality, args.strength, args.runs
+                )
+                for row in rows:
                     met = _meets(row)
                     failed |= not met
                     print(
@@ -67,14 +76,25 @@ def main() -> None:
     sys.exit(1 if failed else 0)
 
 
-def _iterate(model, photo, artwork, size: int, precision: str, quality: str) -> list[dict]:
-    """The first picture, then each continuation against its fresh run."""
+def _iterate(
+    model,
+    photo,
+    artwork,
+    size: int,
+    precision: str,
+    quality: str,
+    strength: float,
+    runs: list[str],
+) -> list[dict]:
+    """The first picture, then each continuation in ``runs`` against its fresh run."""
     from nst_engine import stylize
     from nst_engine.continuation import plan, upscaled_size
     from nst_engine.distances import content_distance, style_distance
     from nst_engine.options import options_for_quality
 
-    first_options = options_for_quality(quality, precision=precision, max_size=size)
+    first_options = options_for_quality(
+        quality, precision=precision, max_size=size, strength=strength
+    )
 
     def paint(painted_photo, options, start=None):
         return stylize(painted_photo, artwork, options, model=model, init_image=start)
@@ -88,7 +108,8 @@ def _iterate(model, photo, artwork, size: int, precision: str, quality: str) -> 
         "upscale": replace(first_options, max_size=upscaled_size(max(first.image.shape[:2]), 4096)),
     }
     rows = []
-    for run, options in wanted.items():
+    for run in runs:
+        options = wanted[run]
         step = plan(first.image, photo, options, quality, parent=parent)
         if run == "upscale":
             paint(step.photo, replace(options, steps=2, coarse_fraction=0.0))  # its size's traces
