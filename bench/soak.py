@@ -270,6 +270,10 @@ async def run_soak(
     in_flight: list[Any] = []
     kinds = dict.fromkeys(KINDS, 0)
     deadline: dict[int, float] = {}
+    # The (result message, button) of each press in flight: a second press of the same button
+    # while its job is on its way is refused by the bot (one job per double press), so a member
+    # here presses another result's, or sends a still.
+    pressed: dict[int, tuple[int, str]] = {}
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
 
@@ -287,18 +291,23 @@ async def run_soak(
             now = loop.time()
             for inter in [i for i in in_flight if ended(i) or deadline[id(i)] <= now]:
                 in_flight.remove(inter)
+                pressed.pop(id(inter), None)
                 if shown := pictures(inter):
                     results.append((inter.user, shown[0]))
 
     async def send(n: int) -> None:
         kind = _kind(rng) if results else "still"
+        free = [(m, r) for m, r in results if (r.id, kind) not in pressed.values()]
+        if kind in ("stronger", "variation") and not free:
+            kind = "still"
         kinds[kind] += 1
         if kind in ("stronger", "variation"):
-            member, message = rng.choice(results)
+            member, message = rng.choice(free)
             custom_id = next(
                 b["custom_id"] for b in message.buttons() if b["label"] == kind.title()
             )
             inter = await emu.press_button(message, custom_id, user=member)
+            pressed[id(inter)] = (message.id, kind)
         else:
             options = {
                 "content": clip if kind == "clip" else photo,
