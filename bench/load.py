@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
+    from bot.settings import Settings
     from tests.bot.emulator import DiscordEmulator
     from tests.bot.harness import TOKEN, free_port, ready_bot
 
@@ -45,6 +46,7 @@ def main() -> None:
                 NST_GUILD_RATE="0",
                 NST_QUEUE_LIMIT=str(args.members * args.per_member),
                 NST_HTTP_PORT=str(port),
+                NST_WORKER_MAX_GROWTH=str(Settings.nst_worker_max_growth),
             ) as bot,
         ):
             return await run_load(

@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image
 
 import bot.store.jobs
+from bot.settings import Settings
 from bot.store import JOURNAL, PENDING_STATES, JobStore
 from nst_engine.frames import Clip, encode_clip
 from tests.bot.emulator import DiscordEmulator, EmulatorTimeout
@@ -489,6 +490,8 @@ def bot_environment(*, steps: int, max_size: int, port: int, keep_hours: float) 
         "NST_QUEUE_LIMIT": str(4 * WINDOW),
         "NST_KEEP_HOURS": f"{keep_hours:g}",
         "NST_HTTP_PORT": str(port),
+        # The bot's default (the test harness turns it off).
+        "NST_WORKER_MAX_GROWTH": str(Settings.nst_worker_max_growth),
     }
 
 

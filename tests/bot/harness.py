@@ -192,6 +192,9 @@ async def bot_process(emu: DiscordEmulator, data_dir, log_name: str, **extra: st
         "NST_HTTP_PORT": "0",
         "NST_DEV_GUILD": str(emu.guild.id),
         "NST_DATA_DIR": str(data_dir),
+        # Off, so that no test's worker is replaced under it (bench/soak.py and bench/load.py
+        # run the bot's default; test_pool and test_soak test the replacement).
+        "NST_WORKER_MAX_GROWTH": "0",
         **extra,
     }
     data_dir.mkdir(exist_ok=True)
