@@ -97,13 +97,17 @@ async def test_rays_autoscaler_adds_gpu_nodes_for_a_burst_and_removes_them_once_
     with LoopbackHead(cpus=0, autoscale=AutoscaledNodes(max_nodes=2, gpus=1)) as head:
         async with elastic(head.address) as backend, most_actors(backend) as most:
             assert backend.warm and gpu_nodes() == []
-            handles = [backend.submit(tiny_job()) for _ in range(6)]
-            results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 300)
-            assert [r.steps for r in results] == [3] * 6
-            ran_once(caplog, handles)
+            # Long enough that the second actor is wanted while the first is busy; it is
+            # checked as it comes up (on a loaded host it may come after the last job, and
+            # it then ends once idle_s has passed).
+            handles = [backend.submit(tiny_job(steps=30)) for _ in range(6)]
+            await until(lambda: backend.workers_alive == 2, 300, "two actors up for the burst")
             nodes = gpu_nodes()
             assert len(nodes) == 2 and {n["NodeManagerAddress"] for n in nodes} == {"127.0.0.1"}
             assert sorted(backend.worker_node_ids()) == sorted(n["NodeID"] for n in nodes)
+            results = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 300)
+            assert [r.steps for r in results] == [30] * 6
+            ran_once(caplog, handles)
 
             # Idle: the actors end, then the autoscaler removes the idle nodes.
             await until(lambda: not backend._slots, 30, "the idle actors ended")
