@@ -75,6 +75,9 @@ class ActorSlot:
     monitor: asyncio.Task[None] | None = None
     # The ticket of the last job asked to stop.
     stopping: int | None = None
+    # The process of an actor being replaced (it outgrew its memory bound): until Ray's kill
+    # reaches it, it may still answer a probe, and must not be taken as ready again.
+    replaced_pid: int | None = None
 
     def __str__(self) -> str:
         return f"actor {self.index} (pid {self.pid} on {self.node})"
@@ -105,6 +108,7 @@ class ActorSlot:
         if answer.outgrown and not self.runner.closed:
             # Before `run` returns, so that the backend gives it no other job meanwhile.
             log.info("replacing %s: %s", self, answer.outgrown)
+            self.replaced_pid = self.pid
             self._lost("replaced: " + answer.outgrown)
             self._kill(restart=True)
         if isinstance(answer, Failed):
@@ -207,7 +211,12 @@ class ActorSlot:
                 await asyncio.sleep(_BROKEN_RETRY)
                 self._new_actor()
                 continue
+            if pid == self.replaced_pid:
+                # The replaced process answered before Ray's kill reached it.
+                await asyncio.sleep(_RESTART_POLL)
+                continue
             if not self.ready or self.pid != pid:
+                self.replaced_pid = None
                 self.pid, self.node, self.node_id = pid, node, node_id
                 log.info(
                     "actor %d ready (pid %d on %s, node %s)", self.index, pid, node, node_id[:8]

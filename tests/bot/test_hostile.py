@@ -11,7 +11,8 @@ import time
 import pytest
 from PIL import Image
 
-from tests.bot.harness import World, button, finished, result_png, running_bot
+from tests.bot.harness import World, button, finished, png_bytes, result_png, running_bot
+from tests.support import gradient_image
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -171,11 +172,24 @@ async def test_cancel_pressed_while_the_picture_is_sent_says_it_is_too_late(worl
 async def test_progress_keeps_its_preview_and_the_preview_is_never_larger_than_the_picture(
     tmp_path,
 ) -> None:
-    # Previews every 6 s and status edits every 3 s: every other edit has no new preview.
+    # Previews every 6 s and status edits every 3 s: every other edit has no new preview. A
+    # 160 px picture, so that the job outlasts several edits on a quick machine (at the
+    # harness's 80 px it took 3.4 s on a quiet one: a single edit).
     async with running_bot(
-        tmp_path, pool_options={"preview_interval": 6.0}, nst_max_steps=150, nst_member_rate=0
+        tmp_path,
+        pool_options={"preview_interval": 6.0},
+        nst_max_steps=150,
+        nst_member_rate=0,
+        nst_max_size=160,
     ) as world:
-        inter = await world.stylize(quality="best")
+        photo = world.emu.add_attachment(
+            "photo.png",
+            png_bytes(gradient_image(160, 120, seed=2)),
+            "image/png",
+            width=160,
+            height=120,
+        )
+        inter = await world.stylize(content=photo, quality="best", size=160)
         result = await finished(inter, timeout=120)
     picture = result_png(result)
     painting = [
