@@ -75,9 +75,10 @@ class ActorSlot:
     monitor: asyncio.Task[None] | None = None
     # The ticket of the last job asked to stop.
     stopping: int | None = None
-    # The process of an actor being replaced (it outgrew its memory bound): until Ray's kill
-    # reaches it, it may still answer a probe, and must not be taken as ready again.
-    replaced_pid: int | None = None
+    # The process of an actor killed for Ray to restart (a job overran, or it outgrew its
+    # memory bound): until the kill reaches it, it may still answer a probe, and must not be
+    # taken as ready again.
+    killed_pid: int | None = None
 
     def __str__(self) -> str:
         return f"actor {self.index} (pid {self.pid} on {self.node})"
@@ -108,7 +109,6 @@ class ActorSlot:
         if answer.outgrown and not self.runner.closed:
             # Before `run` returns, so that the backend gives it no other job meanwhile.
             log.info("replacing %s: %s", self, answer.outgrown)
-            self.replaced_pid = self.pid
             self._lost("replaced: " + answer.outgrown)
             self._kill(restart=True)
         if isinstance(answer, Failed):
@@ -211,12 +211,12 @@ class ActorSlot:
                 await asyncio.sleep(_BROKEN_RETRY)
                 self._new_actor()
                 continue
-            if pid == self.replaced_pid:
-                # The replaced process answered before Ray's kill reached it.
+            if pid == self.killed_pid:
+                # The killed process answered before Ray's kill reached it.
                 await asyncio.sleep(_RESTART_POLL)
                 continue
             if not self.ready or self.pid != pid:
-                self.replaced_pid = None
+                self.killed_pid = None
                 self.pid, self.node, self.node_id = pid, node, node_id
                 log.info(
                     "actor %d ready (pid %d on %s, node %s)", self.index, pid, node, node_id[:8]
@@ -236,6 +236,8 @@ class ActorSlot:
         self.wake.set()
 
     def _kill(self, *, restart: bool) -> None:
+        if restart:
+            self.killed_pid = self.pid
         if self.actor is not None:
             with contextlib.suppress(Exception):
                 self.ray.kill(self.actor, no_restart=not restart)
