@@ -336,13 +336,13 @@ QUALITY_PRESETS: dict[str, Preset] = {
         style_emphasis=4.0,
         style_emphasis_per_doubling=3.0,
     ),
-    # The default. 24 steps at half size, 20 at full size: with 26 · 18, its content on
-    # `rocket-strokes` was 1.27× the tutorial's; with 22 · 22, its style on `motorcycle-retina`
-    # was 1.03×.
+    # The default. 25 steps at half size, 20 at full size: with 24 · 20, its style on
+    # `motorcycle-retina` was 1.024× the tutorial's; with 26 · 20 or 26 · 18, its content on
+    # `rocket-strokes` was 1.29× or 1.27×.
     "balanced": Preset(
-        steps=44,
+        steps=45,
         levels=2,
-        coarse_fraction=0.55,
+        coarse_fraction=0.556,
         optimizer="lbfgs",
         keep_detail=True,
         style_emphasis=4.0,

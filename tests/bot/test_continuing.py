@@ -48,7 +48,7 @@ async def test_stronger_and_weaker_go_on_from_the_picture_and_variation_starts_a
     emu, cap = world.emu, world.settings.nst_max_steps
     first = await finished(await world.stylize(strength=6))
     parent = made(first)
-    # The preset's steps under the operator's cap (NST_MAX_STEPS is 30 here, balanced has 44).
+    # The preset's steps under the operator's cap (NST_MAX_STEPS is 30 here, balanced has 45).
     fresh = min(QUALITY_PRESETS["balanced"].steps, cap)
     assert parent["steps"] == fresh and "parent" not in parent
     link = {"job": job_of(first), "parameters": parameters_hash(parent)}
