@@ -80,9 +80,10 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="draw style distance against wall time here")
     parser.add_argument(
         "--plot-time",
-        choices=("wall", "cpu"),
-        default="wall",
-        help="the plot's time axis: wall seconds, or CPU seconds (steadier on a shared machine)",
+        choices=tuple(TIMES),
+        default="engine",
+        help="the plot's time axis: the run's own (engine) wall or CPU seconds, or its whole "
+        "process's (start-up included)",
     )
     parser.add_argument("--json", type=Path, help="also write the rows here, as JSON")
     parser.add_argument(
@@ -258,13 +259,22 @@ def _print(rows: list[dict], header: str) -> None:
             )
 
 
+# The plot's time axes: a row's seconds, and how the axis names them.
+TIMES = {
+    "engine": (lambda r: _engine(r), "wall time of the run, s (the model loaded)"),
+    "engine_cpu": (lambda r: r["engine_cpu"], "CPU time of the run, s (the model loaded)"),
+    "wall": (lambda r: r["wall"], "wall time, s, process start included"),
+    "cpu": (lambda r: r["cpu"], "CPU time (user + system), s, process start included"),
+}
+
+
 def _engine(row: dict) -> float:
     """A run's own seconds, the model loaded (what a member waits for on a warm worker): the
     process's wall time less its start-up (Python, TensorFlow's import, the model's load)."""
     return row["ms_per_step"] * row["steps"] / 1000
 
 
-def plot(rows: list[dict], header: str, path: Path, time: str = "wall") -> None:
+def plot(rows: list[dict], header: str, path: Path, time: str = "engine") -> None:
     """Style distance against wall (or CPU) seconds, one point per run: colour by preset,
     marker by precision, the tutorial a star (matplotlib, a small PNG)."""
     import matplotlib
@@ -278,11 +288,12 @@ def plot(rows: list[dict], header: str, path: Path, time: str = "wall") -> None:
     pair = rows[0].get("pair")
     rows = [r for r in rows if r.get("pair") == pair]
     base = _tutorial(rows, pair)
+    seconds, axis = TIMES[time]
     for r in rows:
         tutorial = r["name"] == TUTORIAL
         preset = r["name"].split("/")[0]
         ax.scatter(
-            r[time],
+            seconds(r),
             r["style"],
             marker="*" if tutorial else markers.get(r["precision"], "o"),
             s=160 if tutorial else 50,
@@ -292,7 +303,7 @@ def plot(rows: list[dict], header: str, path: Path, time: str = "wall") -> None:
         label = r["name"] if tutorial else f"{preset} {r['precision']}"
         ax.annotate(
             f"{label} ({r['content'] / base['content']:.1f}× content)",
-            (r[time], r["style"]),
+            (seconds(r), r["style"]),
             textcoords="offset points",
             xytext=(5, 4),
             fontsize=7,
@@ -300,9 +311,8 @@ def plot(rows: list[dict], header: str, path: Path, time: str = "wall") -> None:
     # The targets (docs/performance.md): style within STYLE_TARGET× the tutorial's, SPEED_TARGET×
     # sooner.
     ax.axhline(base["style"] * STYLE_TARGET, color="grey", linestyle=":", linewidth=1)
-    ax.axvline(base[time] / SPEED_TARGET, color="grey", linestyle=":", linewidth=1)
-    what = "wall time" if time == "wall" else "CPU time (user + system)"
-    ax.set_xlabel(f"{what}, s, process start included")
+    ax.axvline(seconds(base) / SPEED_TARGET, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel(axis)
     ax.set_ylabel("style distance (lower is closer)")
     # The header is long (pair, size, weights, CPU): one clause a line.
     title = header.replace("; ", "\n")
@@ -319,8 +329,8 @@ def plot(rows: list[dict], header: str, path: Path, time: str = "wall") -> None:
 
 
 def figure(work: Path, rows: list[dict], weights: str, path: Path) -> None:
-    """The photo, the artwork and each run's picture in a row, each named with its time and
-    distances, the weights named under them (a PNG)."""
+    """The photo, the artwork and each run's picture in a row, each named with its engine
+    seconds and distances, the weights named under them (a PNG)."""
     from PIL import Image, ImageDraw, ImageFont
 
     photo = np.load(work / "content.npy")
@@ -331,7 +341,7 @@ def figure(work: Path, rows: list[dict], weights: str, path: Path) -> None:
         image = np.load(work / f"out-{r['name'].replace('/', '-')}.npy")
         # "x", not "×": Pillow's bundled font has no "×".
         note = (
-            f"{r['wall']:.0f} s, style {r['style'] / base['style']:.2f}x, "
+            f"{_engine(r):.0f} s, style {r['style'] / base['style']:.2f}x, "
             f"content {r['content'] / base['content']:.2f}x"
         )
         tiles.append((r["name"].split("/")[0], image, note))
