@@ -77,7 +77,7 @@ def main() -> None:
         metavar="NAME:FIELD=VALUE,...",
         help="also run a StyleOptions variant, e.g. try1:quality=balanced,final_learning_rate=0.01",
     )
-    parser.add_argument("--plot", type=Path, help="draw style distance against wall time here")
+    parser.add_argument("--plot", type=Path, help="draw style distance against time here")
     parser.add_argument(
         "--plot-time",
         choices=tuple(TIMES),
@@ -275,7 +275,7 @@ def _engine(row: dict) -> float:
 
 
 def plot(rows: list[dict], header: str, path: Path, time: str = "engine") -> None:
-    """Style distance against wall (or CPU) seconds, one point per run: colour by preset,
+    """Style distance against one of TIMES' seconds, one point per run: colour by preset,
     marker by precision, the tutorial a star (matplotlib, a small PNG)."""
     import matplotlib
 
@@ -398,13 +398,18 @@ def _child(args: argparse.Namespace) -> None:
     if args.run == TUTORIAL:
         from bench.tutorial import tutorial_loop
 
-        first: list[float] = []
+        first: list[float] = []  # the clocks when the first step (with its trace) ended
+
+        def on_step(step: int) -> None:
+            if step == 0:
+                first.extend((time.perf_counter(), time.process_time()))
+
         image = tutorial_loop(
             model._vgg,
             content[None] / np.float32(255),
             style[None] / np.float32(255),
             args.sample or args.tutorial_steps,
-            on_step=lambda step: first or first.extend((time.perf_counter(), time.process_time())),
+            on_step=on_step,
         )
         image = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
         steps, precision = args.tutorial_steps, "float32"
