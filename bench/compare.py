@@ -259,19 +259,19 @@ def _print(rows: list[dict], header: str) -> None:
             )
 
 
-# The plot's time axes: a row's seconds, and how the axis names them.
-TIMES = {
-    "engine": (lambda r: _engine(r), "wall time of the run, s (the model loaded)"),
-    "engine_cpu": (lambda r: r["engine_cpu"], "CPU time of the run, s (the model loaded)"),
-    "wall": (lambda r: r["wall"], "wall time, s, process start included"),
-    "cpu": (lambda r: r["cpu"], "CPU time (user + system), s, process start included"),
-}
-
-
 def _engine(row: dict) -> float:
     """A run's own seconds, the model loaded (what a member waits for on a warm worker): the
     process's wall time less its start-up (Python, TensorFlow's import, the model's load)."""
     return row["ms_per_step"] * row["steps"] / 1000
+
+
+# The plot's time axes: a row's seconds, and how the axis names them.
+TIMES = {
+    "engine": (_engine, "wall time of the run, s (the model loaded)"),
+    "engine_cpu": (lambda r: r["engine_cpu"], "CPU time of the run, s (the model loaded)"),
+    "wall": (lambda r: r["wall"], "wall time, s, process start included"),
+    "cpu": (lambda r: r["cpu"], "CPU time (user + system), s, process start included"),
+}
 
 
 def plot(rows: list[dict], header: str, path: Path, time: str = "engine") -> None:
