@@ -3,16 +3,19 @@ Upscale, each as a continuation (`nst_engine.continuation.plan`, what the bot's 
 `nst stylize --from` run) and as a fresh run with the same settings.
 
     python -m bench.iterate [--sizes 256 512] [--precisions float32 auto] [--pairs rocket-strokes]
-                            [--strength 5] [--runs stronger weaker upscale]
+                            [--strength 8] [--runs stronger weaker upscale]
 
-For each it prints the engine seconds of both (the model loaded and traced once, before), and the
-continuation's style and content distances (`nst_engine.distances`) as multiples of the fresh
-run's. Targets: a Stronger or Weaker continuation at most 0.35× the fresh run's time with both
-distances within 1.05×; an Upscale at most 0.5× a fresh run at the doubled size with its style
-distance within 1.05×. Weights: the trained stand-in by default (`--weights hed`), as every
-quality figure here; random weights would make the distances meaningless. ``--strength`` is the
-first picture's: on the stand-in the default (5) leaves the photo almost untouched, and 8 shows
-the style about as 5 does on ImageNet's VGG19 (docs/performance.md, the stand-in's balance).
+Stronger and Weaker move the strength one step (`continuation.STRENGTH_STEP`), as the bot's
+buttons do. For each it prints the engine seconds of both (the model loaded and traced once,
+before), and the continuation's style and content distances (`nst_engine.distances`) as
+multiples of the fresh run's. Targets: a Stronger or Weaker continuation at most 0.35× the fresh
+run's time, its style distance within 1.05× of the fresh run's either way (as strong as asked, no
+more, no less) and its content distance at most 1.05×; an Upscale at most 0.5× a fresh run at the
+doubled size with its style distance at most 1.05×. Weights: the trained stand-in by default
+(`--weights hed`), as every quality figure here; random weights would make the distances
+meaningless. ``--strength`` is the first picture's: 8 on the stand-in, where the default strength
+(5) leaves the photo almost untouched and 8 shows the style about as 5 does on ImageNet's VGG19
+(docs/performance.md, the stand-in's balance); 5 on other weights.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ from dataclasses import replace
 from bench.compare import machine
 from nst_engine.model import quiet_tensorflow
 
-STRENGTH_STEP = 2.0  # what the bot's Stronger / Weaker buttons move
+# Per run: at most this × the fresh run's time, style distance within this × of the fresh run's
+# (either way when the run changes the strength, else at most), content distance at most this ×.
 TARGETS = {
     "stronger": (0.35, 1.05, 1.05),
     "weaker": (0.35, 1.05, 1.05),
     "upscale": (0.5, 1.05, None),
 }
+# The first picture's strength on the stand-in (see above).
+STAND_IN_STRENGTH = 8.0
 
 
 def main() -> None:
@@ -39,16 +45,21 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="+", default=["rocket-strokes"], help="bench.pairs names")
     parser.add_argument("--quality", default="balanced")
     parser.add_argument("--weights", default="hed", help="hed (trained stand-in), or a path")
-    parser.add_argument("--strength", type=float, default=5.0, help="the first picture's")
+    parser.add_argument(
+        "--strength", type=float, default=None, help="the first picture's (8 on hed, else 5)"
+    )
     parser.add_argument("--runs", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     args = parser.parse_args()
     quiet_tensorflow()
     from bench.pairs import pair
     from nst_engine import load_model
     from nst_engine.model import resolve_precision
+    from nst_engine.options import DEFAULT_STRENGTH
     from nst_engine.weights import weights_label
 
     model = load_model(args.weights)
+    if args.strength is None:
+        args.strength = STAND_IN_STRENGTH if args.weights == "hed" else DEFAULT_STRENGTH
     print(f"weights: {weights_label(args.weights)}; {machine()}")
     print(f"first picture: {args.quality}, strength {args.strength:g}")
     print(
@@ -88,7 +99,7 @@ def _iterate(
 ) -> list[dict]:
     """The first picture, then each continuation in ``runs`` against its fresh run."""
     from nst_engine import stylize
-    from nst_engine.continuation import plan, upscaled_size
+    from nst_engine.continuation import STRENGTH_STEP, plan, upscaled_size
     from nst_engine.distances import content_distance, style_distance
     from nst_engine.options import options_for_quality
 
@@ -134,9 +145,10 @@ def _iterate(
 
 def _meets(row: dict) -> bool:
     time, style, content = TARGETS[row["run"]]
+    lowest = 1 / style if row["run"] in ("stronger", "weaker") else 0.0
     return (
         row["time"] <= time
-        and row["style"] <= style
+        and lowest <= row["style"] <= style
         and (content is None or row["content"] <= content)
     )
 

@@ -1,18 +1,18 @@
 """Iterating on a finished picture: a re-run that goes on from it instead of starting again from
 the photo (Stronger, Weaker, twice the size), and the chain of pictures it came from.
 
-A continuation is the same objective started from the last result, with no start noise and
-fewer steps than a fresh run (measured with bench/iterate.py on the trained stand-in):
+A continuation is the same objective started from the last result, at full size only, with no
+start noise and a few steps (measured with bench/iterate.py on the trained stand-in):
 
-- stronger: from the last result, a short half-size level and a few full-size steps (the new
-  balance moves the whole picture; the half-size level does most of it, cheaply);
-- weaker: from halfway between the photo and the last result, a few full-size steps;
-- upscale: from the last result enlarged, a few full-size steps.
+- stronger: from past the last result, half as far again from the photo as the last result is
+  (its strokes amplified), a few full-size steps;
+- weaker: from four fifths of the way from the photo to the last result, a few steps;
+- upscale: from the last result enlarged, a few steps.
 
 Its ``parameters`` name their parent (its job id and a hash of its parameters), and the parent's
 own parent in turn, so ``nst info`` shows the chain.
 
-    step = plan(last_result, photo, new_options, "balanced", parent=(5.0, 512))
+    step = plan(last_result, photo, new_options, "balanced", parent=(8.0, 512))
     job = Job(step.photo, (artwork,), step.options, start=step.start)
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -32,29 +33,36 @@ from nst_engine.options import DEFAULT_STRENGTH, StyleOptions
 
 @dataclass(frozen=True)
 class Schedule:
-    """A continuation's steps: at half size first (0: none), then at full size."""
+    """A continuation's start and its full-size steps (for one strength step; a move of several
+    runs them once per step). It starts ``reach`` of the way from the photo to the last result:
+    1 is the last result, below 1 nearer the photo, above 1 past the last result, further from
+    the photo (its difference from the photo amplified)."""
 
-    half: int
-    full: int
+    reach: float
+    steps: int
 
 
-# Per quality preset: balanced's chosen by sweeps at 256 px on the trained stand-in, fast's and
-# best's scaled from it (docs/iterate.md; bench/iterate.py measures them).
+# Per quality preset: balanced's chosen by sweeps at 256 px on the trained stand-in (a parent at
+# strength 8, one strength step; docs/iterate.md), fast's and best's a step or two either side of
+# it. bench/iterate.py measures them.
 STRONGER: dict[str, Schedule] = {
-    "fast": Schedule(12, 4),
-    "balanced": Schedule(16, 6),
-    "best": Schedule(20, 6),
+    "fast": Schedule(1.5, 6),
+    "balanced": Schedule(1.5, 8),
+    "best": Schedule(1.5, 10),
 }
 WEAKER: dict[str, Schedule] = {
-    "fast": Schedule(0, 4),
-    "balanced": Schedule(0, 4),
-    "best": Schedule(0, 6),
+    "fast": Schedule(0.8, 3),
+    "balanced": Schedule(0.8, 4),
+    "best": Schedule(0.8, 6),
 }
 UPSCALE: dict[str, Schedule] = {
-    "fast": Schedule(0, 3),
-    "balanced": Schedule(0, 5),
-    "best": Schedule(0, 8),
+    "fast": Schedule(1.0, 3),
+    "balanced": Schedule(1.0, 5),
+    "best": Schedule(1.0, 8),
 }
+# The bot's Stronger and Weaker move the strength by this much (the style weight ×2.5 or ÷2.5):
+# a step a few full-size steps can follow from the last result (docs/iterate.md).
+STRENGTH_STEP = 1.0
 # An upscale doubles the longest side.
 UPSCALE_FACTOR = 2
 # A chain longer than this keeps its newest links only: the parameters chunk stays short.
@@ -160,30 +168,32 @@ def plan(
 ) -> Continuation:
     """The continuation from ``last`` (a picture made from ``photo``) to ``options`` (the
     parent's, with a new strength or size), at preset ``quality``; ``parent`` is the parent's
-    (strength, size). A size above the parent's is an upscale, a lower strength a weaker one."""
+    (strength, size). A size above the parent's is an upscale, a lower strength a weaker one,
+    a higher one a stronger one."""
     parent_strength, parent_size = parent
-    start = last
     if options.max_size > parent_size:
         photo = photo_for(photo, options.max_size)
         schedules = UPSCALE
     elif options.strength < parent_strength:
-        h, w = last.shape[:2]
-        halfway = (resize(photo, w, h).astype(np.float32) + last) / 2
-        start = np.round(halfway).astype(np.uint8)
         schedules = WEAKER
     else:
         schedules = STRONGER
     if quality not in schedules:
         raise ValueError(f"quality must be one of {', '.join(schedules)}, not {quality}")
     schedule = schedules[quality]
-    steps = schedule.half + schedule.full
-    options = replace(
-        options,
-        steps=steps,
-        coarse_fraction=schedule.half / steps,
-        levels=2 if schedule.half else 1,
-        start_noise=0.0,
-    )
+    # At the parent's own strength there is no direction to go: from the last result as it is.
+    reach = schedule.reach if options.strength != parent_strength else 1.0
+    start = last
+    if reach != 1.0:
+        h, w = last.shape[:2]
+        origin = resize(photo, w, h).astype(np.float32)
+        reached = origin + reach * (last.astype(np.float32) - origin)
+        start = np.clip(np.round(reached), 0, 255).astype(np.uint8)
+    # A move of several strength steps (the Edit form, the CLI) runs the steps of one per step,
+    # never more than a fresh run's.
+    moves = max(1, math.ceil(abs(options.strength - parent_strength) / STRENGTH_STEP - 1e-9))
+    steps = min(schedule.steps * moves, options.steps)
+    options = replace(options, steps=steps, coarse_fraction=0.0, levels=1, start_noise=0.0)
     return Continuation(photo, options, start)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import JobStore
-from nst_engine.continuation import STRONGER, WEAKER, parameters_hash
+from nst_engine.continuation import STRENGTH_STEP, STRONGER, WEAKER, parameters_hash
 from nst_engine.images import read_parameters
 from nst_engine.options import QUALITY_PRESETS
 from tests.bot.emulator import DiscordEmulator
@@ -53,12 +53,12 @@ async def test_stronger_and_weaker_go_on_from_the_picture_and_variation_starts_a
     assert parent["steps"] == fresh and "parent" not in parent
     link = {"job": job_of(first), "parameters": parameters_hash(parent)}
     for label, strength, schedule in (
-        ("Stronger", 8.0, STRONGER["balanced"]),
-        ("Weaker", 4.0, WEAKER["balanced"]),
+        ("Stronger", 6.0 + STRENGTH_STEP, STRONGER["balanced"]),
+        ("Weaker", 6.0 - STRENGTH_STEP, WEAKER["balanced"]),
     ):
         press = await emu.press_button(first, button(first, label)["custom_id"], user=emu.member)
         again = made(await finished(press))
-        steps = schedule.half + schedule.full
+        steps = schedule.steps
         assert again["strength"] == strength, label
         assert again["steps"] == min(steps, cap) < parent["steps"], label
         assert again["parent"] == link, label
@@ -98,14 +98,14 @@ async def test_a_restart_goes_on_from_the_journaled_parent_or_afresh_once_it_is_
         async with bot_process(emu, data, "second.log", **env):
             again = [made(await finished(press, 240)) for press in presses]
         schedule = STRONGER["balanced"]
-        assert again[0]["steps"] == min(schedule.half + schedule.full, cap)
+        assert again[0]["steps"] == min(schedule.steps, cap)
         assert again[0]["parent"] == {
             "job": job_of(firsts[0]),
             "parameters": parameters_hash(made(firsts[0])),
         }
         assert again[1]["steps"] == min(QUALITY_PRESETS["balanced"].steps, cap)
         assert "parent" not in again[1]
-        assert [p["strength"] for p in again] == [7.0, 7.0]
+        assert [p["strength"] for p in again] == [5.0 + STRENGTH_STEP] * 2
         assert all(len([m for m in press.followups if m.files]) == 1 for press in presses)
         log = (tmp_path / "second.log").read_text()
         assert log.count(f"the picture of job {job_of(firsts[1])} is gone") == 1

@@ -72,8 +72,9 @@ async def test_a_new_strength_goes_on_from_the_picture(world: World) -> None:
         "job": job_of(first),
         "parameters": parameters_hash(made(first)),
     }
+    # Three strength steps: a Stronger's steps three times, under the operator's cap.
     schedule = STRONGER["balanced"]
-    assert parameters["steps"] == min(schedule.half + schedule.full, world.settings.nst_max_steps)
+    assert parameters["steps"] == min(3 * schedule.steps, world.settings.nst_max_steps)
     assert failures(world)[logged:] == []
 
 

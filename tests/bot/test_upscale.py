@@ -73,7 +73,7 @@ async def test_upscale_doubles_the_picture_as_its_continuation_and_at_the_cap_is
     assert size_of(bigger) == (128, 96)
     assert upscaled["size"] == CAP and upscaled["strength"] == 6.0
     schedule = UPSCALE["balanced"]
-    assert upscaled["steps"] == min(schedule.half + schedule.full, world.settings.nst_max_steps)
+    assert upscaled["steps"] == min(schedule.steps, world.settings.nst_max_steps)
     assert upscaled["parent"] == {"job": job_of(first), "parameters": parameters_hash(parent)}
     # At the cap: nothing more to offer.
     assert "Upscale" not in labels(bigger) and "Stronger" in labels(bigger)

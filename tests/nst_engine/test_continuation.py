@@ -46,13 +46,13 @@ def first(pictures, tmp_path):
 def test_a_continuation_takes_the_parents_options_and_names_its_parent(pictures, first, tmp_path):
     photo, artwork = pictures
     out = tmp_path / "stronger.png"
-    _paint("stylize", photo, artwork, "-o", out, "--from", first, "--strength", "7")
+    _paint("stylize", photo, artwork, "-o", out, "--from", first, "--strength", "4")
 
     made, parent = _made(out), _made(first)
-    assert made["strength"] == 7.0  # typed
+    assert made["strength"] == 4.0  # typed, one strength step above the parent's
     assert made["seed"] == 4 and made["size"] == 48 and made["quality"] == parent["quality"]
     schedule = STRONGER[parent["quality"]]
-    assert made["steps"] == schedule.half + schedule.full < parent["steps"]
+    assert made["steps"] == schedule.steps < parent["steps"]
     assert made["parent"] == {"job": None, "parameters": parameters_hash(parent)}
     assert _pixels(out).shape == _pixels(first).shape
     assert not np.array_equal(_pixels(out), _pixels(first))
@@ -92,7 +92,7 @@ def test_upscale_doubles_the_size_even_past_the_photos_own(pictures, first, tmp_
     assert _pixels(first).shape == (36, 48, 3)
     assert _pixels(out).shape == (72, 96, 3)  # the 48×36 photo is enlarged for it
     made = _made(out)
-    assert made["size"] == 96 and made["steps"] == UPSCALE[made["quality"]].full
+    assert made["size"] == 96 and made["steps"] == UPSCALE[made["quality"]].steps
     assert made["parent"]["parameters"] == parameters_hash(_made(first))
     # The enlarged picture, not a new one: close to the first picture enlarged.
     enlarged = np.asarray(Image.open(first).resize((96, 72), Image.Resampling.LANCZOS), np.float32)

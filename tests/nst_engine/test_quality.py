@@ -185,3 +185,26 @@ def test_stronger_and_weaker_go_on_from_the_picture_and_move_its_style(
     assert style["weaker"] > style["picture"], style
     # Weaker goes back towards the photo.
     assert content_distance(trained, weaker, photo) < content_distance(trained, painted, photo)
+
+
+def test_one_step_stronger_goes_on_to_about_a_fresh_runs_style(trained, photo, artwork):
+    """The Stronger button's one strength step from a styled picture (strength 8: the stand-in
+    shows the style there about as ImageNet's VGG19 does at 5) lands near a fresh run's style
+    at the new strength, in a fifth of its steps."""
+    from dataclasses import replace
+
+    from nst_engine.continuation import STRENGTH_STEP, plan
+
+    base = options_for_quality("balanced", precision="float32", max_size=SIZE, strength=8)
+    parent = stylize(photo, artwork, base, model=trained).image
+    stronger = replace(base, strength=8 + STRENGTH_STEP)
+    step = plan(parent, photo, stronger, "balanced", parent=(8, SIZE))
+    assert step.options.steps <= base.steps / 5
+    went_on = stylize(step.photo, artwork, step.options, model=trained, init_image=step.start)
+    fresh = stylize(photo, artwork, stronger, model=trained)
+    style = {
+        name: style_distance(trained, image, artwork)
+        for name, image in (("parent", parent), ("went on", went_on.image), ("fresh", fresh.image))
+    }
+    assert style["went on"] < style["parent"], style
+    assert style["went on"] == pytest.approx(style["fresh"], rel=0.06), style

@@ -27,7 +27,7 @@ from bot.cogs.stylize.errors import (
 )
 from bot.cogs.stylize.intake import Inputs
 from bot.cogs.stylize.lifecycle import RequestState
-from bot.cogs.stylize.request import EDITABLE, STRENGTH_STEP, Params, Request
+from bot.cogs.stylize.request import EDITABLE, Params, Request
 from bot.cogs.stylize.views import Action, EditForm, JobViews, label_of
 from bot.logs import job_id_var
 from nst_engine import continuation
@@ -130,10 +130,12 @@ class Buttons:
         await interaction.response.edit_message(content="✖️ Cancelling…", view=None)
 
     async def _stronger(self, interaction: discord.Interaction, job_id: str) -> None:
-        await self._rerun(interaction, job_id, "stronger", +STRENGTH_STEP, continues=True)
+        step = continuation.STRENGTH_STEP
+        await self._rerun(interaction, job_id, "stronger", +step, continues=True)
 
     async def _weaker(self, interaction: discord.Interaction, job_id: str) -> None:
-        await self._rerun(interaction, job_id, "weaker", -STRENGTH_STEP, continues=True)
+        step = continuation.STRENGTH_STEP
+        await self._rerun(interaction, job_id, "weaker", -step, continues=True)
 
     async def _variation(self, interaction: discord.Interaction, job_id: str) -> None:
         await self._rerun(interaction, job_id, "variation", seed=random.randrange(2**31))

@@ -27,8 +27,6 @@ Quality = Literal["fast", "balanced", "best"]
 QUALITIES: tuple[Quality, ...] = ("fast", "balanced", "best")
 # Discord's upload limit for a server without boosts, when the interaction does not say.
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
-# The Stronger / Weaker buttons move the strength by this much.
-STRENGTH_STEP = 2.0
 # The choices the Edit button's form shows and may change (Discord's forms hold five fields).
 EDITABLE = ("strength", "quality", "size", "preserve_colors", "seed")
 # The key of a re-run's button press, [result's job id, action], in its journaled params, so
