@@ -46,9 +46,9 @@ class Schedule:
 # strength 8, one strength step; docs/iterate.md), fast's and best's a step or two either side of
 # it. bench/iterate.py measures them.
 STRONGER: dict[str, Schedule] = {
-    "fast": Schedule(1.5, 6),
-    "balanced": Schedule(1.5, 8),
-    "best": Schedule(1.5, 10),
+    "fast": Schedule(1.5, 5),
+    "balanced": Schedule(1.5, 7),
+    "best": Schedule(1.5, 9),
 }
 WEAKER: dict[str, Schedule] = {
     "fast": Schedule(0.8, 3),
