@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from nst_engine.clips import Clip, decode_clip, encode_clip, read_clip_parameters
+from nst_engine.continuation import STRENGTH_STEP
 from tests.bot.harness import World, finished
 from tests.support import gradient_image
 
@@ -95,7 +96,7 @@ async def test_stronger_on_an_animation_gives_another_animation(world: World) ->
     clip, data = sent_clip(again)
     assert len(clip.frames) == 3 and clip.durations == (80,) * 3
     made = read_clip_parameters(data)
-    assert made["strength"] == 7.0
+    assert made["strength"] == 5.0 + STRENGTH_STEP
     assert "parent" not in made  # an animation's re-run is a fresh run, not a continuation
 
 

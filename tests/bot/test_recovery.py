@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from bot.cogs.stylize.delivery import PROGRESS_EDIT_SECONDS
+from nst_engine.continuation import STRENGTH_STEP
 from tests.bot.emulator import DiscordEmulator
 from tests.bot.harness import (
     TOKEN,
@@ -172,7 +173,7 @@ async def test_buttons_on_a_result_keep_working_after_a_restart(tmp_path) -> Non
             await press.wait_for(lambda rec: any(m.files for m in rec.followups), timeout=120)
             again = next(m for m in press.followups if m.files)
             fields = {f["name"]: f["value"] for f in again.embeds[0]["fields"]}
-            assert fields["Strength"] == "3"
+            assert fields["Strength"] == f"{5.0 - STRENGTH_STEP:g}"
 
 
 async def test_a_second_press_after_a_restart_is_refused_while_the_first_is_on_its_way(

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from bot.store import JournalUnavailable
+from nst_engine.continuation import STRENGTH_STEP
 from tests.bot.harness import RESULT_BUTTONS, World, finished, result_png
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -41,7 +42,7 @@ async def test_stronger_makes_a_second_picture_without_uploading_again(world: Wo
     press = await emu.press_button(first, first.buttons()[0]["custom_id"], user=inter.user)
     second = await finished(press)
     fields = {f["name"]: f["value"] for f in second.embeds[0]["fields"]}
-    assert fields["Strength"] == "8"
+    assert fields["Strength"] == f"{6.0 + STRENGTH_STEP:g}"
     assert result_png(second).size == (64, 48)
     assert second.file("stylized.png").data != first.file("stylized.png").data
 

@@ -12,6 +12,7 @@ import pytest
 
 from nst_engine.clips import decode_clip, read_clip_parameters
 from nst_engine.clips.sandbox import probe_video
+from nst_engine.continuation import STRENGTH_STEP
 from nst_engine.frames import Clip, encode_clip
 from tests.bot.harness import World, finished, png_bytes, result_png
 from tests.nst_engine import video_corpus as corpus
@@ -137,7 +138,7 @@ async def test_stronger_on_a_video_gives_another_video(world: World) -> None:
     data = sent_video(again)
     made = probe_video(data, "mp4")
     assert (made.frames, made.audio) == (2, "aac")
-    assert read_clip_parameters(data)["strength"] == 7.0
+    assert read_clip_parameters(data)["strength"] == 5.0 + STRENGTH_STEP
 
 
 async def test_cancel_stops_a_video_between_frames(world: World) -> None:
