@@ -31,9 +31,11 @@ STYLE = stripes_image(32, 32)
 LONG = StyleOptions(max_size=32, steps=5000)
 
 
-def tiny_job(steps: int = 4, width: int = 40, height: int = 32, **options: object) -> Job:
+def tiny_job(
+    steps: int = 4, width: int = 40, height: int = 32, max_size: int = 48, **options: object
+) -> Job:
     content = gradient_image(width, height, seed=width + height)
-    return Job(content, (STYLE,), StyleOptions(max_size=48, steps=steps, **options))
+    return Job(content, (STYLE,), StyleOptions(max_size=max_size, steps=steps, **options))
 
 
 async def first_event(handle) -> Progress:
@@ -119,15 +121,17 @@ async def test_a_worker_that_outgrew_its_memory_bound_is_replaced_and_no_job_is_
     (here any growth at all), the worker is replaced between two jobs; the jobs queued
     meanwhile wait for the new one and come back whole."""
     caplog.set_level("INFO", logger="nst_engine.pool")
-    sizes = [(24, 24), (48, 40), (64, 48), (40, 64)]
+    # Each job larger than the last (up to the tests' 64 px), so that the worker's memory grows
+    # past its first job's (at 48 px at most, it did not always under load).
+    sizes = [(24, 24), (48, 40), (64, 48), (64, 64)]
     async with EnginePool("random", workers=1, max_growth_percent=1e-9) as pool:
         first = pool.worker_pids()
-        handles = [pool.submit(tiny_job(width=w, height=h)) for w, h in sizes]
+        handles = [pool.submit(tiny_job(width=w, height=h, max_size=64)) for w, h in sizes]
         results = await asyncio.gather(*(h.result() for h in handles))
         await asyncio.wait_for(pool.wait_warm(), 60)
         assert pool.worker_pids() != first
     for (w, h), result in zip(sizes, results, strict=True):
-        out_w, out_h = output_size(w, h, 48)
+        out_w, out_h = output_size(w, h, 64)
         assert result.image.shape == (out_h, out_w, 3) and result.steps == 4
     replaced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("replacing")]
     assert replaced and "its memory grew from" in replaced[0], replaced
