@@ -27,12 +27,13 @@ from dataclasses import replace
 from bench.compare import machine
 from nst_engine.model import quiet_tensorflow
 
-# Per run: at most this × the fresh run's time, style distance within this × of the fresh run's
-# (either way when the run changes the strength, else at most), content distance at most this ×.
+# Per run: at most this × the fresh run's time; style distance at most this × the fresh run's,
+# and, where the run changes the strength, at least its inverse (as strong as asked); content
+# distance at most this × (None: no target).
 TARGETS = {
-    "stronger": (0.35, 1.05, 1.05),
-    "weaker": (0.35, 1.05, 1.05),
-    "upscale": (0.5, 1.05, None),
+    "stronger": (0.35, 1.05, True, 1.05),
+    "weaker": (0.35, 1.05, True, 1.05),
+    "upscale": (0.5, 1.05, False, None),
 }
 # The first picture's strength on the stand-in (see above).
 STAND_IN_STRENGTH = 8.0
@@ -144,8 +145,8 @@ def _iterate(
 
 
 def _meets(row: dict) -> bool:
-    time, style, content = TARGETS[row["run"]]
-    lowest = 1 / style if row["run"] in ("stronger", "weaker") else 0.0
+    time, style, either_way, content = TARGETS[row["run"]]
+    lowest = 1 / style if either_way else 0.0
     return (
         row["time"] <= time
         and lowest <= row["style"] <= style
