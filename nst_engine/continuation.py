@@ -4,8 +4,8 @@ the photo (Stronger, Weaker, twice the size), and the chain of pictures it came 
 A continuation is the same objective started from the last result, at full size only, with no
 start noise and a few steps (measured with bench/iterate.py on the trained stand-in):
 
-- stronger: from past the last result, half as far again from the photo as the last result is
-  (its strokes amplified), a few full-size steps;
+- stronger: from past the last result (its difference from the photo ×1.3: its strokes
+  amplified), a few full-size steps aimed somewhat past the new strength;
 - weaker: from four fifths of the way from the photo to the last result, a few steps;
 - upscale: from the last result enlarged, a few steps.
 
@@ -28,27 +28,40 @@ import numpy as np
 
 from nst_engine.errors import ImageError
 from nst_engine.images import decode_image, read_parameters, resize
-from nst_engine.options import DEFAULT_STRENGTH, StyleOptions
+from nst_engine.options import (
+    DEFAULT_STRENGTH,
+    STRENGTH_DECADES_PER_STEP,
+    StyleOptions,
+    doublings,
+)
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """A continuation's start and its full-size steps (for one strength step; a move of several
-    runs them once per step). It starts ``reach`` of the way from the photo to the last result:
-    1 is the last result, below 1 nearer the photo, above 1 past the last result, further from
-    the photo (its difference from the photo amplified)."""
+    """A continuation's start, its full-size steps (for one strength step; a move of several
+    runs them once per step) and how far it aims past the strength asked for."""
 
+    # Where it starts on the line from the photo to the last result: 1 is the last result,
+    # below 1 nearer the photo, above 1 past the last result, further from the photo (its
+    # difference from the photo amplified).
     reach: float
     steps: int
+    # Strength steps it aims beyond the new strength, in the direction of the move (the style
+    # weight ×2.5 per step): a few steps towards a point past the target end about where a
+    # fresh run's many end at the target. The picture's parameters keep the strength asked for.
+    lead: float = 0.0
+    # Added to `lead` per doubling of the picture's long side from 256 to 512 px (more pixels
+    # move more slowly in the same steps).
+    lead_per_doubling: float = 0.0
 
 
-# Per quality preset: balanced's chosen by sweeps at 256 px on the trained stand-in (a parent at
-# strength 8, one strength step; docs/iterate.md), fast's and best's a step or two either side of
-# it. bench/iterate.py measures them.
+# Per quality preset: balanced's chosen by sweeps at 256 and 512 px on the trained stand-in (a
+# parent at strength 8, one strength step; docs/iterate.md), fast's and best's a step or two
+# either side of it. bench/iterate.py measures them.
 STRONGER: dict[str, Schedule] = {
-    "fast": Schedule(1.5, 5),
-    "balanced": Schedule(1.5, 7),
-    "best": Schedule(1.5, 9),
+    "fast": Schedule(1.3, 5, lead=0.7, lead_per_doubling=0.3),
+    "balanced": Schedule(1.3, 6, lead=0.7, lead_per_doubling=0.3),
+    "best": Schedule(1.3, 8, lead=0.7, lead_per_doubling=0.3),
 }
 WEAKER: dict[str, Schedule] = {
     "fast": Schedule(0.8, 3),
@@ -182,7 +195,10 @@ def plan(
         raise ValueError(f"quality must be one of {', '.join(schedules)}, not {quality}")
     schedule = schedules[quality]
     # At the parent's own strength there is no direction to go: from the last result as it is.
-    reach = schedule.reach if options.strength != parent_strength else 1.0
+    moved = options.strength - parent_strength
+    reach = schedule.reach if moved else 1.0
+    lead = schedule.lead + schedule.lead_per_doubling * doublings(max(last.shape[:2]))
+    lead = math.copysign(lead, moved) if moved else 0.0
     start = last
     if reach != 1.0:
         h, w = last.shape[:2]
@@ -191,9 +207,16 @@ def plan(
         start = np.clip(np.round(reached), 0, 255).astype(np.uint8)
     # A move of several strength steps (the Edit form, the CLI) runs the steps of one per step,
     # never more than a fresh run's.
-    moves = max(1, math.ceil(abs(options.strength - parent_strength) / STRENGTH_STEP - 1e-9))
+    moves = max(1, math.ceil(abs(moved) / STRENGTH_STEP - 1e-9))
     steps = min(schedule.steps * moves, options.steps)
-    options = replace(options, steps=steps, coarse_fraction=0.0, levels=1, start_noise=0.0)
+    options = replace(
+        options,
+        steps=steps,
+        coarse_fraction=0.0,
+        levels=1,
+        start_noise=0.0,
+        style_emphasis=options.style_emphasis * 10 ** (lead * STRENGTH_DECADES_PER_STEP),
+    )
     return Continuation(photo, options, start)
 
 

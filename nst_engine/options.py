@@ -52,6 +52,13 @@ Precision = Literal["auto", "float32", "bfloat16", "float16"]
 Optimizer = Literal["adam", "lbfgs"]
 
 
+def doublings(side: int) -> float:
+    """How many times a long side of ``side`` pixels doubles `EMPHASIS_BASE_SIDE`, counted
+    between it and `EMPHASIS_TOP_SIDE` (the sizes per-doubling settings were measured at)."""
+    counted = math.log2(max(side, 1) / EMPHASIS_BASE_SIDE)
+    return min(max(counted, 0.0), math.log2(EMPHASIS_TOP_SIDE / EMPHASIS_BASE_SIDE))
+
+
 def style_weight_for_strength(strength: float) -> float:
     """The style weight that `strength` (0–10) stands for, with the content weight at 1e4."""
     return BASE_STYLE_WEIGHT * 10 ** ((strength - DEFAULT_STRENGTH) * STRENGTH_DECADES_PER_STEP)
@@ -252,9 +259,7 @@ class StyleOptions:
 
     def style_weight_at(self, side: int) -> float:
         """The style weight for a picture whose long side is ``side`` pixels."""
-        doublings = math.log2(max(side, 1) / EMPHASIS_BASE_SIDE)
-        doublings = min(max(doublings, 0.0), math.log2(EMPHASIS_TOP_SIDE / EMPHASIS_BASE_SIDE))
-        return self.effective_style_weight * self.style_emphasis_per_doubling**doublings
+        return self.effective_style_weight * self.style_emphasis_per_doubling ** doublings(side)
 
     def replace(self, **changes: object) -> StyleOptions:
         """A copy with some fields changed (validated again)."""
