@@ -2,6 +2,7 @@
 new picture's parameters say of its parent, and the one-line refusals."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -160,3 +161,28 @@ def test_upscale_of_a_file_that_is_no_picture_is_one_line(pictures, tmp_path, ca
     err = _error(capsys, ["upscale", notes, photo, artwork, "-o", tmp_path / "out.png"])
     assert err == "error: notes.png: not an image Pillow can read: it looks like text"
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("side", "strength", "aimed"),
+    [
+        (256, 9.0, 0.7),  # Stronger: 0.7 strength steps past 9 at 256 px ...
+        (512, 9.0, 1.0),  # ... 1.0 from 512 px (more pixels move more slowly) ...
+        (1024, 9.0, 1.0),
+        (384, 9.0, 0.7 + 0.3 * math.log2(384 / 256)),  # ... and between, per doubling
+        (512, 7.0, 0.0),  # Weaker and a repaint at the same strength aim at the strength asked
+        (512, 8.0, 0.0),
+    ],
+)
+def test_a_stronger_aims_past_the_strength_asked_and_keeps_it(side, strength, aimed):
+    from dataclasses import replace
+
+    from nst_engine.continuation import plan
+    from nst_engine.options import options_for_quality
+
+    last = np.zeros((side, side, 3), np.uint8)
+    asked = options_for_quality("balanced", max_size=side, strength=strength)
+    step = plan(last, last, asked, "balanced", parent=(8.0, side))
+    assert step.options.strength == strength  # what the picture's parameters will say
+    aimed_at = replace(asked, strength=strength + aimed)
+    assert step.options.style_weight_at(side) == pytest.approx(aimed_at.style_weight_at(side))
