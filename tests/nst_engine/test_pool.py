@@ -121,17 +121,18 @@ async def test_a_worker_that_outgrew_its_memory_bound_is_replaced_and_no_job_is_
     (here any growth at all), the worker is replaced between two jobs; the jobs queued
     meanwhile wait for the new one and come back whole."""
     caplog.set_level("INFO", logger="nst_engine.pool")
-    # Each job larger than the last (up to the tests' 64 px), so that the worker's memory grows
-    # past its first job's (at 48 px at most, it did not always under load).
-    sizes = [(24, 24), (48, 40), (64, 48), (64, 64)]
+    # Each job larger than the last, so that the worker's memory grows past its first job's: up
+    # to 64 px it did not always (under load on an Intel Xeon; never on a 2-core AMD EPYC), up
+    # to 160 px (random weights, 4 steps: a few seconds) it did.
+    sizes = [(24, 24), (64, 48), (128, 96), (160, 160)]
     async with EnginePool("random", workers=1, max_growth_percent=1e-9) as pool:
         first = pool.worker_pids()
-        handles = [pool.submit(tiny_job(width=w, height=h, max_size=64)) for w, h in sizes]
+        handles = [pool.submit(tiny_job(width=w, height=h, max_size=160)) for w, h in sizes]
         results = await asyncio.gather(*(h.result() for h in handles))
         await asyncio.wait_for(pool.wait_warm(), 60)
         assert pool.worker_pids() != first
     for (w, h), result in zip(sizes, results, strict=True):
-        out_w, out_h = output_size(w, h, 64)
+        out_w, out_h = output_size(w, h, 160)
         assert result.image.shape == (out_h, out_w, 3) and result.steps == 4
     replaced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("replacing")]
     assert replaced and "its memory grew from" in replaced[0], replaced
