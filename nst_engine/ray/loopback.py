@@ -23,13 +23,22 @@ switch (`ENV`, read by every Ray process at import) makes it bind loopback only.
 as ``ray start --head --block`` in a process group of its own, with its own temporary folder,
 no dashboard and no usage statistics; `stop` ends that group (the head's processes and every
 worker Ray started for it), never ``ray stop``, which would end every Ray of this user here.
+
+A process that dies without calling `stop` (SIGKILLed, a CI timeout) would leave its cluster
+running and its folder behind for good: each head or cluster therefore has a watchdog, a small
+process in a session of its own (``python -m nst_engine.ray.loopback --watch FOLDER``) that
+follows the cluster's processes and reads a pipe only its starter can write. `stop` dismisses
+it with a word on that pipe; the pipe's end without that word means that the starter has died,
+and the watchdog ends what it followed (as `stop` would) and removes the folder.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -37,12 +46,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from nst_engine.processes import descendants, kill_noted, noted
+from nst_engine.processes import descendants, kill_noted, noted, start_time
 
 # Every Ray process of the cluster listens on 127.0.0.1, sends no usage statistics, and, being
 # on loopback only and short-lived, asks for no token (so none is written to ~/.ray).
@@ -53,6 +63,9 @@ ENV = {
 }
 _START_TIMEOUT = 90.0
 _STOP_WAIT = 15.0
+# How often a watchdog notes what the cluster's processes have started: a process started and
+# orphaned (its parent killed) within one interval of its starter's death is missed.
+_WATCH_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +142,7 @@ class LoopbackHead:
         self.client_port = 0
         self.temp_dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._watchdog: _Watchdog | None = None
 
     @property
     def address(self) -> str:
@@ -175,7 +189,9 @@ class LoopbackHead:
         ]
         if self.client:
             command.append(f"--ray-client-server-port={self.client_port}")
-        env = {**os.environ, **ENV}
+        # Told to end (SIGTERM), a head first drains its node for up to 30 s, asking a GCS that
+        # the same SIGTERM has ended: it would end only at the SIGKILL 15 s later.
+        env = {**os.environ, **ENV, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
         if self.autoscale is not None:
             config = self.temp_dir / "autoscaling.json"
             config.write_text(json.dumps(self.autoscale.config(self.address)))
@@ -191,6 +207,12 @@ class LoopbackHead:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        try:
+            self._watchdog = _Watchdog(self.temp_dir, group=self._process.pid)
+            self._watchdog.follow([self._process.pid])
+        except BaseException:
+            self.stop()
+            raise
         deadline = time.monotonic() + _START_TIMEOUT
         while not (_accepts(self.port) and (not self.client or _accepts(self.client_port))):
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -209,7 +231,7 @@ class LoopbackHead:
 
     def stop(self) -> None:
         """End the head's processes (SIGTERM to its group, then SIGKILL to whatever of the
-        cluster is left) and remove its folder."""
+        cluster is left), remove its folder, and dismiss its watchdog."""
         cluster = noted(self.pids())
         process, self._process = self._process, None
         if process is not None:
@@ -224,6 +246,10 @@ class LoopbackHead:
         kill_noted(cluster)  # any worker the raylet left behind
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+        # Last, so that a process killed in the middle of this still has its cluster ended.
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.dismiss()
 
     def __enter__(self) -> LoopbackHead:
         return self.start()
@@ -243,7 +269,8 @@ class LoopbackCluster:
     actors Ray gives one still compute on the CPU), all on 127.0.0.1 on this host, built with
     Ray's own `ray.cluster_utils.Cluster` (how Ray tests several nodes on one machine: ``ray
     start --address`` refuses to add a node under the loopback switch). The nodes are processes of
-    this one; a lost node is noticed by the head within about two seconds."""
+    this one, in its process group; they die with it, but not their agents, which the watchdog
+    ends. A lost node is noticed by the head within about two seconds."""
 
     def __init__(
         self, nodes: int = 2, cpus: int = 1, *, gpus: int = 0, object_store_mb: int = 100
@@ -255,6 +282,7 @@ class LoopbackCluster:
         self._cluster: Any = None
         self._workers: dict[str, Any] = {}
         self.temp_dir: Path | None = None
+        self._watchdog: _Watchdog | None = None
 
     @property
     def address(self) -> str:
@@ -272,25 +300,27 @@ class LoopbackCluster:
         # whatever the nodes' folder: both ours.
         os.environ["RAY_TMPDIR"] = str(self.temp_dir)
         (self.temp_dir / "ray").mkdir()
-        self._cluster = Cluster(
-            initialize_head=True,
-            connect=False,
-            head_node_args={
-                "node_ip_address": "127.0.0.1",
-                "object_store_memory": self.object_store_mb * 2**20,
-                "temp_dir": str(self.temp_dir / "ray"),
-                "num_cpus": 0,
-                "include_dashboard": False,
-                # A node missing three health checks half a second apart is dead.
-                "_system_config": {
-                    "health_check_initial_delay_ms": 0,
-                    "health_check_period_ms": 500,
-                    "health_check_timeout_ms": 500,
-                    "health_check_failure_threshold": 3,
-                },
-            },
-        )
+        self._watchdog = _Watchdog(self.temp_dir)
         try:
+            self._cluster = Cluster(
+                initialize_head=True,
+                connect=False,
+                head_node_args={
+                    "node_ip_address": "127.0.0.1",
+                    "object_store_memory": self.object_store_mb * 2**20,
+                    "temp_dir": str(self.temp_dir / "ray"),
+                    "num_cpus": 0,
+                    "include_dashboard": False,
+                    # A node missing three health checks half a second apart is dead.
+                    "_system_config": {
+                        "health_check_initial_delay_ms": 0,
+                        "health_check_period_ms": 500,
+                        "health_check_timeout_ms": 500,
+                        "health_check_failure_threshold": 3,
+                    },
+                },
+            )
+            self._watchdog.follow(_node_pids(self._cluster.head_node))
             for _ in range(self.nodes):
                 self.add_node()
         except BaseException:
@@ -309,6 +339,7 @@ class LoopbackCluster:
             temp_dir=str(self.temp_dir / "ray"),
         )
         self._workers[node.node_id] = node
+        self._watchdog.follow(_node_pids(node))
         return node.node_id
 
     def node_ids(self) -> list[str]:
@@ -343,12 +374,113 @@ class LoopbackCluster:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
             if os.environ.get("RAY_TMPDIR") == str(self.temp_dir):
                 del os.environ["RAY_TMPDIR"]
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.dismiss()
 
     def __enter__(self) -> LoopbackCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Watchdog:
+    """This process's side of a cluster's watchdog (see the module): it starts the watchdog,
+    tells it which processes are the cluster's, and dismisses it."""
+
+    def __init__(self, folder: Path, *, group: int | None = None) -> None:
+        """A watchdog for the cluster whose folder is ``folder``; ``group``: a process group
+        that is the cluster's too, while its leader (told to `follow`) runs."""
+        # Python makes pipes close-on-exec: no process started since inherits the write end
+        # (the watchdog is given the read end as its input), so the watchdog reads the end of
+        # its input only once this process has dismissed it or died.
+        read, self._pipe = os.pipe()
+        command = [sys.executable, "-m", __name__, "--watch", str(folder)]
+        if group is not None:
+            command.append(f"--group={group}")
+        try:
+            self._process = subprocess.Popen(
+                command,
+                # Where this module's package is, whatever this process's path.
+                cwd=Path(__file__).resolve().parents[2],
+                stdin=read,
+                # Not this process's output: whoever reads that waits for its end.
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                # Out of this process's group and session, which whatever kills it may end.
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(self._pipe)
+            raise
+        finally:
+            os.close(read)
+
+    def follow(self, pids: Iterable[int]) -> None:
+        """Tell the watchdog that ``pids`` are the cluster's, and so is what they start."""
+        lines = "".join(f"{pid} {started}\n" for pid, started in noted(pids).items())
+        # A watchdog that has died leaves the cluster as it was before watchdogs: no worse.
+        with contextlib.suppress(BrokenPipeError):
+            os.write(self._pipe, lines.encode())
+
+    def dismiss(self) -> None:
+        """Let the watchdog go without its touching the cluster, and wait for it."""
+        with contextlib.suppress(BrokenPipeError):
+            os.write(self._pipe, b"stop\n")
+        os.close(self._pipe)
+        try:
+            self._process.wait(_STOP_WAIT)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def _watch(folder: Path, group: int | None) -> None:
+    """The watchdog: until its input ends, it reads ``PID START`` lines (processes of the
+    cluster) and notes each second what they started; ``stop`` dismisses it. At the end of its
+    input without ``stop``, it ends every process it noted (SIGTERM to ``group`` first, while
+    its leader runs, as `LoopbackHead.stop` does) and removes ``folder``."""
+    cluster: dict[int, str] = {}
+    unread = b""
+    while True:
+        if select.select([0], [], [], _WATCH_INTERVAL)[0]:
+            chunk = os.read(0, 4096)
+            if not chunk:
+                break
+            *lines, unread = (unread + chunk).split(b"\n")
+            for line in lines:
+                if line == b"stop":
+                    return
+                pid, started = line.decode().split()
+                cluster[int(pid)] = started
+        cluster = _noted_cluster(cluster, group)
+    cluster = _noted_cluster(cluster, group)
+    if group in cluster:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + _STOP_WAIT
+        while _running(cluster) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        cluster = _noted_cluster(cluster, group)
+        if group in cluster:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+    kill_noted(cluster)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _noted_cluster(cluster: dict[int, str], group: int | None) -> dict[int, str]:
+    """Those of ``cluster`` still running, and what descends from them; and, while its leader
+    is one of them (a group outlives its leader, and its number may then be reused), the
+    processes of ``group``."""
+    running = _running(cluster)
+    return running | noted(descendants(running, group=group if group in running else None))
+
+
+def _running(processes: dict[int, str]) -> dict[int, str]:
+    """Those of ``processes`` still running (not a process that has reused a pid since)."""
+    return {pid: started for pid, started in processes.items() if start_time(pid) == started}
 
 
 def _node_pids(node: Any) -> list[int]:
@@ -366,3 +498,11 @@ def _accepts(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1.0)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="A loopback Ray cluster's watchdog.")
+    parser.add_argument("--watch", type=Path, required=True, metavar="FOLDER")
+    parser.add_argument("--group", type=int)
+    arguments = parser.parse_args()
+    _watch(arguments.watch, arguments.group)

@@ -12,7 +12,9 @@ module-scoped event loop; the last closes them and checks that nothing of the cl
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from nst_engine.processes import descendants, kill_noted, noted, start_time
 from nst_engine.ray.loopback import ENV, LoopbackHead
 
 # Before anything imports Ray: every Ray process, this driver included, on 127.0.0.1 only.
@@ -150,6 +153,71 @@ def test_actors_end_with_the_bot_that_owns_them(head, tmp_path):
     while _running(actor) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _running(actor), "the dead driver's actor is still running"
+
+
+@pytest.mark.parametrize(
+    "start", ["LoopbackHead(cpus=1)", "LoopbackCluster(nodes=1)"], ids=["head", "cluster"]
+)
+def test_a_loopback_ray_whose_starter_is_killed_ends_and_leaves_no_folder(start, tmp_path):
+    """A test process killed outright (SIGKILL, a CI timeout) never calls ``stop``: the
+    cluster's watchdog ends what it started and removes its folder all the same."""
+    script = textwrap.dedent(
+        f"""
+        import json
+        import time
+
+        from nst_engine.ray.loopback import LoopbackCluster, LoopbackHead
+
+        cluster = {start}.start()
+        # Once every process has started (a head killed before then hears no SIGTERM, blocked
+        # in Ray's native code on the GCS that the SIGTERM ended, until the SIGKILL 15 s on)
+        # and the watchdog, looking each second, has seen it.
+        pids, since, deadline = set(), time.monotonic(), time.monotonic() + 30
+        while time.monotonic() - since < 2 and time.monotonic() < deadline:
+            if (now := set(cluster.pids())) != pids:
+                pids, since = now, time.monotonic()
+            time.sleep(0.1)
+        print(json.dumps({{"temp_dir": str(cluster.temp_dir), "pids": sorted(pids)}}), flush=True)
+        time.sleep(600)
+        """
+    )
+    starter = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "starter.log").open("wb"),
+    )
+    cluster: dict[int, str] = {}
+    group = temp_dir = None
+    try:
+        line = starter.stdout.readline()
+        assert line.strip(), (tmp_path / "starter.log").read_text()[-2000:]
+        started = json.loads(line)
+        cluster, temp_dir = noted(started["pids"]), Path(started["temp_dir"])
+        assert cluster and temp_dir.is_dir()
+        # A head's process group (its leader's pid; the leader started first) holds what it
+        # starts later and what outlives its parent. A cluster's nodes are in the starter's.
+        first = min(cluster, key=lambda pid: int(cluster[pid]))
+        group = first if os.getpgid(first) == first else None
+        starter.kill()
+        starter.wait()
+        deadline = time.monotonic() + 30
+        while (left := _still_running(cluster, group)) or temp_dir.exists():
+            assert time.monotonic() < deadline, f"left behind: {left}, {temp_dir.exists()=}"
+            time.sleep(0.2)
+    finally:
+        starter.kill()
+        starter.wait()
+        kill_noted(cluster | noted(descendants(cluster, group=group)))
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _still_running(cluster: dict[int, str], group: int | None) -> list[int]:
+    """Which of ``cluster`` still run (a pid reused since does not count), having first added
+    every process descended from them or in ``group``."""
+    cluster.update(noted(descendants(cluster, group=group)))
+    return sorted(pid for pid, started in cluster.items() if start_time(pid) == started)
 
 
 def _running(pid: int) -> bool:
