@@ -37,8 +37,6 @@ import itertools
 import logging
 import os
 import socket
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -46,6 +44,7 @@ from nst_engine import worker
 from nst_engine.backend import WorkerStarting
 from nst_engine.errors import NSTError
 from nst_engine.processes import descendants
+from nst_engine.ray.guard import Guard
 from nst_engine.ray.slot import ActorSlot, one_line
 from nst_engine.runner import JobHandle, Runner
 
@@ -161,7 +160,7 @@ class RayBackend(Runner):
         self._scaler: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         # With Ray started here: the guard that ends what of it outlives us (see `guard`).
-        self._guard: subprocess.Popen[bytes] | None = None
+        self._guard: Guard | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -225,7 +224,7 @@ class RayBackend(Runner):
                     namespace=self.namespace,
                     logging_level=logging.WARNING,
                 )
-                self._guard = _start_guard(sorted(set(descendants([os.getpid()])) - before))
+                self._guard = Guard(sorted(set(descendants([os.getpid()])) - before))
             else:
                 self._join()
         except Exception as err:  # noqa: BLE001 - Ray raises many kinds; one line for the operator
@@ -322,9 +321,8 @@ class RayBackend(Runner):
             self._connected = False
         if self._guard is not None:
             # Ends whatever of the Ray we started outlives its shutdown, then exits.
-            self._guard.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(self._guard.wait, _GUARD_WAIT)
+            self._guard.release()
+            await asyncio.to_thread(self._guard.wait, _GUARD_WAIT)
             self._guard = None
         log.info("Ray backend closed")
 
@@ -469,18 +467,6 @@ class RayBackend(Runner):
     def worker_node_ids(self) -> list[str]:
         """Ray's ids of those nodes, in the same order."""
         return [slot.node_id or "?" for slot in self._slots if slot.ready and slot.pid is not None]
-
-
-def _start_guard(pids: list[int]) -> subprocess.Popen[bytes]:
-    """`nst_engine.ray.guard` watching ``pids`` (the Ray that this process started) for as
-    long as we hold its stdin open; in a session of its own, so that the signals meant for the
-    bot's process group leave it be."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "nst_engine.ray.guard", *map(str, pids)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
 
 def check_reachable(address: str) -> None:

@@ -25,20 +25,16 @@ no dashboard and no usage statistics; `stop` ends that group (the head's process
 worker Ray started for it), never ``ray stop``, which would end every Ray of this user here.
 
 A process that dies without calling `stop` (SIGKILLed, a CI timeout) would leave its cluster
-running and its folder behind for good: each head or cluster therefore has a watchdog, a small
-process in a session of its own (``python -m nst_engine.ray.loopback --watch FOLDER``) that
-follows the cluster's processes and reads a pipe only its starter can write. `stop` dismisses
-it with a word on that pipe; the pipe's end without that word means that the starter has died,
-and the watchdog ends what it followed (as `stop` would) and removes the folder.
+running and its folder behind for good: each head or cluster has a guard (`nst_engine.ray.guard`,
+a small process in a session of its own) that follows the cluster's processes and, once its
+starter is gone, ends what of them still runs and removes the folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
-import select
 import shutil
 import signal
 import socket
@@ -46,13 +42,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from nst_engine.processes import descendants, kill_noted, noted, start_time
+from nst_engine.processes import descendants, kill_noted, noted
+from nst_engine.ray.guard import Guard
 
 # Every Ray process of the cluster listens on 127.0.0.1, sends no usage statistics, and, being
 # on loopback only and short-lived, asks for no token (so none is written to ~/.ray).
@@ -63,9 +59,6 @@ ENV = {
 }
 _START_TIMEOUT = 90.0
 _STOP_WAIT = 15.0
-# How often a watchdog notes what the cluster's processes have started: a process started and
-# orphaned (its parent killed) within one interval of its starter's death is missed.
-_WATCH_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -142,7 +135,7 @@ class LoopbackHead:
         self.client_port = 0
         self.temp_dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._watchdog: _Watchdog | None = None
+        self._guard: Guard | None = None
 
     @property
     def address(self) -> str:
@@ -207,9 +200,12 @@ class LoopbackHead:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        # Its output is not this process's: whoever reads that would wait for its end.
+        group = self._process.pid
         try:
-            self._watchdog = _Watchdog(self.temp_dir, group=self._process.pid)
-            self._watchdog.follow([self._process.pid])
+            self._guard = Guard(
+                [group], group=group, folder=self.temp_dir, stderr=subprocess.DEVNULL
+            )
         except BaseException:
             self.stop()
             raise
@@ -231,7 +227,7 @@ class LoopbackHead:
 
     def stop(self) -> None:
         """End the head's processes (SIGTERM to its group, then SIGKILL to whatever of the
-        cluster is left), remove its folder, and dismiss its watchdog."""
+        cluster is left), remove its folder, and let its guard go."""
         cluster = noted(self.pids())
         process, self._process = self._process, None
         if process is not None:
@@ -247,9 +243,9 @@ class LoopbackHead:
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
         # Last, so that a process killed in the middle of this still has its cluster ended.
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None:
-            watchdog.dismiss()
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.release()
 
     def __enter__(self) -> LoopbackHead:
         return self.start()
@@ -269,7 +265,7 @@ class LoopbackCluster:
     actors Ray gives one still compute on the CPU), all on 127.0.0.1 on this host, built with
     Ray's own `ray.cluster_utils.Cluster` (how Ray tests several nodes on one machine: ``ray
     start --address`` refuses to add a node under the loopback switch). The nodes are processes of
-    this one, in its process group; they die with it, but not their agents, which the watchdog
+    this one, in its process group; they die with it, but not their agents, which the guard
     ends. A lost node is noticed by the head within about two seconds."""
 
     def __init__(
@@ -282,7 +278,7 @@ class LoopbackCluster:
         self._cluster: Any = None
         self._workers: dict[str, Any] = {}
         self.temp_dir: Path | None = None
-        self._watchdog: _Watchdog | None = None
+        self._guard: Guard | None = None
 
     @property
     def address(self) -> str:
@@ -300,7 +296,7 @@ class LoopbackCluster:
         # whatever the nodes' folder: both ours.
         os.environ["RAY_TMPDIR"] = str(self.temp_dir)
         (self.temp_dir / "ray").mkdir()
-        self._watchdog = _Watchdog(self.temp_dir)
+        self._guard = Guard([], folder=self.temp_dir, stderr=subprocess.DEVNULL)
         try:
             self._cluster = Cluster(
                 initialize_head=True,
@@ -320,7 +316,7 @@ class LoopbackCluster:
                     },
                 },
             )
-            self._watchdog.follow(_node_pids(self._cluster.head_node))
+            self._guard.follow(_node_pids(self._cluster.head_node))
             for _ in range(self.nodes):
                 self.add_node()
         except BaseException:
@@ -339,7 +335,8 @@ class LoopbackCluster:
             temp_dir=str(self.temp_dir / "ray"),
         )
         self._workers[node.node_id] = node
-        self._watchdog.follow(_node_pids(node))
+        assert self._guard is not None
+        self._guard.follow(_node_pids(node))
         return node.node_id
 
     def node_ids(self) -> list[str]:
@@ -374,113 +371,15 @@ class LoopbackCluster:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
             if os.environ.get("RAY_TMPDIR") == str(self.temp_dir):
                 del os.environ["RAY_TMPDIR"]
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None:
-            watchdog.dismiss()
+        guard, self._guard = self._guard, None
+        if guard is not None:
+            guard.release()
 
     def __enter__(self) -> LoopbackCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-class _Watchdog:
-    """This process's side of a cluster's watchdog (see the module): it starts the watchdog,
-    tells it which processes are the cluster's, and dismisses it."""
-
-    def __init__(self, folder: Path, *, group: int | None = None) -> None:
-        """A watchdog for the cluster whose folder is ``folder``; ``group``: a process group
-        that is the cluster's too, while its leader (told to `follow`) runs."""
-        # Python makes pipes close-on-exec: no process started since inherits the write end
-        # (the watchdog is given the read end as its input), so the watchdog reads the end of
-        # its input only once this process has dismissed it or died.
-        read, self._pipe = os.pipe()
-        command = [sys.executable, "-m", __name__, "--watch", str(folder)]
-        if group is not None:
-            command.append(f"--group={group}")
-        try:
-            self._process = subprocess.Popen(
-                command,
-                # Where this module's package is, whatever this process's path.
-                cwd=Path(__file__).resolve().parents[2],
-                stdin=read,
-                # Not this process's output: whoever reads that waits for its end.
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                # Out of this process's group and session, which whatever kills it may end.
-                start_new_session=True,
-            )
-        except BaseException:
-            os.close(self._pipe)
-            raise
-        finally:
-            os.close(read)
-
-    def follow(self, pids: Iterable[int]) -> None:
-        """Tell the watchdog that ``pids`` are the cluster's, and so is what they start."""
-        lines = "".join(f"{pid} {started}\n" for pid, started in noted(pids).items())
-        # A watchdog that has died leaves the cluster as it was before watchdogs: no worse.
-        with contextlib.suppress(BrokenPipeError):
-            os.write(self._pipe, lines.encode())
-
-    def dismiss(self) -> None:
-        """Let the watchdog go without its touching the cluster, and wait for it."""
-        with contextlib.suppress(BrokenPipeError):
-            os.write(self._pipe, b"stop\n")
-        os.close(self._pipe)
-        try:
-            self._process.wait(_STOP_WAIT)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-
-def _watch(folder: Path, group: int | None) -> None:
-    """The watchdog: until its input ends, it reads ``PID START`` lines (processes of the
-    cluster) and notes each second what they started; ``stop`` dismisses it. At the end of its
-    input without ``stop``, it ends every process it noted (SIGTERM to ``group`` first, while
-    its leader runs, as `LoopbackHead.stop` does) and removes ``folder``."""
-    cluster: dict[int, str] = {}
-    unread = b""
-    while True:
-        if select.select([0], [], [], _WATCH_INTERVAL)[0]:
-            chunk = os.read(0, 4096)
-            if not chunk:
-                break
-            *lines, unread = (unread + chunk).split(b"\n")
-            for line in lines:
-                if line == b"stop":
-                    return
-                pid, started = line.decode().split()
-                cluster[int(pid)] = started
-        cluster = _noted_cluster(cluster, group)
-    cluster = _noted_cluster(cluster, group)
-    if group in cluster:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGTERM)
-        deadline = time.monotonic() + _STOP_WAIT
-        while _running(cluster) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        cluster = _noted_cluster(cluster, group)
-        if group in cluster:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
-    kill_noted(cluster)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _noted_cluster(cluster: dict[int, str], group: int | None) -> dict[int, str]:
-    """Those of ``cluster`` still running, and what descends from them; and, while its leader
-    is one of them (a group outlives its leader, and its number may then be reused), the
-    processes of ``group``."""
-    running = _running(cluster)
-    return running | noted(descendants(running, group=group if group in running else None))
-
-
-def _running(processes: dict[int, str]) -> dict[int, str]:
-    """Those of ``processes`` still running (not a process that has reused a pid since)."""
-    return {pid: started for pid, started in processes.items() if start_time(pid) == started}
 
 
 def _node_pids(node: Any) -> list[int]:
@@ -498,11 +397,3 @@ def _accepts(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1.0)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="A loopback Ray cluster's watchdog.")
-    parser.add_argument("--watch", type=Path, required=True, metavar="FOLDER")
-    parser.add_argument("--group", type=int)
-    arguments = parser.parse_args()
-    _watch(arguments.watch, arguments.group)

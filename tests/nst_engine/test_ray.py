@@ -160,7 +160,7 @@ def test_actors_end_with_the_bot_that_owns_them(head, tmp_path):
 )
 def test_a_loopback_ray_whose_starter_is_killed_ends_and_leaves_no_folder(start, tmp_path):
     """A test process killed outright (SIGKILL, a CI timeout) never calls ``stop``: the
-    cluster's watchdog ends what it started and removes its folder all the same."""
+    cluster's guard ends what it started and removes its folder all the same."""
     script = textwrap.dedent(
         f"""
         import json
@@ -171,7 +171,7 @@ def test_a_loopback_ray_whose_starter_is_killed_ends_and_leaves_no_folder(start,
         cluster = {start}.start()
         # Once every process has started (a head killed before then hears no SIGTERM, blocked
         # in Ray's native code on the GCS that the SIGTERM ended, until the SIGKILL 15 s on)
-        # and the watchdog, looking each second, has seen it.
+        # and the guard, looking each second, has seen it.
         pids, since, deadline = set(), time.monotonic(), time.monotonic() + 30
         while time.monotonic() - since < 2 and time.monotonic() < deadline:
             if (now := set(cluster.pids())) != pids:
@@ -181,12 +181,13 @@ def test_a_loopback_ray_whose_starter_is_killed_ends_and_leaves_no_folder(start,
         time.sleep(600)
         """
     )
-    starter = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=Path(__file__).parents[2],
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "starter.log").open("wb"),
-    )
+    with (tmp_path / "starter.log").open("wb") as log:
+        starter = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=Path(__file__).parents[2],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
     cluster: dict[int, str] = {}
     group = temp_dir = None
     try:
@@ -208,6 +209,7 @@ def test_a_loopback_ray_whose_starter_is_killed_ends_and_leaves_no_folder(start,
     finally:
         starter.kill()
         starter.wait()
+        starter.stdout.close()
         kill_noted(cluster | noted(descendants(cluster, group=group)))
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
