@@ -331,11 +331,10 @@ def plot(rows: list[dict], header: str, path: Path, time: str = "engine") -> Non
 def figure(work: Path, rows: list[dict], weights: str, path: Path) -> None:
     """The photo, the artwork and each run's picture in a row, each named with its engine
     seconds and distances, the weights named under them (a PNG)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    photo = np.load(work / "content.npy")
-    h, w = photo.shape[:2]
-    tiles = [("photo", photo, ""), ("artwork", np.load(work / "style.npy"), "")]
+    tiles = [
+        ("photo", np.load(work / "content.npy"), ""),
+        ("artwork", np.load(work / "style.npy"), ""),
+    ]
     base = _tutorial(rows, rows[0].get("pair"))
     for r in rows:
         image = np.load(work / f"out-{r['name'].replace('/', '-')}.npy")
@@ -345,24 +344,34 @@ def figure(work: Path, rows: list[dict], weights: str, path: Path) -> None:
             f"content {r['content'] / base['content']:.2f}x"
         )
         tiles.append((r["name"].split("/")[0], image, note))
+    sheet(tiles, weights, path)
+
+
+def sheet(tiles: list[tuple[str, np.ndarray, str]], weights: str, path: Path) -> None:
+    """Pictures (uint8 H×W×3) in a row, each with its name and a note under it, the weights
+    named under them all (a PNG). Each is cut to the first one's shape (its centre, scaled to
+    cover it), so an artwork or a larger picture shows beside the photo."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w = tiles[0][1].shape[:2]
     pad, caption = 8, 34
-    sheet = Image.new("RGB", (len(tiles) * (w + pad) + pad, h + caption + 2 * pad + 14), "white")
-    draw = ImageDraw.Draw(sheet)
+    page = Image.new("RGB", (len(tiles) * (w + pad) + pad, h + caption + 2 * pad + 14), "white")
+    draw = ImageDraw.Draw(page)
     font = ImageFont.load_default(size=12)
     for i, (name, image, note) in enumerate(tiles):
         tile = Image.fromarray(image)
-        if tile.size != (w, h):  # the artwork: its centre, cut to the photo's shape
+        if tile.size != (w, h):
             scale = max(w / tile.width, h / tile.height)
             tile = tile.resize((round(tile.width * scale), round(tile.height * scale)))
             left, top = (tile.width - w) // 2, (tile.height - h) // 2
             tile = tile.crop((left, top, left + w, top + h))
         x = pad + i * (w + pad)
-        sheet.paste(tile, (x, pad))
+        page.paste(tile, (x, pad))
         draw.text((x, h + pad + 4), name, fill="black", font=font)
         draw.text((x, h + pad + 18), note, fill="dimgray", font=font)
     draw.text((pad, h + caption + pad), f"weights: {weights}", fill="firebrick", font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    page.save(path)
 
 
 def _tutorial(rows: list[dict], pair: str | None = None) -> dict:

@@ -3,7 +3,7 @@ Upscale, each as a continuation (`nst_engine.continuation.plan`, what the bot's 
 `nst stylize --from` run) and as a fresh run with the same settings.
 
     python -m bench.iterate [--sizes 256 512] [--precisions float32 auto] [--pairs rocket-strokes]
-                            [--strength 8] [--runs stronger weaker upscale]
+                            [--strength 8] [--runs stronger weaker upscale] [--figure PATH]
 
 Stronger and Weaker move the strength one step (`continuation.STRENGTH_STEP`), as the bot's
 buttons do. For each it prints the engine seconds of both (the model loaded and traced once,
@@ -23,8 +23,9 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 
-from bench.compare import machine
+from bench.compare import machine, sheet
 from nst_engine.model import quiet_tensorflow
 
 # Per run: at most this × the fresh run's time; style distance at most this × the fresh run's,
@@ -50,6 +51,11 @@ def main() -> None:
         "--strength", type=float, default=None, help="the first picture's (8 on hed, else 5)"
     )
     parser.add_argument("--runs", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        help="the first pair's first picture, each fresh run and continuation",
+    )
     args = parser.parse_args()
     quiet_tensorflow()
     from bench.pairs import pair
@@ -67,14 +73,18 @@ def main() -> None:
         f"{'pair':<18} {'size':>5} {'precision':>9} {'run':<9} {'fresh s':>8} {'cont. s':>8} "
         f"{'× time':>7} {'× style':>8} {'× content':>9}  targets"
     )
-    failed = False
+    failed = drawn = False
     for name in args.pairs:
         photo, artwork = pair(name)
         for size in args.sizes:
             for precision in dict.fromkeys(resolve_precision(p) for p in args.precisions):
-                rows = _iterate(
+                first, rows = _iterate(
                     model, photo, artwork, size, precision, args.quality, args.strength, args.runs
                 )
+                if args.figure and not drawn:
+                    tiles = _tiles(first, args.strength, rows)
+                    sheet(tiles, weights_label(args.weights), args.figure)
+                    drawn = True
                 for row in rows:
                     met = _meets(row)
                     failed |= not met
@@ -97,8 +107,8 @@ def _iterate(
     quality: str,
     strength: float,
     runs: list[str],
-) -> list[dict]:
-    """The first picture, then each continuation in ``runs`` against its fresh run."""
+) -> tuple:
+    """The first picture, and each continuation in ``runs`` against its fresh run."""
     from nst_engine import stylize
     from nst_engine.continuation import STRENGTH_STEP, plan, upscaled_size
     from nst_engine.distances import content_distance, style_distance
@@ -114,12 +124,12 @@ def _iterate(
     paint(photo, replace(first_options, steps=2))  # traces and Gram targets, outside the figures
     first = paint(photo, first_options)
     parent = (first_options.strength, size)
+    rows = []
     wanted = {
         "stronger": replace(first_options, strength=first_options.strength + STRENGTH_STEP),
         "weaker": replace(first_options, strength=first_options.strength - STRENGTH_STEP),
         "upscale": replace(first_options, max_size=upscaled_size(max(first.image.shape[:2]), 4096)),
     }
-    rows = []
     for run in runs:
         options = wanted[run]
         step = plan(first.image, photo, options, quality, parent=parent)
@@ -139,9 +149,12 @@ def _iterate(
                 "time": went_on.seconds / fresh.seconds,
                 "style": distances[1][0] / distances[0][0],
                 "content": distances[1][1] / distances[0][1],
+                "strength": options.strength,
+                "size": max(fresh.image.shape[:2]),
+                "images": (fresh.image, went_on.image),
             }
         )
-    return rows
+    return first.image, rows
 
 
 def _meets(row: dict) -> bool:
@@ -152,6 +165,20 @@ def _meets(row: dict) -> bool:
         and lowest <= row["style"] <= style
         and (content is None or row["content"] <= content)
     )
+
+
+def _tiles(first, strength: float, rows: list[dict]) -> list[tuple]:
+    """`bench.compare.sheet`'s tiles: the first picture, then each run's fresh picture and
+    continuation (an upscale's shown at the first picture's size)."""
+    tiles = [(f"first picture, strength {strength:g}", first, "")]
+    for row in rows:
+        fresh, went_on = row["images"]
+        what = f"{row['run']}, strength {row['strength']:g}, {row['size']} px"
+        tiles.append((f"fresh: {what}", fresh, f"{row['fresh_s']:.0f} s"))
+        # "x", not "×": Pillow's bundled font has no "×".
+        note = f"{row['cont_s']:.0f} s, style {row['style']:.2f}x, content {row['content']:.2f}x"
+        tiles.append((f"went on: {row['run']}", went_on, note))
+    return tiles
 
 
 if __name__ == "__main__":
