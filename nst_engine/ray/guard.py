@@ -44,8 +44,9 @@ _GRACE = 2.0
 
 class Guard:
     """The starter's side of a guard watching ``pids`` (see the module) for as long as this
-    process holds its pipe open; ``stderr``: where its one line on what it ended goes (None:
-    this process's)."""
+    process holds its pipe open; ``grace``: seconds it leaves Ray's own clean-up before it
+    ends what is left; ``stderr``: where its one line on what it ended goes (None: this
+    process's)."""
 
     def __init__(
         self,
@@ -53,9 +54,10 @@ class Guard:
         *,
         group: int | None = None,
         folder: Path | None = None,
+        grace: float = _GRACE,
         stderr: int | None = None,
     ) -> None:
-        command = [sys.executable, "-m", __name__, *map(str, pids)]
+        command = [sys.executable, "-m", __name__, *map(str, pids), "--grace", str(grace)]
         command += [] if group is None else ["--group", str(group)]
         command += [] if folder is None else ["--folder", str(folder)]
         # The pipe's write end is this process's alone: Python makes it close-on-exec, so no
@@ -92,9 +94,12 @@ class Guard:
             self._process.wait(timeout)
 
 
-def watch(roots: list[int], pipe: int, *, group: int | None = None) -> list[int]:
+def watch(
+    roots: list[int], pipe: int, *, group: int | None = None, grace: float = _GRACE
+) -> list[int]:
     """Note ``roots`` (and those read from ``pipe``, one pid a line) and their descendants
-    until ``pipe`` ends; then SIGKILL those still running. Returns the pids it ended."""
+    until ``pipe`` ends; then, ``grace`` seconds on, SIGKILL those still running. Returns the
+    pids it ended."""
     seen = noted(roots)
     leader = seen.get(group) if group is not None else None
     unread = b""
@@ -115,7 +120,7 @@ def watch(roots: list[int], pipe: int, *, group: int | None = None) -> list[int]
                 break
             *lines, unread = (unread + chunk).split(b"\n")
             seen.update(noted(int(line) for line in lines if line.strip()))
-    time.sleep(_GRACE)
+    time.sleep(grace)
     return kill_noted(seen)
 
 
@@ -124,10 +129,11 @@ def main() -> None:
     parser.add_argument("pids", type=int, nargs="*")
     parser.add_argument("--group", type=int, help="a process group that is the cluster's too")
     parser.add_argument("--folder", type=Path, help="removed at the end")
+    parser.add_argument("--grace", type=float, default=_GRACE, help="seconds for Ray's clean-up")
     args = parser.parse_args()
     # Its own session already; signals meant for the starter's process group never reach it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ended = watch(args.pids, sys.stdin.fileno(), group=args.group)
+    ended = watch(args.pids, sys.stdin.fileno(), group=args.group, grace=args.grace)
     if args.folder is not None:
         shutil.rmtree(args.folder, ignore_errors=True)
     if ended:

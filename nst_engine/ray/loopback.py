@@ -200,12 +200,9 @@ class LoopbackHead:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        # Its output is not this process's: whoever reads that would wait for its end.
         group = self._process.pid
         try:
-            self._guard = Guard(
-                [group], group=group, folder=self.temp_dir, stderr=subprocess.DEVNULL
-            )
+            self._guard = _guard([group], group=group, folder=self.temp_dir)
         except BaseException:
             self.stop()
             raise
@@ -246,6 +243,7 @@ class LoopbackHead:
         guard, self._guard = self._guard, None
         if guard is not None:
             guard.release()
+            guard.wait(_STOP_WAIT)
 
     def __enter__(self) -> LoopbackHead:
         return self.start()
@@ -296,7 +294,7 @@ class LoopbackCluster:
         # whatever the nodes' folder: both ours.
         os.environ["RAY_TMPDIR"] = str(self.temp_dir)
         (self.temp_dir / "ray").mkdir()
-        self._guard = Guard([], folder=self.temp_dir, stderr=subprocess.DEVNULL)
+        self._guard = _guard([], folder=self.temp_dir)
         try:
             self._cluster = Cluster(
                 initialize_head=True,
@@ -374,12 +372,21 @@ class LoopbackCluster:
         guard, self._guard = self._guard, None
         if guard is not None:
             guard.release()
+            guard.wait(_STOP_WAIT)
 
     def __enter__(self) -> LoopbackCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _guard(pids: list[int], **where: Any) -> Guard:
+    """A guard for a loopback cluster: no grace (nothing of the cluster is worth waiting for;
+    `stop` has ended it all when it lets the guard go, and waits for it, so that no guard
+    outlives a stopped cluster), and its output not this process's, whose reader would wait
+    for its end."""
+    return Guard(pids, grace=0.0, stderr=subprocess.DEVNULL, **where)
 
 
 def _node_pids(node: Any) -> list[int]:
