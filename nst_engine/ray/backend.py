@@ -321,8 +321,7 @@ class RayBackend(Runner):
             self._connected = False
         if self._guard is not None:
             # Ends whatever of the Ray we started outlives its shutdown, then exits.
-            self._guard.release()
-            await asyncio.to_thread(self._guard.wait, _GUARD_WAIT)
+            await asyncio.to_thread(self._guard.close, _GUARD_WAIT)
             self._guard = None
         log.info("Ray backend closed")
 

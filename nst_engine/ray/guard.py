@@ -70,10 +70,6 @@ class Guard:
             start_new_session=True,
         )
 
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
     def follow(self, pids: Iterable[int]) -> None:
         """More processes to watch (and what descends from them): a node added later."""
         lines = "".join(f"{pid}\n" for pid in pids).encode()
@@ -82,14 +78,11 @@ class Guard:
             self._process.stdin.write(lines)
             self._process.stdin.flush()
 
-    def release(self) -> None:
-        """Let the guard go: it ends what it noted that still runs, removes its folder, and
-        exits (`wait`)."""
+    def close(self, timeout: float) -> None:
+        """Let the guard go (it ends what it noted that still runs, removes its folder, and
+        exits), and wait up to ``timeout`` seconds for it to finish."""
         with contextlib.suppress(BrokenPipeError):
             self._process.stdin.close()
-
-    def wait(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for a released guard to finish."""
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout)
 

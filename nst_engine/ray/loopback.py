@@ -242,8 +242,7 @@ class LoopbackHead:
         # Last, so that a process killed in the middle of this still has its cluster ended.
         guard, self._guard = self._guard, None
         if guard is not None:
-            guard.release()
-            guard.wait(_STOP_WAIT)
+            guard.close(_STOP_WAIT)
 
     def __enter__(self) -> LoopbackHead:
         return self.start()
@@ -371,8 +370,7 @@ class LoopbackCluster:
                 del os.environ["RAY_TMPDIR"]
         guard, self._guard = self._guard, None
         if guard is not None:
-            guard.release()
-            guard.wait(_STOP_WAIT)
+            guard.close(_STOP_WAIT)
 
     def __enter__(self) -> LoopbackCluster:
         return self.start()
