@@ -161,12 +161,13 @@ async def test_a_result_delivered_after_a_restart_has_the_same_buttons_and_edit_
         async with ready_bot(emu, data, "first.log", **env) as first:
             small = await finished(await stylize(emu, member), 120)
             # Neither picture gets posted: both uploads are held until the emulator closes.
-            emu.hang_next("POST /webhooks/*", times=2)
+            held = emu.hang_next("POST /webhooks/*", times=2)
             fresh = await stylize(emu, member, strength=7)
             upscale = await emu.press_button(small, button(small, "Upscale")["custom_id"])
-            await emu.wait_until(
-                lambda: journal_states(data).count("done") == 2, timeout=120, what="both painted"
-            )
+            # Both uploads held, not only both journaled: a picture journaled as done but not
+            # yet on its way would take the second hold after the restart.
+            await emu.wait_until(lambda: held.hits == 2, timeout=120, what="both uploads held")
+            assert journal_states(data).count("done") == 2
             os.killpg(first.pid, signal.SIGKILL)
             await first.wait()
         assert not any(m.files for press in (fresh, upscale) for m in press.followups)

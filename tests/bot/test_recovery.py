@@ -176,6 +176,39 @@ async def test_buttons_on_a_result_keep_working_after_a_restart(tmp_path) -> Non
             assert fields["Strength"] == f"{5.0 - STRENGTH_STEP:g}"
 
 
+async def test_a_result_whose_upload_hangs_after_a_restart_does_not_hold_up_the_bot(
+    tmp_path,
+) -> None:
+    """A picture painted before a SIGKILL but not posted is delivered after the restart; while
+    Discord holds that upload, the bot still comes online and paints a new member's picture."""
+    async with DiscordEmulator(token=TOKEN) as emu:
+        photo, art = pictures(emu)
+        data = tmp_path / "data"
+        async with ready_bot(emu, data, "first.log", NST_MAX_STEPS="20") as first:
+            held = emu.hang_next("POST /webhooks/*")
+            old = await emu.invoke_slash("stylize", {"content": photo, "style": art})
+            await emu.wait_until(lambda: held.hits == 1, timeout=120, what="the held upload")
+            os.killpg(first.pid, signal.SIGKILL)
+            await first.wait()
+        assert journal_states(data) == ["done"]
+
+        held_again = emu.hang_next("POST /webhooks/*")
+        async with ready_bot(emu, data, "second.log", NST_MAX_STEPS="20"):
+            await emu.wait_until(lambda: held_again.hits == 1, timeout=60, what="the re-upload")
+            new = await emu.invoke_slash("stylize", {"content": photo, "style": art})
+            assert (await finished(new, 120)).files
+            assert not any(m.files for m in old.followups)
+
+            held_again.release()
+            delivered = await finished(old, 60)
+            assert f"<@{old.user.id}>" in delivered.content
+            await emu.wait_until(
+                lambda: sorted(journal_states(data)) == ["delivered", "delivered"],
+                timeout=30,
+                what="both journaled as delivered",
+            )
+
+
 async def test_a_second_press_after_a_restart_is_refused_while_the_first_is_on_its_way(
     tmp_path,
 ) -> None:

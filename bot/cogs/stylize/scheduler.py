@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import numpy as np
@@ -192,18 +192,28 @@ class Scheduler:
                 await self.journal.set_state(record.id, RequestState.FAILED.value)
                 return
             log.info("delivering a result finished before the restart")
-            await self._deliver(request, stored.result, None)
+            # In the background: the bot logs in after this, and a slow Discord upload must
+            # not keep it off the gateway.
+            self._in_background(self._deliver(request, stored.result, None), request)
             return
         if record.attempts >= MAX_ATTEMPTS:
             await self.lifecycle.move(request, RequestState.FAILED)
-            await self._tell(
+            self._in_background(
+                self._tell(
+                    request,
+                    f"❌ {request.mention}, your picture stopped the bot {record.attempts} times; "
+                    "try a smaller size or other images.",
+                ),
                 request,
-                f"❌ {request.mention}, your picture stopped the bot {record.attempts} times; "
-                "try a smaller size or other images.",
             )
             return
         log.info("re-queued after a restart (was %s)", record.state)
         self.queue.push(record.user_id, request, force=True)
+
+    def _in_background(self, work: Coroutine[Any, Any, None], request: Request) -> None:
+        task = asyncio.create_task(work, name=f"nst-job-{request.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ---- the dispatcher ----------------------------------------------------------------------
 
@@ -219,9 +229,7 @@ class Scheduler:
                 request.started_at = time.monotonic()
                 await self.lifecycle.move(request, RequestState.RUNNING)
                 self._idle.clear()
-                task = asyncio.create_task(self._run(request), name=f"nst-job-{request.id}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._in_background(self._run(request), request)
             self.moved.set()
 
     async def _run(self, request: Request) -> None:
