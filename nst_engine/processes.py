@@ -46,15 +46,20 @@ def noted(pids: Iterable[int]) -> dict[int, str]:
     return {pid: started for pid in pids if (started := start_time(pid)) is not None}
 
 
+def still_running(processes: Mapping[int, str]) -> list[int]:
+    """Those of ``processes`` (pids with their noted start times) that still run with the start
+    time noted for them: a pid reused since is another process's. Sorted."""
+    return sorted(pid for pid, started in processes.items() if start_time(pid) == started)
+
+
 def kill_noted(processes: Mapping[int, str]) -> list[int]:
     """SIGKILL each process that still runs with the start time noted for it (a pid reused
     since is left alone); the pids it ended."""
     ended = []
-    for pid, started in processes.items():
-        if start_time(pid) == started:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-                ended.append(pid)
+    for pid in still_running(processes):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            ended.append(pid)
     return ended
 
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from nst_engine.processes import descendants, kill_noted, noted, start_time
+from nst_engine.processes import descendants, kill_noted, noted, start_time, still_running
 
 # Seconds between looks at the starter's processes, and given to Ray's own clean-up.
 _LOOK = 1.0
@@ -102,8 +102,7 @@ def watch(
         grouped = group if leader is not None and start_time(group) == leader else None
         # From those still running only: a pid reused since is another's, and so are its
         # children.
-        running = [pid for pid, started in seen.items() if start_time(pid) == started]
-        for pid, started in noted(descendants(running, group=grouped)).items():
+        for pid, started in noted(descendants(still_running(seen), group=grouped)).items():
             if pid != os.getpid():
                 seen.setdefault(pid, started)
         readable, _, _ = select.select([pipe], [], [], _LOOK)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from nst_engine.processes import descendants, kill_noted, noted, start_time
+from nst_engine.processes import descendants, kill_noted, noted, start_time, still_running
 from nst_engine.ray.loopback import ENV, LoopbackHead
 
 # Before anything imports Ray: every Ray process, this driver included, on 127.0.0.1 only.
@@ -150,9 +150,9 @@ def test_actors_end_with_the_bot_that_owns_them(head, tmp_path):
         driver.kill()
         driver.wait()
     deadline = time.monotonic() + 30
-    while _running(actor) and time.monotonic() < deadline:
+    while start_time(actor) is not None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _running(actor), "the dead driver's actor is still running"
+    assert start_time(actor) is None, "the dead driver's actor is still running"
 
 
 @pytest.mark.parametrize(
@@ -219,15 +219,7 @@ def _still_running(cluster: dict[int, str], group: int | None) -> list[int]:
     """Which of ``cluster`` still run (a pid reused since does not count), having first added
     every process descended from them or in ``group``."""
     cluster.update(noted(descendants(cluster, group=group)))
-    return sorted(pid for pid, started in cluster.items() if start_time(pid) == started)
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
+    return still_running(cluster)
 
 
 @on_ray_loop
