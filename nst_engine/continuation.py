@@ -73,6 +73,10 @@ UPSCALE: dict[str, Schedule] = {
     "balanced": Schedule(1.0, 5),
     "best": Schedule(1.0, 8),
 }
+# A continuation's first L-BFGS step moves a pixel by this much on average (`lbfgs_first_step`):
+# unscaled, L-BFGS-B's first step goes to the box's corners and backtracks (a Weaker spent 8
+# evaluations of the objective on its 4 steps, scaled 6; docs/iterate.md).
+FIRST_STEP = 0.01
 # The bot's Stronger and Weaker move the strength by this much (the style weight ×2.5 or ÷2.5):
 # a step a few full-size steps can follow from the last result (docs/iterate.md).
 STRENGTH_STEP = 1.0
@@ -215,6 +219,7 @@ def plan(
         coarse_fraction=0.0,
         levels=1,
         start_noise=0.0,
+        lbfgs_first_step=FIRST_STEP,
         style_emphasis=options.style_emphasis * 10 ** (lead * STRENGTH_DECADES_PER_STEP),
     )
     return Continuation(photo, options, start)

@@ -113,6 +113,11 @@ class StyleOptions:
     # Adam's first-moment decay and epsilon (the tutorial's 0.99 and 0.1 keep pixel updates smooth).
     beta_1: float = 0.99
     epsilon: float = 0.1
+    # L-BFGS's first trial step at each level, as a pixel's mean (RMS) move in [0, 1] units: the
+    # loss is scaled at the level's start so that its gradient's RMS is this. None: the loss as
+    # it is, and L-BFGS-B first tries a step to the box's corners and backtracks (2-3 more
+    # evaluations a level). Continuations set it (nst_engine.continuation.FIRST_STEP).
+    lbfgs_first_step: float | None = None
     # Stop when the total loss improved by less than this fraction over the last 20 steps (0: off).
     early_stop_tolerance: float = 0.0
     # Arithmetic of the feature network: auto picks bfloat16/float16 where the hardware is fast at
@@ -199,6 +204,10 @@ class StyleOptions:
         _check(
             self.final_learning_rate is None or 0 < self.final_learning_rate <= 1,
             f"final_learning_rate must be above 0 and at most 1, not {self.final_learning_rate}",
+        )
+        _check(
+            self.lbfgs_first_step is None or 0 < self.lbfgs_first_step <= 1,
+            f"lbfgs_first_step must be above 0 and at most 1, not {self.lbfgs_first_step}",
         )
         _check(0 <= self.beta_1 < 1, f"beta_1 must be in [0, 1), not {self.beta_1}")
         _check(self.epsilon > 0, f"epsilon must be above 0, not {self.epsilon}")

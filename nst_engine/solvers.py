@@ -149,12 +149,16 @@ class LBFGS:
         image = level.image
         shape = tuple(image.shape)
         last: list[Losses] = []
+        scale: list[float] = []
 
         def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
             pixels = tf.constant(x.reshape(shape), tf.float32)
             c, s, tv, held, grad = level.compiled(pixels, *level.targets, level.temporal)
             last[:] = [Losses(float(c), float(s), float(tv), float(held))]
-            return float(c + s + tv + held), grad.numpy().astype(np.float64).ravel()
+            gradient = grad.numpy().astype(np.float64).ravel()
+            if not scale:
+                scale.append(_first_step_scale(gradient, self.options.lbfgs_first_step))
+            return float(c + s + tv + held) * scale[0], gradient * scale[0]
 
         def iterated(x: np.ndarray) -> bool:
             image.assign(tf.constant(x.reshape(shape), tf.float32))
@@ -165,6 +169,14 @@ class LBFGS:
             return
         x = lbfgsb_in_unit_box(fun, image.numpy().ravel(), level.steps, iterated)
         image.assign(tf.constant(x.reshape(shape), tf.float32))
+
+
+def _first_step_scale(gradient: np.ndarray, first_step: float | None) -> float:
+    """What the loss is multiplied by so that L-BFGS-B's first trial step, minus the gradient
+    (its first guess of the curvature is 1), moves a pixel by ``first_step`` on average; later
+    steps take their curvature from the steps before, whatever the scale. None: 1."""
+    rms = float(np.sqrt(np.mean(np.square(gradient))))
+    return first_step / rms if first_step is not None and rms > 0 else 1.0
 
 
 # `scipy.optimize.minimize`'s defaults for L-BFGS-B: history pairs, the relative reduction of the

@@ -186,3 +186,43 @@ def test_a_stronger_aims_past_the_strength_asked_and_keeps_it(side, strength, ai
     assert step.options.strength == strength  # what the picture's parameters will say
     aimed_at = replace(asked, strength=strength + aimed)
     assert step.options.style_weight_at(side) == pytest.approx(aimed_at.style_weight_at(side))
+
+
+@pytest.mark.parametrize("strength", [4.0, 2.0], ids=["stronger", "weaker"])
+def test_a_continuations_first_step_is_not_spent_backtracking(random_model, monkeypatch, strength):
+    """Unscaled, L-BFGS-B's first step of a continuation went to the box's corners and came
+    back in 4-5 evaluations of the objective; scaled by `FIRST_STEP` it takes 2-3, and each
+    later step one."""
+    from dataclasses import replace
+
+    import nst_engine.solvers as solvers
+    from nst_engine import stylize
+    from nst_engine.continuation import plan
+    from nst_engine.options import options_for_quality
+
+    photo, artwork = gradient_image(48, 36), stripes_image(32, 32)
+    first = options_for_quality("balanced", max_size=48, strength=3, precision="float32")
+    parent = stylize(photo, artwork, first, model=random_model).image
+    step = plan(parent, photo, replace(first, strength=strength), "balanced", parent=(3.0, 48))
+
+    driven = solvers.lbfgsb_in_unit_box
+    evaluations_by_step: list[int] = []
+
+    def counting(fun, x0, maxiter, iterated):
+        evaluations = [0]
+
+        def counted(x):
+            evaluations[0] += 1
+            return fun(x)
+
+        def stepped(x):
+            evaluations_by_step.append(evaluations[0])
+            return iterated(x)
+
+        return driven(counted, x0, maxiter, stepped)
+
+    monkeypatch.setattr(solvers, "lbfgsb_in_unit_box", counting)
+    result = stylize(step.photo, artwork, step.options, model=random_model, init_image=step.start)
+    assert result.steps == step.options.steps == len(evaluations_by_step)
+    assert evaluations_by_step[0] <= 3, evaluations_by_step
+    assert np.diff(evaluations_by_step).max() == 1, evaluations_by_step

@@ -127,6 +127,7 @@ def test_the_learning_rate_decays_geometrically_within_a_level():
     [
         ({"levels": 5}, "levels must be between 1 and 4"),
         ({"final_learning_rate": 0.0}, "final_learning_rate must be above 0"),
+        ({"lbfgs_first_step": 0.0}, "lbfgs_first_step must be above 0 and at most 1"),
         ({"coarse_optimizer": "sgd"}, "coarse_optimizer must be adam or lbfgs"),
         ({"init": "zeros"}, "init must be content, noise or matched"),
         ({"style_emphasis_per_doubling": 0.5}, "style_emphasis_per_doubling must be between 1"),
