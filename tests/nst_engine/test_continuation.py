@@ -188,11 +188,10 @@ def test_a_stronger_aims_past_the_strength_asked_and_keeps_it(side, strength, ai
     assert step.options.style_weight_at(side) == pytest.approx(aimed_at.style_weight_at(side))
 
 
-@pytest.mark.parametrize("strength", [4.0, 2.0], ids=["stronger", "weaker"])
-def test_a_continuations_first_step_is_not_spent_backtracking(random_model, monkeypatch, strength):
-    """Unscaled, L-BFGS-B's first step of a continuation went to the box's corners and came
-    back in 4-5 evaluations of the objective; scaled by `FIRST_STEP` it takes 2-3, and each
-    later step one."""
+def test_a_weakers_first_step_is_not_spent_backtracking(random_model, monkeypatch):
+    """Unscaled, L-BFGS-B's first step of a Weaker went to the box's corners and came back in
+    4 evaluations of the objective here; scaled by `FIRST_STEP` it takes 2-3, and each later
+    step one."""
     from dataclasses import replace
 
     import nst_engine.solvers as solvers
@@ -203,7 +202,7 @@ def test_a_continuations_first_step_is_not_spent_backtracking(random_model, monk
     photo, artwork = gradient_image(48, 36), stripes_image(32, 32)
     first = options_for_quality("balanced", max_size=48, strength=3, precision="float32")
     parent = stylize(photo, artwork, first, model=random_model).image
-    step = plan(parent, photo, replace(first, strength=strength), "balanced", parent=(3.0, 48))
+    step = plan(parent, photo, replace(first, strength=2.0), "balanced", parent=(3.0, 48))
 
     driven = solvers.lbfgsb_in_unit_box
     evaluations_by_step: list[int] = []
