@@ -116,7 +116,7 @@ class StyleOptions:
     # L-BFGS's first trial step at each level, as a pixel's mean (RMS) move in [0, 1] units: the
     # loss is scaled at the level's start so that its gradient's RMS is this. None: the loss as
     # it is, and L-BFGS-B first tries a step to the box's corners and backtracks (2-3 more
-    # evaluations a level). Continuations set it (nst_engine.continuation.FIRST_STEP).
+    # evaluations a level). A Weaker continuation sets it (nst_engine.continuation.FIRST_STEP).
     lbfgs_first_step: float | None = None
     # Stop when the total loss improved by less than this fraction over the last 20 steps (0: off).
     early_stop_tolerance: float = 0.0

@@ -175,8 +175,10 @@ def _first_step_scale(gradient: np.ndarray, first_step: float | None) -> float:
     """What the loss is multiplied by so that L-BFGS-B's first trial step, minus the gradient
     (its first guess of the curvature is 1), moves a pixel by ``first_step`` on average; later
     steps take their curvature from the steps before, whatever the scale. None: 1."""
+    if first_step is None:
+        return 1.0
     rms = float(np.sqrt(np.mean(np.square(gradient))))
-    return first_step / rms if first_step is not None and rms > 0 else 1.0
+    return first_step / rms if rms > 0 else 1.0
 
 
 # `scipy.optimize.minimize`'s defaults for L-BFGS-B: history pairs, the relative reduction of the
